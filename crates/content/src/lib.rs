@@ -1,0 +1,166 @@
+//! herald-content: the content model every channel renders from.
+//!
+//! It owns `herald.toml`, statement files and their validation, and the Markdown
+//! document tree. It reads files but never writes any, and knows no channel.
+
+pub mod config;
+pub mod diag;
+pub mod doc;
+pub mod html;
+pub mod markdown;
+pub mod statement;
+pub mod urls;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use rayon::prelude::*;
+
+pub use config::{Config, Organization};
+pub use diag::{Diagnostic, Diagnostics};
+pub use doc::{Block, Document, Inline};
+pub use statement::{FrontMatter, Statement};
+pub use urls::{FeedKind, Output};
+
+/// Everything in `content/`, valid.
+#[derive(Debug, Clone)]
+pub struct Corpus {
+    /// The project root (the folder that holds `content/`).
+    pub root: PathBuf,
+    pub config: Config,
+    /// Newest first (by `date`), then by id and language order in `herald.toml`.
+    pub statements: Vec<Statement>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Invalid(Diagnostics),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// `content/` below the project root.
+pub fn content_dir(root: &Path) -> PathBuf {
+    root.join("content")
+}
+
+fn shown(root: &Path, path: &Path) -> PathBuf {
+    path.strip_prefix(root).unwrap_or(path).to_path_buf()
+}
+
+/// Load and validate everything. Reports every problem in every file at once.
+pub fn load(root: &Path) -> Result<Corpus, LoadError> {
+    let content = content_dir(root);
+    let config_path = content.join("herald.toml");
+    let config = Config::load(&config_path).map_err(|mut d| {
+        d.file = shown(root, &d.file);
+        LoadError::Invalid(Diagnostics(vec![d]))
+    })?;
+    let dir = content.join("statements");
+    let mut files = Vec::new();
+    if dir.exists() {
+        for entry in walkdir::WalkDir::new(&dir).sort_by_file_name() {
+            let entry = entry.map_err(|e| LoadError::Io {
+                path: e.path().map_or_else(|| dir.clone(), Path::to_path_buf),
+                source: e.into(),
+            })?;
+            let hidden = entry.file_name().to_str().is_some_and(|n| n.starts_with('.'));
+            if entry.file_type().is_file() && !hidden {
+                files.push(entry.into_path());
+            }
+        }
+    }
+    let parsed: Vec<Result<Statement, Vec<Diagnostic>>> = files
+        .par_iter()
+        .map(|path| {
+            let rel = path.strip_prefix(&dir).unwrap_or(path);
+            let show = shown(root, path);
+            match std::fs::read(path) {
+                Ok(bytes) => statement::parse_file(&config, rel, &show, &bytes),
+                Err(e) => Err(vec![Diagnostic::file(
+                    "io",
+                    &show,
+                    format!("cannot read: {e}"),
+                    "check the file's permissions",
+                )]),
+            }
+        })
+        .collect();
+    let mut problems = Vec::new();
+    let mut statements = Vec::new();
+    for p in parsed {
+        match p {
+            Ok(s) => statements.push(s),
+            Err(d) => problems.extend(d),
+        }
+    }
+    // Two files that would publish at the same address.
+    let mut seen: HashMap<(String, String, String), &Statement> = HashMap::new();
+    for s in &statements {
+        let key = (s.year.clone(), s.slug.clone(), s.lang.clone());
+        if let Some(first) = seen.get(&key) {
+            problems.push(Diagnostic::file(
+                "duplicate",
+                &s.path,
+                format!(
+                    "duplicate slug: {} and {} both publish {}",
+                    first.path.display(),
+                    s.path.display(),
+                    s.page_path()
+                ),
+                "give one of them another file name or `slug`",
+            ));
+        } else {
+            seen.insert(key, s);
+        }
+    }
+    if !problems.is_empty() {
+        problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        return Err(LoadError::Invalid(Diagnostics(problems)));
+    }
+    let lang_rank = |l: &str| config.languages.iter().position(|x| x == l).unwrap_or(usize::MAX);
+    statements.sort_by(|a, b| {
+        b.meta
+            .date
+            .cmp(&a.meta.date)
+            .then_with(|| a.id.cmp(&b.id))
+            .then_with(|| lang_rank(&a.lang).cmp(&lang_rank(&b.lang)))
+    });
+    Ok(Corpus {
+        root: root.to_path_buf(),
+        config,
+        statements,
+    })
+}
+
+impl Corpus {
+    /// The statements due at `now` (embargo lifted, not drafts), newest first.
+    pub fn due(&self, now: DateTime<Utc>) -> Vec<&Statement> {
+        self.statements.iter().filter(|s| s.is_due(now)).collect()
+    }
+
+    /// Statements still under embargo at `now` (not drafts), soonest first.
+    pub fn embargoed(&self, now: DateTime<Utc>) -> Vec<&Statement> {
+        let mut v: Vec<&Statement> = self
+            .statements
+            .iter()
+            .filter(|s| !s.meta.draft && s.meta.publish_at > now)
+            .collect();
+        v.sort_by_key(|s| s.meta.publish_at);
+        v
+    }
+
+    /// Every language version of a statement, in `herald.toml` order.
+    pub fn translations<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Statement> + 'a {
+        self.statements.iter().filter(move |s| s.id == id)
+    }
+
+    pub fn get(&self, id: &str, lang: &str) -> Option<&Statement> {
+        self.statements.iter().find(|s| s.id == id && s.lang == lang)
+    }
+}

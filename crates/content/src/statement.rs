@@ -1,0 +1,578 @@
+//! One statement file: `statements/YYYY/slug.LANG.md`, TOML front matter between
+//! `+++` lines, then a Markdown body. Parsing collects every problem it can find.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, FixedOffset, TimeZone, Utc};
+use sha2::{Digest, Sha256};
+use toml::de::{DeTable, DeValue};
+
+use crate::config::Config;
+use crate::diag::Diagnostic;
+use crate::doc::Document;
+use crate::markdown;
+
+/// Keys a statement's front matter may hold.
+pub const KEYS: &[&str] = &[
+    "title",
+    "date",
+    "publish_at",
+    "updated",
+    "summary",
+    "issuers",
+    "place",
+    "occasion",
+    "topics",
+    "bulletin",
+    "draft",
+    "slug",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrontMatter {
+    pub title: String,
+    pub date: DateTime<FixedOffset>,
+    /// Embargo: nothing of the statement appears anywhere before it. Defaults to `date`.
+    pub publish_at: DateTime<FixedOffset>,
+    pub updated: Option<DateTime<FixedOffset>>,
+    /// Given, or the first paragraph of the body, shortened.
+    pub summary: String,
+    pub issuers: Vec<String>,
+    pub place: Option<String>,
+    pub occasion: Option<String>,
+    pub topics: Vec<String>,
+    pub bulletin: bool,
+    pub draft: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Statement {
+    /// `YYYY/file-stem`: shared by all translations, never changes once published.
+    pub id: String,
+    pub lang: String,
+    /// The URL slug: the `slug` key, or the file stem.
+    pub slug: String,
+    /// The year folder.
+    pub year: String,
+    /// The file, as found (relative to the project root when loaded from it).
+    pub path: PathBuf,
+    pub meta: FrontMatter,
+    /// The Markdown body.
+    pub body: String,
+    /// Hex SHA-256 of the file's bytes: the statement version.
+    pub digest: String,
+}
+
+impl Statement {
+    /// The body as a document tree. Parsing is cheap; channels call this once per render.
+    pub fn document(&self) -> Document {
+        markdown::parse(&self.body).0
+    }
+
+    /// Path of the statement's page below the site root, e.g. `en/2014/world-day/`.
+    pub fn page_path(&self) -> String {
+        format!("{}/{}/{}/", self.lang, self.year, self.slug)
+    }
+
+    /// Base file name for per-statement artifacts (PDF), e.g. `world-day.en`.
+    pub fn file_stem(&self) -> String {
+        format!("{}.{}", self.slug, self.lang)
+    }
+
+    /// Due when the embargo has lifted and it is not a draft.
+    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
+        !self.meta.draft && self.meta.publish_at <= now
+    }
+
+    /// The newest of `date` and `updated`.
+    pub fn modified(&self) -> DateTime<FixedOffset> {
+        self.meta.updated.unwrap_or(self.meta.date).max(self.meta.date)
+    }
+}
+
+/// Lowercase letters, digits and single dashes, not at the ends.
+pub fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--")
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Where the parts of a file name are: `statements/YYYY/slug.LANG.md`.
+pub struct FileName {
+    pub year: String,
+    pub stem: String,
+    pub lang: String,
+}
+
+/// Split a path relative to `statements/`.
+pub fn split_name(rel: &Path) -> Result<FileName, String> {
+    let parts: Vec<&str> = rel.iter().filter_map(|p| p.to_str()).collect();
+    let [year, name] = parts.as_slice() else {
+        return Err("statements live at statements/YYYY/slug.LANG.md".into());
+    };
+    if year.len() != 4 || !year.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("folder {year:?} is not a four-digit year"));
+    }
+    let Some(base) = name.strip_suffix(".md") else {
+        return Err("statement files end in .LANG.md".into());
+    };
+    let Some((stem, lang)) = base.rsplit_once('.') else {
+        return Err("the file name has no language, e.g. slug.en.md".into());
+    };
+    Ok(FileName {
+        year: year.to_string(),
+        stem: stem.to_string(),
+        lang: lang.to_string(),
+    })
+}
+
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+    /// Byte offset of the front matter in the file.
+    fm_start: usize,
+    out: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    fn at(&mut self, code: &'static str, span: Range<usize>, msg: String, hint: impl Into<String>) {
+        let span = span.start + self.fm_start..span.end + self.fm_start;
+        self.out
+            .push(Diagnostic::at(code, self.path, self.text, span, msg, hint));
+    }
+    fn abs(&mut self, code: &'static str, span: Range<usize>, msg: String, hint: impl Into<String>) {
+        self.out
+            .push(Diagnostic::at(code, self.path, self.text, span, msg, hint));
+    }
+}
+
+fn suggest(key: &str) -> String {
+    let best = KEYS
+        .iter()
+        .map(|k| (strsim::levenshtein(k, key), *k))
+        .min()
+        .filter(|(d, _)| *d <= 3);
+    match best {
+        Some((_, k)) => format!("did you mean `{k}`? Known keys: {}", KEYS.join(", ")),
+        None => format!("remove it; known keys: {}", KEYS.join(", ")),
+    }
+}
+
+/// First control character other than tab, newline and carriage return.
+fn find_control(s: &str) -> Option<(usize, char)> {
+    s.char_indices()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+}
+
+fn summary_from(doc: &Document) -> String {
+    let para = doc.blocks.iter().find_map(|b| match b {
+        crate::doc::Block::Paragraph(p) => Some(crate::doc::inline_text(p)),
+        _ => None,
+    });
+    let text: String = para
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if text.chars().count() <= 280 {
+        return text;
+    }
+    let mut cut: String = text.chars().take(280).collect();
+    if let Some(space) = cut.rfind(' ') {
+        cut.truncate(space);
+    }
+    cut.push('…');
+    cut
+}
+
+/// Parse one statement file. `rel` is the path below `statements/`; `shown` is how
+/// the file is named in messages. Returns the statement or every problem found.
+pub fn parse_file(
+    config: &Config,
+    rel: &Path,
+    shown: &Path,
+    bytes: &[u8],
+) -> Result<Statement, Vec<Diagnostic>> {
+    let name = match split_name(rel) {
+        Ok(n) => n,
+        Err(why) => {
+            return Err(vec![Diagnostic::file(
+                "file-name",
+                shown,
+                format!("unexpected file name: {why}"),
+                "name statement files statements/YYYY/slug.LANG.md, e.g. statements/2014/world-day.en.md",
+            )]);
+        }
+    };
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let good = &bytes[..e.valid_up_to()];
+            let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+            let col = good
+                .iter()
+                .rev()
+                .take_while(|b| **b != b'\n')
+                .filter(|b| (**b & 0xC0) != 0x80)
+                .count()
+                + 1;
+            let mut d = Diagnostic::file(
+                "not-utf8",
+                shown,
+                format!("the file is not UTF-8 (invalid byte 0x{:02X})", bytes[e.valid_up_to()]),
+                "save the file as UTF-8 (in most editors: Save with Encoding → UTF-8)",
+            );
+            d.line = line;
+            d.column = col;
+            return Err(vec![d]);
+        }
+    };
+    let digest = hex::encode(Sha256::digest(bytes));
+    let text_nobom = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let bom = text.len() - text_nobom.len();
+    let mut cx = Ctx {
+        path: shown,
+        text,
+        fm_start: 0,
+        out: Vec::new(),
+    };
+
+    // Name checks.
+    if !is_slug(&name.stem) {
+        cx.out.push(Diagnostic::file(
+            "slug",
+            shown,
+            format!("slug {:?} is not lowercase letters, digits and dashes", name.stem),
+            "rename the file, e.g. world-day-against-trafficking.en.md",
+        ));
+    }
+    let lang_ok = config.languages.contains(&name.lang);
+    if !lang_ok {
+        cx.out.push(Diagnostic::file(
+            "language",
+            shown,
+            format!("language {:?} is not listed in herald.toml", name.lang),
+            format!(
+                "use one of {} or add it to `languages` in herald.toml",
+                config.languages.join(", ")
+            ),
+        ));
+    }
+
+    // Front matter fences.
+    let first_line_end = text_nobom.find('\n').map_or(text_nobom.len(), |i| i);
+    if text_nobom[..first_line_end].trim_end() != "+++" {
+        cx.abs(
+            "front-matter",
+            bom..bom + first_line_end.max(1),
+            "the file does not start with `+++`".into(),
+            "start the file with a line `+++`, the TOML front matter, another `+++`, then the body",
+        );
+        return Err(cx.out);
+    }
+    let fm_start = bom + first_line_end + 1;
+    let rest = text.get(fm_start..).unwrap_or("");
+    let mut close = None;
+    let mut pos = 0;
+    for line in rest.split_inclusive('\n') {
+        if line.trim_end() == "+++" {
+            close = Some((pos, pos + line.len()));
+            break;
+        }
+        pos += line.len();
+    }
+    let Some((fm_len, body_rel)) = close else {
+        cx.abs(
+            "front-matter",
+            bom..bom + 3,
+            "the front matter opened here is never closed".into(),
+            "add a line `+++` after the last front matter key",
+        );
+        return Err(cx.out);
+    };
+    cx.fm_start = fm_start;
+    let fm = &text[fm_start..fm_start + fm_len];
+    let body_start = fm_start + body_rel;
+    let body = &text[body_start..];
+
+    // Control characters anywhere in the text (front matter and body).
+    if let Some((i, c)) = find_control(text) {
+        cx.abs(
+            "control-char",
+            i..i + c.len_utf8(),
+            format!("control character U+{:04X} in the text", c as u32),
+            "delete it: it is invisible and breaks feeds and mail (often pasted from a word processor)",
+        );
+    }
+
+    let table = match DeTable::parse(fm) {
+        Ok(t) => t.into_inner(),
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            cx.at(
+                "toml",
+                span,
+                format!("front matter is not valid TOML: {}", e.message().trim()),
+                "fix the TOML syntax: strings in double quotes, dates like 2014-07-30T09:00:00+06:00, lists in [ ]",
+            );
+            return Err(cx.out);
+        }
+    };
+
+    let mut title = None;
+    let mut date = None;
+    let mut publish_at = None;
+    let mut updated = None;
+    let mut summary = None;
+    let mut issuers = Vec::new();
+    let mut place = None;
+    let mut occasion = None;
+    let mut topics = Vec::new();
+    let mut bulletin = true;
+    let mut draft = false;
+    let mut slug = None;
+
+    for (key, value) in table.iter() {
+        let kspan = key.span();
+        let vspan = value.span();
+        let k: &str = key.get_ref();
+        let v = value.get_ref();
+        let type_err = |cx: &mut Ctx<'_>, want: &str, example: &str| {
+            cx.at(
+                "type",
+                vspan.clone(),
+                format!("`{k}` must be {want}"),
+                format!("write it as {k} = {example}"),
+            );
+        };
+        match k {
+            "title" | "summary" | "place" | "occasion" | "slug" => {
+                let DeValue::String(s) = v else {
+                    type_err(&mut cx, "a string", "\"...\"");
+                    continue;
+                };
+                let s = s.to_string();
+                match k {
+                    "title" => title = Some((s, vspan)),
+                    "summary" => summary = Some(s),
+                    "place" => place = Some(s),
+                    "occasion" => occasion = Some(s),
+                    _ => {
+                        if !is_slug(&s) {
+                            cx.at(
+                                "slug",
+                                vspan,
+                                format!("slug {s:?} is not lowercase letters, digits and dashes"),
+                                "use a slug such as \"world-day-2014\"",
+                            );
+                        }
+                        slug = Some(s);
+                    }
+                }
+            }
+            "date" | "publish_at" | "updated" => {
+                let DeValue::Datetime(dt) = v else {
+                    type_err(&mut cx, "a date and time", "2014-07-30T09:00:00+06:00 (no quotes)");
+                    continue;
+                };
+                if dt.offset.is_none() || dt.time.is_none() || dt.date.is_none() {
+                    cx.at(
+                        "date-offset",
+                        vspan,
+                        format!("`{k}` has no UTC offset: {dt}"),
+                        format!(
+                            "add the offset of the local time, e.g. {k} = {}+06:00 (or Z for UTC)",
+                            if dt.time.is_some() && dt.date.is_some() {
+                                dt.to_string()
+                            } else {
+                                "2014-07-30T09:00:00".into()
+                            }
+                        ),
+                    );
+                    continue;
+                }
+                match DateTime::parse_from_rfc3339(&dt.to_string()) {
+                    Ok(parsed) => match k {
+                        "date" => date = Some((parsed, vspan)),
+                        "publish_at" => publish_at = Some(parsed),
+                        _ => updated = Some((parsed, vspan)),
+                    },
+                    Err(e) => cx.at(
+                        "date",
+                        vspan,
+                        format!("`{k}` is not a valid date: {e}"),
+                        "write an RFC 3339 date such as 2014-07-30T09:00:00+06:00",
+                    ),
+                }
+            }
+            "issuers" | "topics" => {
+                let DeValue::Array(items) = v else {
+                    type_err(&mut cx, "a list of strings", "[\"...\"]");
+                    continue;
+                };
+                for item in items {
+                    let DeValue::String(s) = item.get_ref() else {
+                        cx.at(
+                            "type",
+                            item.span(),
+                            format!("`{k}` must hold strings only"),
+                            "put each entry in double quotes",
+                        );
+                        continue;
+                    };
+                    let s = s.to_string();
+                    if s.trim().is_empty() {
+                        cx.at("empty", item.span(), format!("empty entry in `{k}`"), "remove it");
+                        continue;
+                    }
+                    if k == "topics" {
+                        if !is_slug(&s) {
+                            cx.at(
+                                "topic",
+                                item.span(),
+                                format!("topic {s:?} is not lowercase letters, digits and dashes"),
+                                "topics name URLs: write them like \"human-rights\"",
+                            );
+                            continue;
+                        }
+                        if !topics.contains(&s) {
+                            topics.push(s);
+                        }
+                    } else {
+                        issuers.push(s);
+                    }
+                }
+            }
+            "bulletin" | "draft" => {
+                let DeValue::Boolean(b) = v else {
+                    type_err(&mut cx, "true or false", "true");
+                    continue;
+                };
+                if k == "bulletin" {
+                    bulletin = *b;
+                } else {
+                    draft = *b;
+                }
+            }
+            _ => cx.at(
+                "unknown-key",
+                kspan,
+                format!("unknown key `{k}` in the front matter"),
+                suggest(k),
+            ),
+        }
+    }
+
+    let fm_end_span = fm.len().saturating_sub(1)..fm.len();
+    let title = match title {
+        None => {
+            cx.abs(
+                "missing-title",
+                bom..bom + 3,
+                "the front matter has no `title`".into(),
+                "add title = \"...\" between the +++ lines",
+            );
+            None
+        }
+        Some((t, span)) if t.trim().is_empty() => {
+            cx.at("empty-title", span, "the title is empty".into(), "write the statement's title");
+            None
+        }
+        Some((t, _)) => Some(t.trim().to_string()),
+    };
+    let date = match date {
+        None => {
+            cx.abs(
+                "missing-date",
+                bom..bom + 3,
+                "the front matter has no `date`".into(),
+                "add date = 2014-07-30T09:00:00+06:00 (the statement's date, with its offset)",
+            );
+            None
+        }
+        Some((d, span)) => {
+            if d.format("%Y").to_string() != name.year {
+                cx.at(
+                    "year",
+                    span,
+                    format!("the date is in {} but the file is in the {} folder", d.format("%Y"), name.year),
+                    format!("move the file to statements/{}/ or correct the date", d.format("%Y")),
+                );
+            }
+            Some(d)
+        }
+    };
+    if let (Some(d), Some((u, span))) = (date, &updated) {
+        if *u < d {
+            cx.at(
+                "updated",
+                span.clone(),
+                "`updated` is before `date`".into(),
+                "a correction comes after the statement: check both dates",
+            );
+        }
+    }
+    let _ = fm_end_span;
+
+    let (doc, issues) = markdown::parse(body);
+    if body.trim().is_empty() {
+        let at = body_start.min(text.len());
+        cx.abs(
+            "empty-body",
+            body_start.saturating_sub(4)..at,
+            "the statement has no body".into(),
+            "write the statement's text after the closing +++",
+        );
+    }
+    for issue in issues {
+        cx.abs(
+            issue.code,
+            issue.span.start + body_start..issue.span.end + body_start,
+            issue.message,
+            issue.hint,
+        );
+    }
+
+    if !cx.out.is_empty() || !lang_ok {
+        return Err(cx.out);
+    }
+    let (Some(title), Some(date)) = (title, date) else {
+        return Err(cx.out);
+    };
+    let summary = match summary {
+        Some(s) if !s.trim().is_empty() => s.trim().to_string(),
+        _ => summary_from(&doc),
+    };
+    Ok(Statement {
+        id: format!("{}/{}", name.year, name.stem),
+        slug: slug.unwrap_or_else(|| name.stem.clone()),
+        lang: name.lang,
+        year: name.year,
+        path: shown.to_path_buf(),
+        meta: FrontMatter {
+            title,
+            date,
+            publish_at: publish_at.unwrap_or(date),
+            updated: updated.map(|(u, _)| u),
+            summary,
+            issuers,
+            place,
+            occasion,
+            topics,
+            bulletin,
+            draft,
+        },
+        body: body.to_string(),
+        digest,
+    })
+}
+
+/// Convenience for tests and previews: "now" as a UTC instant from an RFC 3339 string.
+pub fn instant(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| Utc.from_utc_datetime(&d.naive_utc()))
+}

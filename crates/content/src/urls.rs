@@ -1,0 +1,91 @@
+//! The layout of `public/`: every channel links to every other through these
+//! paths, so no channel needs to know another. Paths are relative to the site
+//! root, use `/`, and never start with one.
+
+use crate::statement::Statement;
+
+/// A file a channel produced, to be written atomically below `public/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Relative path below `public/`, e.g. `en/2014/world-day/index.html`.
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The feed formats herald writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FeedKind {
+    Rss,
+    Atom,
+    Json,
+}
+
+impl FeedKind {
+    pub const ALL: [FeedKind; 3] = [FeedKind::Atom, FeedKind::Rss, FeedKind::Json];
+
+    pub fn file_name(self) -> &'static str {
+        match self {
+            FeedKind::Rss => "rss.xml",
+            FeedKind::Atom => "atom.xml",
+            FeedKind::Json => "feed.json",
+        }
+    }
+
+    pub fn mime(self) -> &'static str {
+        match self {
+            FeedKind::Rss => "application/rss+xml",
+            FeedKind::Atom => "application/atom+xml",
+            FeedKind::Json => "application/feed+json",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            FeedKind::Rss => "RSS",
+            FeedKind::Atom => "Atom",
+            FeedKind::Json => "JSON Feed",
+        }
+    }
+}
+
+/// A language's index page: `en/`.
+pub fn index(lang: &str) -> String {
+    format!("{lang}/")
+}
+
+/// A statement's page: `en/2014/world-day/`.
+pub fn page(s: &Statement) -> String {
+    s.page_path()
+}
+
+/// A statement's PDF, beside its page: `en/2014/world-day/world-day.en.pdf`.
+pub fn pdf(s: &Statement) -> String {
+    format!("{}{}.pdf", s.page_path(), s.file_stem())
+}
+
+/// A topic's page: `en/topics/migration/`.
+pub fn topic(lang: &str, topic: &str) -> String {
+    format!("{lang}/topics/{topic}/")
+}
+
+/// A feed: `en/atom.xml`, or `en/topics/migration/atom.xml` for a topic.
+pub fn feed(lang: &str, topic: Option<&str>, kind: FeedKind) -> String {
+    match topic {
+        Some(t) => format!("{}{}", self::topic(lang, t), kind.file_name()),
+        None => format!("{lang}/{}", kind.file_name()),
+    }
+}
+
+/// Where a feed's older entries live (RFC 5005 archives): `en/archive/`, or
+/// `en/topics/migration/archive/`.
+pub fn feed_archive_dir(lang: &str, topic: Option<&str>) -> String {
+    match topic {
+        Some(t) => format!("{}archive/", self::topic(lang, t)),
+        None => format!("{lang}/archive/"),
+    }
+}
+
+pub const SITEMAP: &str = "sitemap.xml";
+pub const STYLESHEET: &str = "style.css";
+/// The XSL stylesheet that makes feeds readable in a browser.
+pub const FEED_XSL: &str = "feed.xsl";
