@@ -21,7 +21,7 @@ pub use config::{Config, Organization};
 pub use diag::{Diagnostic, Diagnostics};
 pub use doc::{Block, Document, Inline};
 pub use statement::{FrontMatter, Statement};
-pub use urls::{FeedKind, Output};
+pub use urls::{FeedKind, MemorySink, Output, Sink};
 
 /// Everything in `content/`, valid.
 #[derive(Debug, Clone)]

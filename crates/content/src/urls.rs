@@ -89,3 +89,32 @@ pub const SITEMAP: &str = "sitemap.xml";
 pub const STYLESHEET: &str = "style.css";
 /// The XSL stylesheet that makes feeds readable in a browser.
 pub const FEED_XSL: &str = "feed.xsl";
+
+/// Where channels put the files they produce. The pipeline's implementation writes
+/// each one atomically below `public/` (and skips files whose bytes are unchanged),
+/// so a channel can stream thousands of files without holding them in memory.
+pub trait Sink: Sync {
+    /// Store `bytes` at `path` (relative, `/`-separated, as in [`Output::path`]).
+    fn put(&self, path: &str, bytes: &[u8]) -> std::io::Result<()>;
+}
+
+/// A sink that keeps everything in memory: for tests and previews.
+#[derive(Debug, Default)]
+pub struct MemorySink(pub std::sync::Mutex<std::collections::BTreeMap<String, Vec<u8>>>);
+
+impl Sink for MemorySink {
+    fn put(&self, path: &str, bytes: &[u8]) -> std::io::Result<()> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("memory sink poisoned"))?
+            .insert(path.to_string(), bytes.to_vec());
+        Ok(())
+    }
+}
+
+impl MemorySink {
+    /// The files written so far, by path.
+    pub fn into_files(self) -> std::collections::BTreeMap<String, Vec<u8>> {
+        self.0.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
