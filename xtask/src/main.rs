@@ -1,3 +1,46 @@
-fn main() {
-    println!("Hello, world!");
+//! `cargo xtask`: the editor's entry point. Publishing lives in the herald library;
+//! this only adds developer tasks (corpus generation, benchmarks).
+
+mod bench;
+mod corpus;
+
+use std::process::ExitCode;
+
+const HELP: &str = "cargo xtask <command>
+
+  publish [--now RFC3339] [--dry-run]   publish what is due (same as `herald publish`)
+  check                                 validate content (same as `herald check`)
+  status                                what is published and what waits
+  <any other herald command>            passed to herald as is (see `cargo xtask help`)
+  corpus N DIR                          write N generated statements to DIR/content
+  bench [N...]                          time check/publish on generated corpora (release build)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("corpus") => {
+            let (Some(n), Some(dir)) = (args.get(1).and_then(|n| n.parse().ok()), args.get(2))
+            else {
+                eprintln!("usage: cargo xtask corpus N DIR");
+                return ExitCode::from(2);
+            };
+            match corpus::generate(n, std::path::Path::new(dir)) {
+                Ok(files) => {
+                    println!("wrote {n} statements ({files} files) to {dir}/content");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("corpus: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some("bench") => bench::run(&args[1..]),
+        Some("-h" | "--help") | None => {
+            print!("{HELP}");
+            ExitCode::SUCCESS
+        }
+        _ => herald::cli::main_from(std::iter::once("herald".to_string()).chain(args)),
+    }
 }

@@ -334,6 +334,8 @@ pub fn parse_file(
     let mut bulletin = true;
     let mut draft = false;
     let mut slug = None;
+    // A present but bad `date` is reported as bad, not also as missing.
+    let date_present = table.iter().any(|(k, _)| k.get_ref() == "date");
 
     for (key, value) in table.iter() {
         let kspan = key.span();
@@ -484,6 +486,7 @@ pub fn parse_file(
         Some((t, _)) => Some(t.trim().to_string()),
     };
     let date = match date {
+        None if date_present => None,
         None => {
             cx.abs(
                 "missing-date",

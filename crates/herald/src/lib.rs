@@ -1,14 +1,96 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! herald: the pipeline that decides what runs when, and records what happened.
+//!
+//! The channel crates turn the content model into bytes or messages; this crate
+//! plans a publish for a given `now`, runs them in order, writes their output
+//! atomically and keeps the ledger. Both the `herald` binary and `cargo xtask`
+//! call [`cli::run`].
+
+pub mod channels;
+pub mod cli;
+pub mod ledger;
+pub mod output;
+pub mod pipeline;
+pub mod status;
+
+use std::path::{Path, PathBuf};
+
+pub use pipeline::{PublishOptions, PublishReport, check, publish};
+
+/// Where herald keeps things below the project root.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub root: PathBuf,
+    pub content: PathBuf,
+    pub templates: PathBuf,
+    pub public: PathBuf,
+    /// `.herald/`: the ledger, the lock, temporary files. Ignored by git.
+    pub state: PathBuf,
+    pub ledger: PathBuf,
+    pub tmp: PathBuf,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl Paths {
+    pub fn new(root: &Path) -> Paths {
+        let state = root.join(".herald");
+        Paths {
+            root: root.to_path_buf(),
+            content: root.join("content"),
+            templates: root.join("content").join("templates"),
+            public: root.join("public"),
+            ledger: state.join("herald.db"),
+            tmp: state.join("tmp"),
+            state,
+        }
+    }
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+/// Everything that can stop a herald command, each mapped to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Content(#[from] herald_content::LoadError),
+    #[error("{0}")]
+    Config(herald_content::Diagnostic),
+    #[error(transparent)]
+    Ledger(#[from] ledger::LedgerError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{channel}: {message}")]
+    Channel {
+        channel: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Documented exit codes (see the README).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// A runtime failure: I/O, the ledger, a channel.
+    pub const FAILURE: u8 = 1;
+    /// Bad command line (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// The content or herald.toml is invalid; nothing was published.
+    pub const INVALID: u8 = 3;
+    /// Another herald process holds the lock.
+    pub const BUSY: u8 = 4;
+    /// Published, but some bulletins ended ambiguous or failed: see `herald status`.
+    pub const ATTENTION: u8 = 5;
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Content(herald_content::LoadError::Invalid(_)) | Error::Config(_) => {
+                exit::INVALID
+            }
+            Error::Busy(_) => exit::BUSY,
+            Error::Usage(_) => exit::USAGE,
+            _ => exit::FAILURE,
+        }
     }
 }

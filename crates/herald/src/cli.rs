@@ -1,0 +1,227 @@
+//! The command line shared by the `herald` binary and `cargo xtask`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+
+use crate::pipeline::{PublishOptions, PublishReport};
+use crate::{Error, Paths, exit};
+
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about = "Publish official statements to the web, feeds, PDF and mail, each exactly once")]
+pub struct Cli {
+    /// Project root: the folder that holds `content/` (default: found from the current folder up).
+    #[arg(long, global = true, env = "HERALD_ROOT")]
+    pub root: Option<PathBuf>,
+    /// More detail on stderr (-v, -vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate herald.toml and every statement; report every problem.
+    Check,
+    /// Publish everything due that has not been published yet.
+    Publish {
+        /// Publish as of this instant (RFC 3339 with offset), instead of the clock.
+        #[arg(long, value_parser = parse_now)]
+        now: Option<DateTime<Utc>>,
+        /// Show what would be published; write and send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// What is published, what waits under embargo, and the last run.
+    Status {
+        #[arg(long, value_parser = parse_now)]
+        now: Option<DateTime<Utc>>,
+    },
+}
+
+/// `--now` must carry an offset: a bare local time would be a guess.
+pub fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| format!("{e}: write an RFC 3339 instant with offset, e.g. 2027-07-30T09:00:00+05:00"))
+}
+
+/// The folder at or above `start` that holds `content/herald.toml`.
+pub fn find_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|d| d.join("content").join("herald.toml").is_file())
+        .map(Path::to_path_buf)
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn resolve_root(cli: &Cli) -> Result<PathBuf, Error> {
+    if let Some(r) = &cli.root {
+        return Ok(r.clone());
+    }
+    let cwd = std::env::current_dir()?;
+    find_root(&cwd).ok_or_else(|| {
+        Error::Usage(format!(
+            "no content/herald.toml in {} or above: run herald in a project folder or pass --root",
+            cwd.display()
+        ))
+    })
+}
+
+/// Parse arguments and run. The one place that reads the wall clock.
+pub fn main_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
+    init_logging(cli.verbose);
+    let result = run(&cli, Utc::now());
+    if std::env::var_os("HERALD_PEAK_MEMORY").is_some() {
+        if let Some(mb) = peak_memory_mb() {
+            eprintln!("peak memory: {mb:.1} MB");
+        }
+    }
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("{e}");
+            if let Error::Content(herald_content::LoadError::Invalid(_)) = e {
+                eprintln!("nothing was published: fix the problems above and run again");
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Peak resident memory of this process (Linux), for benchmarks.
+pub fn peak_memory_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Run a parsed command with `clock` as the wall clock.
+pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
+    let root = resolve_root(cli)?;
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    match &cli.command {
+        Command::Check => {
+            let corpus = crate::check(&root)?;
+            let _ = writeln!(
+                out,
+                "ok: {} statement files ({} statements) valid",
+                corpus.statements.len(),
+                {
+                    let mut ids: Vec<&str> =
+                        corpus.statements.iter().map(|s| s.id.as_str()).collect();
+                    ids.dedup();
+                    ids.len()
+                }
+            );
+            Ok(exit::OK)
+        }
+        Command::Publish { now, dry_run } => {
+            let report = crate::publish(&PublishOptions {
+                root,
+                now: now.unwrap_or(clock),
+                dry_run: *dry_run,
+                started_at: clock,
+            })?;
+            print_report(&mut out, &report);
+            let attention = report
+                .channels
+                .iter()
+                .any(|c| c.channel == "mail" && c.note.contains("attention"));
+            Ok(if attention { exit::ATTENTION } else { exit::OK })
+        }
+        Command::Status { now } => {
+            crate::status::print(&root, now.unwrap_or(clock), &mut out)?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+pub fn print_report(out: &mut impl Write, r: &PublishReport) {
+    let _ = writeln!(
+        out,
+        "herald publish{} as of {}",
+        if r.dry_run { " (dry run: nothing written)" } else { "" },
+        r.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    if r.unchanged {
+        let _ = writeln!(out, "  nothing new: every due statement is already published");
+    }
+    for c in &r.channels {
+        let _ = write!(
+            out,
+            "  {:<5} {:>4} new, {:>5} live",
+            c.channel, c.new, c.live
+        );
+        if c.files_written + c.files_unchanged > 0 {
+            let _ = write!(
+                out,
+                "; {} file(s) written, {} unchanged",
+                c.files_written, c.files_unchanged
+            );
+        }
+        if !c.note.is_empty() {
+            let _ = write!(out, "; {}", c.note);
+        }
+        let _ = writeln!(out);
+    }
+    if r.removed_files > 0 {
+        let _ = writeln!(out, "  removed {} file(s) no longer published", r.removed_files);
+    }
+    for (id, lang) in &r.new_statements {
+        let _ = writeln!(out, "  + {id} [{lang}]");
+    }
+    if r.embargoed.is_empty() {
+        let _ = writeln!(out, "  under embargo: none");
+    } else {
+        let _ = writeln!(out, "  under embargo: {}", r.embargoed.len());
+        for e in &r.embargoed {
+            let _ = writeln!(
+                out,
+                "    {} [{}] until {} ({} UTC)",
+                e.id,
+                e.lang,
+                e.publish_at.to_rfc3339(),
+                e.publish_at
+                    .with_timezone(&Utc)
+                    .format("%Y-%m-%d %H:%M")
+            );
+        }
+    }
+    let _ = writeln!(out, "  done in {} ms", r.elapsed_ms);
+}
+
+/// Used by tests: the paths herald would use for `root`.
+pub fn paths(root: &Path) -> Paths {
+    Paths::new(root)
+}

@@ -1,0 +1,281 @@
+//! The ledger: what was published, per statement version and channel, in SQLite
+//! (`.herald/herald.db`). Channel crates with their own state (mail) keep their own
+//! tables in the same file.
+
+use std::path::Path;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger {path}: {source}")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("cannot create {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct Ledger {
+    conn: Connection,
+    path: String,
+}
+
+/// A statement version recorded as published on a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    pub statement: String,
+    pub lang: String,
+    pub channel: String,
+    pub version: String,
+    pub published_at: String,
+}
+
+/// The permanent identity of a published statement in one language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub first_published: DateTime<Utc>,
+    pub tag_uri: String,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS publications (
+    statement    TEXT NOT NULL,
+    lang         TEXT NOT NULL,
+    channel      TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    published_at TEXT NOT NULL,
+    PRIMARY KEY (statement, lang, channel, version)
+);
+CREATE TABLE IF NOT EXISTS entries (
+    statement       TEXT NOT NULL,
+    lang            TEXT NOT NULL,
+    first_published TEXT NOT NULL,
+    tag_uri         TEXT NOT NULL,
+    PRIMARY KEY (statement, lang)
+);
+CREATE TABLE IF NOT EXISTS outputs (
+    path   TEXT PRIMARY KEY,
+    digest TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id         INTEGER PRIMARY KEY,
+    now        TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    summary    TEXT NOT NULL
+);
+";
+
+pub fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl Ledger {
+    /// Open (creating if needed) the ledger at `path`.
+    pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        let shown = path.display().to_string();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let err = |source| LedgerError::Sqlite {
+            path: shown.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Ledger { conn, path: shown })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> LedgerError {
+        LedgerError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Every (statement, lang, channel, version) recorded, for planning.
+    pub fn publications(&self) -> Result<Vec<Publication>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT statement, lang, channel, version, published_at FROM publications",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Publication {
+                    statement: r.get(0)?,
+                    lang: r.get(1)?,
+                    channel: r.get(2)?,
+                    version: r.get(3)?,
+                    published_at: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    pub fn entries(&self) -> Result<Vec<(String, String, Entry)>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT statement, lang, first_published, tag_uri FROM entries")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let first: String = r.get(2)?;
+                let first = DateTime::parse_from_rfc3339(&first)
+                    .map(|d| d.with_timezone(&Utc))
+                    .map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            2,
+                            rusqlite::types::Type::Text,
+                            Box::new(e),
+                        )
+                    })?;
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    Entry {
+                        first_published: first,
+                        tag_uri: r.get(3)?,
+                    },
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    pub fn get_state(&self, key: &str) -> Result<Option<String>, LedgerError> {
+        self.conn
+            .query_row("SELECT value FROM state WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn outputs(&self) -> Result<Vec<(String, String)>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT path, digest FROM outputs")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Record a finished publish in one transaction: either all of it or none.
+    pub fn commit(&mut self, rec: &Record<'_>) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let err = |source| LedgerError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO publications (statement, lang, channel, version, published_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(err)?;
+            let when = stamp(rec.now);
+            for p in &rec.publications {
+                ins.execute(params![p.0, p.1, p.2, p.3, when]).map_err(err)?;
+            }
+            let mut ent = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO entries (statement, lang, first_published, tag_uri)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(err)?;
+            for (id, lang, e) in &rec.entries {
+                ent.execute(params![id, lang, stamp(e.first_published), e.tag_uri])
+                    .map_err(err)?;
+            }
+            if let Some(outputs) = &rec.outputs {
+                tx.execute("DELETE FROM outputs", []).map_err(err)?;
+                let mut out = tx
+                    .prepare_cached("INSERT INTO outputs (path, digest) VALUES (?1, ?2)")
+                    .map_err(err)?;
+                for (p, d) in outputs {
+                    out.execute(params![p, d]).map_err(err)?;
+                }
+            }
+            let mut st = tx
+                .prepare_cached("INSERT OR REPLACE INTO state (key, value) VALUES (?1, ?2)")
+                .map_err(err)?;
+            for (k, v) in &rec.state {
+                st.execute(params![k, v]).map_err(err)?;
+            }
+            if let Some(summary) = &rec.run_summary {
+                tx.execute(
+                    "INSERT INTO runs (now, started_at, summary) VALUES (?1, ?2, ?3)",
+                    params![when, stamp(rec.started_at), summary],
+                )
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Row counts per table, for `status` and tests.
+    pub fn count(&self, table: &str) -> Result<i64, LedgerError> {
+        // Table names come from our own code, never from input.
+        let sql = match table {
+            "publications" | "entries" | "outputs" | "state" | "runs" => {
+                format!("SELECT COUNT(*) FROM {table}")
+            }
+            _ => return Ok(0),
+        };
+        self.conn
+            .query_row(&sql, [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// The last recorded run: (now, summary).
+    pub fn last_run(&self) -> Result<Option<(String, String)>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT now, summary FROM runs ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// Everything one publish records.
+#[derive(Debug, Default)]
+pub struct Record<'a> {
+    pub now: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+    /// (statement, lang, channel, version)
+    pub publications: Vec<(&'a str, &'a str, &'static str, &'a str)>,
+    pub entries: Vec<(String, String, Entry)>,
+    /// The complete manifest of files in `public/`, when it changed.
+    pub outputs: Option<Vec<(String, String)>>,
+    pub state: Vec<(String, String)>,
+    pub run_summary: Option<String>,
+}

@@ -1,0 +1,172 @@
+//! Publishing: idempotence, embargo, validation gate, crash safety.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use herald_e2e::{herald, rows, sample_project, snapshot};
+
+const BIN: &str = env!("CARGO_BIN_EXE_herald-under-test");
+const BEFORE_EMBARGO: &str = "2027-07-30T08:59:59+05:00";
+const AT_EMBARGO: &str = "2027-07-30T09:00:00+05:00";
+const EMBARGOED_SLUG: &str = "world-day-against-trafficking-2027";
+
+fn ok(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "herald failed ({:?}):\n{stdout}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Files below public/ that mention `needle`, by path or content.
+fn mentions(public: &Path, needle: &str) -> Vec<String> {
+    snapshot(public)
+        .into_iter()
+        .filter(|(p, bytes, _)| p.contains(needle) || String::from_utf8_lossy(bytes).contains(needle))
+        .map(|(p, _, _)| p)
+        .collect()
+}
+
+#[test]
+fn second_publish_changes_nothing() {
+    let dir = sample_project();
+    let root = dir.path();
+    let first = ok(&herald(BIN, root, &["publish", "--now", BEFORE_EMBARGO]));
+    assert!(first.contains("+ 2014/world-day-against-trafficking [kk]"), "{first}");
+    let public = snapshot(&root.join("public"));
+    assert!(!public.is_empty());
+    let counts: Vec<i64> = ["publications", "entries", "outputs", "runs", "state"]
+        .iter()
+        .map(|t| rows(root, t))
+        .collect();
+    assert!(counts[0] > 0);
+    std::thread::sleep(Duration::from_millis(30));
+
+    let second = ok(&herald(BIN, root, &["publish", "--now", BEFORE_EMBARGO]));
+    assert!(second.contains("nothing new"), "{second}");
+    assert!(!second.contains("\n  + "), "{second}");
+    assert_eq!(snapshot(&root.join("public")), public, "files rewritten");
+    let after: Vec<i64> = ["publications", "entries", "outputs", "runs", "state"]
+        .iter()
+        .map(|t| rows(root, t))
+        .collect();
+    assert_eq!(after, counts, "ledger rows added");
+}
+
+#[test]
+fn embargo_holds_until_the_second() {
+    let dir = sample_project();
+    let root = dir.path();
+    let out = ok(&herald(BIN, root, &["publish", "--now", BEFORE_EMBARGO]));
+    assert!(out.contains(&format!("2027/{EMBARGOED_SLUG} [en] until 2027-07-30T09:00:00+05:00")), "{out}");
+    let public = root.join("public");
+    assert!(mentions(&public, EMBARGOED_SLUG).is_empty(), "{:?}", mentions(&public, EMBARGOED_SLUG));
+    assert!(mentions(&public, "Thirteen years after").is_empty());
+
+    let out = ok(&herald(BIN, root, &["publish", "--now", AT_EMBARGO]));
+    assert!(out.contains(&format!("+ 2027/{EMBARGOED_SLUG} [en]")), "{out}");
+    let found = mentions(&public, EMBARGOED_SLUG);
+    assert!(found.iter().any(|p| p == &format!("en/2027/{EMBARGOED_SLUG}/index.html")), "{found:?}");
+    assert!(found.iter().any(|p| p == "sitemap.xml"), "{found:?}");
+    assert!(found.iter().any(|p| p == "en/index.html"), "{found:?}");
+}
+
+#[test]
+fn invalid_statement_stops_everything() {
+    let dir = sample_project();
+    let root = dir.path();
+    fs::write(
+        root.join("content/statements/2016/broken.en.md"),
+        "+++\ntitle = \"Broken\"\ndate = 2016-01-01T10:00:00\n+++\nText\n",
+    )
+    .expect("write");
+    let out = herald(BIN, root, &["publish", "--now", AT_EMBARGO]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("content/statements/2016/broken.en.md:3:8"), "{err}");
+    assert!(err.contains("nothing was published"), "{err}");
+    assert!(!root.join("public").exists());
+    assert!(!root.join(".herald/herald.db").exists());
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let dir = sample_project();
+    let root = dir.path();
+    let out = ok(&herald(BIN, root, &["publish", "--dry-run", "--now", AT_EMBARGO]));
+    assert!(out.contains("dry run"), "{out}");
+    assert!(out.contains(&format!("+ 2027/{EMBARGOED_SLUG} [en]")), "{out}");
+    assert!(snapshot(&root.join("public")).is_empty());
+}
+
+/// Files that a reader could see half-written, or leftovers of a killed run.
+fn assert_whole(public: &Path) {
+    for (path, bytes, _) in snapshot(public) {
+        assert!(!path.contains(".herald-"), "temporary file left in public/: {path}");
+        if path.ends_with(".html") {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(text.trim_end().ends_with("</html>"), "{path} is cut short");
+        }
+        if path.ends_with(".xml") {
+            let text = String::from_utf8_lossy(&bytes);
+            let t = text.trim_end();
+            assert!(t.ends_with('>'), "{path} is cut short");
+        }
+    }
+}
+
+#[test]
+fn killed_publish_leaves_whole_files_and_recovers() {
+    let dir = sample_project();
+    let root = dir.path();
+    // Kill at increasing moments, so some land mid-render and mid-commit.
+    for delay_ms in [0u64, 5, 15, 30, 60, 120] {
+        let mut child = Command::new(BIN)
+            .arg("--root")
+            .arg(root)
+            .args(["publish", "--now", AT_EMBARGO])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_whole(&root.join("public"));
+    }
+    ok(&herald(BIN, root, &["publish", "--now", AT_EMBARGO]));
+    assert_whole(&root.join("public"));
+    // The ledger agrees with public/: every recorded page exists, every page is recorded.
+    let conn = rusqlite::Connection::open(root.join(".herald/herald.db")).expect("ledger");
+    let mut stmt = conn
+        .prepare("SELECT statement, lang FROM publications WHERE channel = 'site'")
+        .expect("query");
+    let recorded: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(recorded.len(), 6);
+    for (id, lang) in &recorded {
+        let (year, slug) = id.split_once('/').expect("id");
+        assert!(root.join(format!("public/{lang}/{year}/{slug}/index.html")).is_file(), "{id} {lang}");
+    }
+    let again = ok(&herald(BIN, root, &["publish", "--now", AT_EMBARGO]));
+    assert!(again.contains("nothing new"), "{again}");
+}
+
+#[test]
+fn check_reports_and_exit_codes() {
+    let dir = sample_project();
+    let root = dir.path();
+    let out = ok(&herald(BIN, root, &["check"]));
+    assert!(out.contains("6 statement files (4 statements) valid"), "{out}");
+    let bad = herald(BIN, root, &["publish", "--now", "2027-07-30T09:00:00"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
+}
