@@ -192,6 +192,11 @@ impl Schedule {
         }
     }
 
+    /// Every slot strictly after `after`, in order (for `herald status`: `.take(3)`).
+    pub fn upcoming(&self, after: DateTime<Utc>) -> Slots<'_> {
+        self.slots_between(after, DateTime::<Utc>::MAX_UTC)
+    }
+
     /// Whether the job is due at `now`, given when it last ran. Any number of missed
     /// slots collapse into one run. A job that never ran (`None`) is due for its latest
     /// slot at or before `now`, so a slot is never lost on a first run.
@@ -726,6 +731,46 @@ mod tests {
                 "2026-10-25T02:00:00+02:00",
                 "2026-10-25T03:00:00+01:00"
             ]
+        );
+    }
+
+    #[test]
+    fn daily_job_runs_once_every_local_day_in_every_kind_of_zone() {
+        use chrono::Datelike;
+        // Zones with 1 h changes at 02:00 or 03:00, a 30 min change (Lord Howe), changes at
+        // midnight (Santiago, Havana), and none (Almaty).
+        let zones: [Tz; 7] = [
+            Berlin,
+            chrono_tz::America::New_York,
+            chrono_tz::Australia::Lord_Howe,
+            chrono_tz::America::Santiago,
+            chrono_tz::America::Havana,
+            chrono_tz::Asia::Almaty,
+            chrono_tz::Europe::London,
+        ];
+        for tz in zones {
+            for expr in ["0 0 * * *", "30 2 * * *", "0 1 * * *", "59 23 * * *"] {
+                let s = Schedule::parse(expr, tz).expect("valid");
+                let all: Vec<_> = s
+                    .slots_between(utc("2025-12-31T12:00:00Z"), utc("2028-01-01T12:00:00Z"))
+                    .map(|t| t.with_timezone(&tz))
+                    .filter(|t| (2026..=2027).contains(&t.year()))
+                    .collect();
+                assert_eq!(all.len(), 730, "{expr} in {tz}");
+                for pair in all.windows(2) {
+                    assert_eq!(pair[1].date_naive(), pair[0].date_naive().succ_opt().expect("date"), "{expr} in {tz}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn upcoming_lists_the_next_slots() {
+        let s = berlin("0 9 * * 1-5");
+        let next: Vec<_> = s.upcoming(utc("2026-11-27T12:00:00Z")).take(3).collect();
+        assert_eq!(
+            next,
+            [utc("2026-11-30T08:00:00Z"), utc("2026-12-01T08:00:00Z"), utc("2026-12-02T08:00:00Z")]
         );
     }
 
