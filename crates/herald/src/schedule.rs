@@ -16,7 +16,10 @@ use std::ops::Range;
 use std::str::FromStr;
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
+use chrono::{
+    DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone,
+    Timelike, Utc,
+};
 use chrono_tz::Tz;
 use herald_content::{Config, Diagnostic, Diagnostics};
 
@@ -154,18 +157,21 @@ impl Schedule {
     /// The first slot strictly after `instant`, or `None` if the schedule has ended
     /// (the `cron` crate stops at the year 2100).
     pub fn next_after(&self, instant: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = floor_second(instant.with_timezone(&self.tz).naive_local());
+        let local = self.wall_clock(instant);
         // Placing slots on the time line keeps their order, so the first one after
         // `instant` is the first found. No slot before `local` on the wall clock can
         // be after `instant`.
-        self.naive_after(local - Duration::seconds(1))
+        let start = local
+            .checked_sub_signed(Duration::seconds(1))
+            .unwrap_or(local);
+        self.naive_after(start)
             .filter_map(|n| self.place(n))
             .find(|&t| t > instant)
     }
 
     /// The last slot at or before `instant`.
     pub fn last_at_or_before(&self, instant: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = floor_second(instant.with_timezone(&self.tz).naive_local());
+        let local = self.wall_clock(instant);
         // In the second pass of a repeated hour, wall-clock times up to the length of the
         // repetition ahead were placed in the first pass, before `instant`.
         let ahead = match self.tz.from_local_datetime(&local) {
@@ -178,7 +184,10 @@ impl Schedule {
             }
             _ => Duration::zero(),
         };
-        self.naive_before(local + ahead + Duration::seconds(1))
+        let end = local
+            .checked_add_signed(ahead + Duration::seconds(1))
+            .unwrap_or(local);
+        self.naive_before(end)
             .filter_map(|n| self.place(n))
             .find(|&t| t <= instant)
     }
@@ -208,6 +217,23 @@ impl Schedule {
             None => last,
         };
         Some(Due { first, last })
+    }
+
+    /// `instant` on the local wall clock, to the second, clamped to just outside the years
+    /// `cron` covers (1970-2100) so that searches from far-off instants end at once.
+    fn wall_clock(&self, instant: DateTime<Utc>) -> NaiveDateTime {
+        let first = NaiveDate::from_ymd_opt(1969, 12, 31).unwrap_or_default();
+        let last = NaiveDate::from_ymd_opt(2101, 1, 1).unwrap_or_default();
+        let (first, last) = (
+            first.and_time(NaiveTime::MIN),
+            last.and_time(NaiveTime::MIN),
+        );
+        let utc = instant.naive_utc();
+        let offset = self.tz.offset_from_utc_datetime(&utc).fix();
+        let local =
+            utc.checked_add_offset(offset)
+                .unwrap_or(if utc < first { first } else { last });
+        floor_second(local).clamp(first, last)
     }
 
     /// Where the wall-clock slot `n` falls on the time line.
@@ -283,8 +309,14 @@ fn gap_end(tz: Tz, n: NaiveDateTime) -> Option<DateTime<Utc>> {
         DateTime::<Utc>::from_timestamp(secs, 0).map(|t| t.with_timezone(&tz).naive_local())
     };
     // UTC offsets stay within ±16 h, so the jump lies in this window.
-    let mut lo = (n - Duration::hours(16)).and_utc().timestamp();
-    let mut hi = (n + Duration::hours(16)).and_utc().timestamp();
+    let mut lo = n
+        .checked_sub_signed(Duration::hours(16))?
+        .and_utc()
+        .timestamp();
+    let mut hi = n
+        .checked_add_signed(Duration::hours(16))?
+        .and_utc()
+        .timestamp();
     if local(lo)? >= n || local(hi)? < n {
         return None;
     }
@@ -758,9 +790,59 @@ mod tests {
                     .collect();
                 assert_eq!(all.len(), 730, "{expr} in {tz}");
                 for pair in all.windows(2) {
-                    assert_eq!(pair[1].date_naive(), pair[0].date_naive().succ_opt().expect("date"), "{expr} in {tz}");
+                    assert_eq!(
+                        pair[1].date_naive(),
+                        pair[0].date_naive().succ_opt().expect("date"),
+                        "{expr} in {tz}"
+                    );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn extreme_instants_do_not_panic() {
+        let s = berlin("*/5 * * * *");
+        for t in [
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
+            DateTime::<Utc>::UNIX_EPOCH,
+        ] {
+            let _ = s.next_after(t);
+            let _ = s.last_at_or_before(t);
+            let _ = s.due_slots(Some(t), t);
+        }
+        // `cron` ends in 2100.
+        assert_eq!(s.next_after(utc("2101-01-01T00:00:00Z")), None);
+        assert_eq!(s.due_slots(None, utc("1960-01-01T00:00:00Z")), None);
+    }
+
+    proptest::proptest! {
+        /// The forward and backward searches agree: around any instant, the last slot at or
+        /// before it and the first slot after it are neighbours, in every kind of zone.
+        #[test]
+        fn forward_and_backward_searches_agree(
+            secs in 1_767_225_600i64..1_830_297_600, // 2026 and 2027
+            expr in proptest::sample::select(vec![
+                "30 2 * * *", "*/15 * * * *", "0 * * * *", "0 9 * * MON", "0 0 * * *",
+                "59 1-3 * * SUN", "15 30 2 * * *", "0 9 1 * FRI",
+            ]),
+            tz in proptest::sample::select(vec![
+                Berlin, chrono_tz::America::Santiago, chrono_tz::Australia::Lord_Howe,
+                chrono_tz::America::New_York, chrono_tz::Asia::Almaty,
+            ]),
+        ) {
+            let s = Schedule::parse(expr, tz).expect("valid");
+            let t = DateTime::<Utc>::from_timestamp(secs, 0).expect("in range");
+            let before = s.last_at_or_before(t).expect("a slot before");
+            let after = s.next_after(t).expect("a slot after");
+            proptest::prop_assert!(before <= t && t < after);
+            proptest::prop_assert_eq!(s.next_after(before), Some(after));
+            proptest::prop_assert_eq!(s.last_at_or_before(after), Some(after));
+            proptest::prop_assert_eq!(
+                s.last_at_or_before(after - Duration::seconds(1)),
+                Some(before)
+            );
         }
     }
 
@@ -770,7 +852,11 @@ mod tests {
         let next: Vec<_> = s.upcoming(utc("2026-11-27T12:00:00Z")).take(3).collect();
         assert_eq!(
             next,
-            [utc("2026-11-30T08:00:00Z"), utc("2026-12-01T08:00:00Z"), utc("2026-12-02T08:00:00Z")]
+            [
+                utc("2026-11-30T08:00:00Z"),
+                utc("2026-12-01T08:00:00Z"),
+                utc("2026-12-02T08:00:00Z")
+            ]
         );
     }
 
