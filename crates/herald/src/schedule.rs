@@ -90,6 +90,22 @@ const FIELD_NAMES: [&str; 6] = [
     "month",
     "day-of-week",
 ];
+const UNITS: [&str; 6] = [
+    "seconds",
+    "minutes",
+    "hours",
+    "days of the month",
+    "months",
+    "days of the week",
+];
+const RANGES: [&str; 6] = [
+    "0 to 59",
+    "0 to 59",
+    "0 to 23",
+    "1 to 31",
+    "1 to 12 (or JAN to DEC)",
+    "0 to 7",
+];
 const DAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
 /// A cron schedule in a time zone.
@@ -398,8 +414,12 @@ fn translate(expr: &str) -> Result<Vec<String>, ScheduleError> {
     for i in 0..5 {
         let mut probe = ["0", "0", "0", "*", "*", "*"];
         probe[i] = &fields[i];
-        if let Err(e) = cron::Schedule::from_str(&probe.join(" ")) {
-            return Err(field_error(i, cron_reason(&e)));
+        if cron::Schedule::from_str(&probe.join(" ")).is_err() {
+            // `cron`'s own wording is off by one at the top of a range; say it plainly.
+            return Err(field_error(
+                i,
+                format!("{} run from {}", UNITS[i], RANGES[i]),
+            ));
         }
     }
     let unrestricted = |f: &str| f.starts_with('*') || f.starts_with('?');
@@ -414,17 +434,6 @@ fn translate(expr: &str) -> Result<Vec<String>, ScheduleError> {
     } else {
         Ok(vec![fields.join(" ")])
     }
-}
-
-fn cron_reason(e: &cron::error::Error) -> String {
-    let text = e.to_string();
-    // winnow's report repeats the whole input over several lines; keep its last line.
-    text.lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.chars().all(|c| c == '^' || c == ' '))
-        .unwrap_or("not understood")
-        .to_string()
 }
 
 /// A crontab day-of-week field as the comma list of day names `cron` reads unambiguously.
@@ -603,6 +612,7 @@ impl Schedules {
             }
         }
         if !problems.is_empty() {
+            problems.sort_by_key(|d| (d.line, d.column));
             return Err(Diagnostics(problems));
         }
         Ok(Schedules {
@@ -1086,7 +1096,10 @@ mod tests {
             ScheduleError::NeverFires { .. }
         ));
         let shown = err("0 25 * * *").to_string();
-        assert!(shown.contains("hour") && shown.contains("25"), "{shown}");
+        assert!(
+            shown.contains("hour field \"25\"") && shown.contains("hours run from 0 to 23"),
+            "{shown}"
+        );
         assert!(err("0 25 * * *").hint().contains("0-23"));
     }
 
@@ -1145,6 +1158,8 @@ name = "Org"
         );
         let problems = Schedules::from_config(&c).expect_err("invalid").0;
         assert_eq!(problems.len(), 4, "{problems:#?}");
+        let lines: Vec<usize> = problems.iter().map(|d| d.line).collect();
+        assert_eq!(lines, [9, 10, 11, 12], "in file order");
         let by_line = |line: usize| {
             problems
                 .iter()
