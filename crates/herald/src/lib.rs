@@ -8,8 +8,10 @@
 pub mod channels;
 pub mod cli;
 pub mod ledger;
+pub mod lock;
 pub mod output;
 pub mod pipeline;
+pub mod schedule;
 pub mod status;
 
 use std::path::{Path, PathBuf};
