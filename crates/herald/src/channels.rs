@@ -38,11 +38,20 @@ impl Channel {
 
 /// Every channel's settings, read once so a bad section fails before any output.
 #[derive(Debug)]
-pub struct Settings {}
+pub struct Settings {
+    pub schedules: crate::schedule::Schedules,
+}
+
+fn invalid(d: herald_content::Diagnostic) -> Error {
+    Error::Content(herald_content::LoadError::Invalid(herald_content::Diagnostics(vec![d])))
+}
 
 impl Settings {
-    pub fn load(_corpus: &Corpus) -> Result<Settings, Error> {
-        Ok(Settings {})
+    pub fn load(corpus: &Corpus) -> Result<Settings, Error> {
+        let _ = invalid;
+        let schedules = crate::schedule::Schedules::from_config(&corpus.config)
+            .map_err(|d| Error::Content(herald_content::LoadError::Invalid(d)))?;
+        Ok(Settings { schedules })
     }
 }
 
@@ -72,18 +81,35 @@ pub fn run(ch: Channel, ctx: &Ctx<'_>) -> Result<ChannelReport, Error> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn mail(
-    _corpus: &Corpus,
-    _settings: &Settings,
-    _ledger: &Ledger,
-    _paths: &Paths,
-    _due: &[&Statement],
-    _now: DateTime<Utc>,
-    _dry_run: bool,
-    _is_new: &(dyn Fn(&Statement, Channel) -> bool + Sync),
-) -> Result<Option<ChannelReport>, Error> {
+pub struct MailCtx<'a> {
+    pub corpus: &'a Corpus,
+    pub settings: &'a Settings,
+    pub ledger: &'a Ledger,
+    pub paths: &'a Paths,
+    pub due: &'a [&'a Statement],
+    pub now: DateTime<Utc>,
+    pub dry_run: bool,
+    /// (id, lang) published for the first time in this run.
+    pub newly_published: &'a [(String, String)],
+    pub cancel: &'a std::sync::atomic::AtomicBool,
+}
+
+pub fn mail(_ctx: &MailCtx<'_>) -> Result<Option<ChannelReport>, Error> {
     Ok(None)
+}
+
+/// A schedule slot came due: `digest` sends the mail digest; any other job is a publish
+/// (already done by the cycle that calls this).
+pub fn run_job(
+    _corpus: &Corpus,
+    _paths: &Paths,
+    _ledger: &Ledger,
+    _name: &str,
+    _slot: DateTime<Utc>,
+    _now: DateTime<Utc>,
+    _cancel: &std::sync::atomic::AtomicBool,
+) -> Result<(), Error> {
+    Ok(())
 }
 
 pub fn status_lines(

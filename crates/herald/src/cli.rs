@@ -35,7 +35,12 @@ pub enum Command {
         /// Show what would be published; write and send nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Publish files only; leave bulletins for a later run.
+        #[arg(long)]
+        no_mail: bool,
     },
+    /// Stay running: publish as embargoes lift and schedule slots come due.
+    Run,
     /// What is published, what waits under embargo, and the last run.
     Status {
         #[arg(long, value_parser = parse_now)]
@@ -146,12 +151,33 @@ pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
             );
             Ok(exit::OK)
         }
-        Command::Publish { now, dry_run } => {
+        Command::Publish {
+            now,
+            dry_run,
+            no_mail,
+        } => {
+            // Validate before waiting for the lock: a bad file is reported at once.
+            let corpus = crate::check(&root)?;
+            let wait = crate::schedule::Schedules::from_config(&corpus.config)
+                .map(|s| s.lock_wait)
+                .unwrap_or(crate::schedule::DEFAULT_LOCK_WAIT);
+            drop(corpus);
+            let _lock = if *dry_run {
+                None
+            } else {
+                Some(crate::lock::Lock::acquire(&crate::Paths::new(&root).state, wait)?)
+            };
+            let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                signal_hook::flag::register(sig, cancel.clone())?;
+            }
             let report = crate::publish(&PublishOptions {
                 root,
                 now: now.unwrap_or(clock),
                 dry_run: *dry_run,
                 started_at: clock,
+                mail: !*no_mail,
+                cancel: Some(cancel),
             })?;
             print_report(&mut out, &report);
             let attention = report
@@ -160,6 +186,15 @@ pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
                 .any(|c| c.channel == "mail" && c.note.contains("attention"));
             Ok(if attention { exit::ATTENTION } else { exit::OK })
         }
+        Command::Run => {
+            let corpus = crate::check(&root)?;
+            let wait = crate::schedule::Schedules::from_config(&corpus.config)
+                .map(|s| s.lock_wait)
+                .unwrap_or(crate::schedule::DEFAULT_LOCK_WAIT);
+            drop(corpus);
+            crate::run::run_forever(root, &Utc::now, wait, &mut out)?;
+            Ok(exit::OK)
+        }
         Command::Status { now } => {
             crate::status::print(&root, now.unwrap_or(clock), &mut out)?;
             Ok(exit::OK)
@@ -167,7 +202,7 @@ pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
     }
 }
 
-pub fn print_report(out: &mut impl Write, r: &PublishReport) {
+pub fn print_report(out: &mut dyn Write, r: &PublishReport) {
     let _ = writeln!(
         out,
         "herald publish{} as of {}",

@@ -169,6 +169,16 @@ impl Ledger {
             .map_err(|e| self.err(e))
     }
 
+    pub fn set_state(&mut self, key: &str, value: &str) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO state (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     pub fn outputs(&self) -> Result<Vec<(String, String)>, LedgerError> {
         let mut stmt = self
             .conn

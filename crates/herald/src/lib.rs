@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod lock;
 pub mod output;
 pub mod pipeline;
+pub mod run;
 pub mod schedule;
 pub mod status;
 
@@ -64,6 +65,8 @@ pub enum Error {
     },
     #[error("{0}")]
     Busy(String),
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
     #[error("{0}")]
     Usage(String),
 }
@@ -90,7 +93,7 @@ impl Error {
             Error::Content(herald_content::LoadError::Invalid(_)) | Error::Config(_) => {
                 exit::INVALID
             }
-            Error::Busy(_) => exit::BUSY,
+            Error::Busy(_) | Error::Lock(lock::LockError::Busy { .. }) => exit::BUSY,
             Error::Usage(_) => exit::USAGE,
             _ => exit::FAILURE,
         }

@@ -23,6 +23,10 @@ pub struct PublishOptions {
     pub dry_run: bool,
     /// Wall-clock start, for the run log only (never for what is due).
     pub started_at: DateTime<Utc>,
+    /// Send bulletins (false: publish the files only; mail goes out on a later run).
+    pub mail: bool,
+    /// Set by a signal: finish the message in flight, record it, stop.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// What one channel did.
@@ -242,9 +246,22 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         ledger.commit(&rec)?;
     }
 
-    let mail = channels::mail(&corpus, &channel_settings, &ledger, &paths, &due, now, opts.dry_run, &is_new)?;
-    if let Some(rep) = mail {
-        reports.push(rep);
+    if opts.mail {
+        let cancel = opts.cancel.clone().unwrap_or_default();
+        let mail = channels::mail(&channels::MailCtx {
+            corpus: &corpus,
+            settings: &channel_settings,
+            ledger: &ledger,
+            paths: &paths,
+            due: &due,
+            now,
+            dry_run: opts.dry_run,
+            newly_published: &new_statements,
+            cancel: &cancel,
+        })?;
+        if let Some(rep) = mail {
+            reports.push(rep);
+        }
     }
 
     Ok(PublishReport {
