@@ -66,6 +66,24 @@ pub fn print(root: &Path, now: DateTime<Utc>, out: &mut impl Write) -> Result<()
             s.meta.publish_at.with_timezone(&Utc).format("%Y-%m-%d %H:%M")
         );
     }
+    if let Ok(schedules) = crate::schedule::Schedules::from_config(&corpus.config) {
+        for (name, schedule) in schedules.iter() {
+            let _ = writeln!(out, "  schedule {name} = \"{}\" ({})", schedule.expression(), schedule.time_zone());
+            for slot in schedule.upcoming(now).take(3) {
+                let _ = writeln!(
+                    out,
+                    "    next {} local, {} UTC",
+                    slot.with_timezone(&schedule.time_zone()).format("%a %Y-%m-%d %H:%M"),
+                    slot.format("%Y-%m-%d %H:%M")
+                );
+            }
+            if let Some(l) = &ledger {
+                if let Some(last) = l.get_state(&format!("schedule:{name}:last"))? {
+                    let _ = writeln!(out, "    last ran for slot {last}");
+                }
+            }
+        }
+    }
     let drafts = corpus.statements.iter().filter(|s| s.meta.draft).count();
     if drafts > 0 {
         let _ = writeln!(out, "  drafts: {drafts}");
