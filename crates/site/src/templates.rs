@@ -1,0 +1,138 @@
+//! The built-in templates, and their overrides from `content/templates/`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, escape_formatter};
+
+use crate::SiteError;
+
+/// Every built-in template, by name. A file of the same name in
+/// `content/templates/` replaces it.
+pub const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../templates/base.html")),
+    ("index.html", include_str!("../templates/index.html")),
+    ("entries.html", include_str!("../templates/entries.html")),
+    (
+        "statement.html",
+        include_str!("../templates/statement.html"),
+    ),
+    ("topic.html", include_str!("../templates/topic.html")),
+    ("topics.html", include_str!("../templates/topics.html")),
+    (
+        "subscribe.html",
+        include_str!("../templates/subscribe.html"),
+    ),
+];
+
+/// The stylesheet's name among the templates (copied as is, not rendered).
+pub const STYLESHEET_NAME: &str = "style.css";
+const STYLESHEET: &str = include_str!("../templates/style.css");
+
+/// A name an override may `include` or `extend`: a plain file in the folder.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\', ':'])
+        && !name.contains("..")
+}
+
+/// Read `dir/name` if it exists. Missing is `None`; anything else unreadable is an error.
+fn read_override(dir: &Path, name: &str) -> Result<Option<(PathBuf, String)>, SiteError> {
+    let path = dir.join(name);
+    match std::fs::read(&path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Ok(Some((path, text))),
+            Err(_) => Err(SiteError::Read {
+                path,
+                source: io::Error::new(io::ErrorKind::InvalidData, "not UTF-8; save it as UTF-8"),
+            }),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(SiteError::Read { path, source: e }),
+    }
+}
+
+/// The template environment: built-ins, replaced by overrides found in `dir`;
+/// other names that an override includes are loaded from `dir` on demand.
+pub fn environment(dir: &Path) -> Result<Environment<'static>, SiteError> {
+    let mut env = Environment::new();
+    // A misspelt variable in an override is an error, not an empty string;
+    // `{% if x %}` on a missing value stays allowed.
+    env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    // herald's escaping (the five HTML specials), so URLs keep their readable `/`.
+    env.set_formatter(
+        |out, state, value| match (state.auto_escape(), value.as_str()) {
+            (AutoEscape::Html, Some(text)) if !value.is_safe() => {
+                Ok(out.write_str(&herald_content::html::escape(text))?)
+            }
+            _ => escape_formatter(out, state, value),
+        },
+    );
+    for (name, builtin) in TEMPLATES {
+        let added = match read_override(dir, name)? {
+            Some((path, text)) => env
+                .add_template_owned(*name, text)
+                .map_err(|e| SiteError::template(path.display().to_string(), e)),
+            None => env
+                .add_template(name, builtin)
+                .map_err(|e| SiteError::template(format!("built-in {name}"), e)),
+        };
+        added?;
+    }
+    let dir = dir.to_path_buf();
+    env.set_loader(move |name| {
+        if !plain_name(name) {
+            return Ok(None);
+        }
+        match std::fs::read_to_string(dir.join(name)) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!("cannot read template {}", dir.join(name).display()),
+            )
+            .with_source(e)),
+        }
+    });
+    Ok(env)
+}
+
+/// The stylesheet: `dir/style.css` when present, else the built-in one.
+pub fn stylesheet(dir: &Path) -> Result<Vec<u8>, SiteError> {
+    Ok(match read_override(dir, STYLESHEET_NAME)? {
+        Some((_, text)) => text.into_bytes(),
+        None => STYLESHEET.as_bytes().to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_compile() {
+        let env = environment(Path::new("/nonexistent/templates")).expect("built-ins compile");
+        for (name, _) in TEMPLATES {
+            assert!(env.get_template(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn override_syntax_error_names_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("index.html"), "{% if %}").expect("write");
+        let err = environment(dir.path()).expect_err("broken override");
+        let msg = err.to_string();
+        assert!(msg.contains("index.html"), "{msg}");
+        assert!(msg.contains("syntax error"), "{msg}");
+    }
+
+    #[test]
+    fn includes_stay_in_the_folder() {
+        assert!(plain_name("partial.html"));
+        assert!(!plain_name("../secret.html"));
+        assert!(!plain_name("/etc/passwd"));
+        assert!(!plain_name(".hidden"));
+    }
+}
