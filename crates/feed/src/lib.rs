@@ -55,10 +55,30 @@ pub struct FeedEntry<'a> {
 pub struct FeedReport {
     /// Every file passed to the sink, in order (feeds, archive pages, `feed.xsl`).
     pub files: Vec<String>,
-    /// The subscription feeds (not archives), as absolute URLs: the WebSub topics.
-    pub feed_urls: Vec<String>,
+    /// The subscription feeds (not archive pages): what WebSub hubs are told about.
+    pub feeds: Vec<FeedFile>,
     /// Entries rendered (statement-language pairs).
     pub entries: usize,
+}
+
+/// A subscription feed: its path below `public/` and its absolute URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedFile {
+    pub path: String,
+    pub url: String,
+}
+
+impl FeedReport {
+    /// The URLs of the subscription feeds among `changed` (paths whose bytes the
+    /// sink found changed): the topics to pass to [`ping_hub`].
+    pub fn changed_feed_urls<S: AsRef<str>>(&self, changed: &[S]) -> Vec<String> {
+        let changed: HashSet<&str> = changed.iter().map(AsRef::as_ref).collect();
+        self.feeds
+            .iter()
+            .filter(|f| changed.contains(f.path.as_str()))
+            .map(|f| f.url.clone())
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -229,7 +249,10 @@ impl<'a> Feeds<'a> {
                 for kind in FeedKind::ALL {
                     let bytes = encode(&doc, kind)?;
                     if doc.is_current() {
-                        report.feed_urls.push(doc.url(kind));
+                        report.feeds.push(FeedFile {
+                            path: doc.path(kind),
+                            url: doc.url(kind),
+                        });
                     }
                     put(doc.path(kind), &bytes)?;
                 }

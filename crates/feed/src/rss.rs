@@ -1,7 +1,6 @@
 //! RSS 2.0 as the RSS Advisory Board's specification and Best Practices Profile
 //! ask, with Atom self/hub links and RFC 5005 archive links.
 
-use herald_content::html::escape;
 use herald_content::urls::FeedKind;
 
 use crate::EncodeError;
@@ -9,6 +8,7 @@ use crate::atom::{FH, NS as ATOM, archive_links};
 use crate::model::Doc;
 use crate::text::{rfc822, rfc3339};
 use crate::xml::Xml;
+use quick_xml::escape::partial_escape;
 
 const KIND: FeedKind = FeedKind::Rss;
 const CONTENT: &str = "http://purl.org/rss/1.0/modules/content/";
@@ -69,10 +69,10 @@ pub(crate) fn write(doc: &Doc<'_>) -> Result<Vec<u8>, EncodeError> {
             x.text("title", &[], &item.title)?;
         }
         x.text("link", &[], &item.url)?;
-        // `description` is HTML: the plain summary is escaped as HTML first, then
-        // as XML by the writer. One escape per layer, never more.
+        // `description` is HTML: the plain summary is escaped as HTML text first
+        // (`&`, `<`, `>`), then as XML by the writer. One escape per layer.
         if !item.summary.is_empty() {
-            x.text("description", &[], &escape(&item.summary))?;
+            x.text("description", &[], &partial_escape(item.summary.as_ref()))?;
         }
         x.text("content:encoded", &[], &item.html)?;
         // Names go in dc:creator: RSS `author` must be an e-mail address.

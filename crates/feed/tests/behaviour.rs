@@ -282,12 +282,16 @@ fn hub_and_stylesheet_are_linked() {
     let json: serde_json::Value = serde_json::from_slice(&files["kk/feed.json"]).unwrap();
     assert_eq!(json["hubs"][0]["type"], "WebSub");
     assert!(files.contains_key("feed.xsl"));
-    assert!(
-        report
-            .feed_urls
-            .contains(&"https://statements.example.org/en/topics/migration/atom.xml".to_string())
-    );
-    assert!(report.feed_urls.iter().all(|u| !u.contains("/archive/")));
+    let topic = "https://statements.example.org/en/topics/migration/atom.xml".to_string();
+    assert!(report.feeds.iter().any(|f| f.url == topic));
+    assert!(report.feeds.iter().all(|f| !f.path.contains("/archive/")));
+    // The hub hears about the subscription feeds that changed, not archives or the XSL.
+    let changed = [
+        "en/topics/migration/atom.xml",
+        "en/archive/1/atom.xml",
+        "feed.xsl",
+    ];
+    assert_eq!(report.changed_feed_urls(&changed), vec![topic]);
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use herald_content::html::{HtmlOptions, escape, to_html};
+use herald_content::html::{HtmlOptions, to_html};
 use herald_content::{Corpus, Statement};
 use herald_feed::text::{clean, clean_trim, is_xml_char};
 use herald_feed::{FeedEntry, FeedInput, tag_uri};
@@ -181,8 +181,8 @@ proptest! {
                 prop_assert_eq!(item.title().unwrap_or(""), title.as_str());
                 prop_assert_eq!(item.content().unwrap_or(""), html.as_str());
                 let got = item.description().unwrap_or("");
-                let want = escape(&summary);
-                prop_assert_eq!(got, want.as_str());
+                let want = quick_xml::escape::partial_escape(summary.as_str());
+                prop_assert_eq!(got, want.as_ref());
             }
         }
     }
