@@ -14,7 +14,7 @@ const KIND: FeedKind = FeedKind::Atom;
 pub(crate) fn write(doc: &Doc<'_>) -> Result<Vec<u8>, EncodeError> {
     let site = doc.site;
     let config = site.config;
-    let mut x = Xml::new(doc.capacity(), Some(&site.xsl))?;
+    let mut x = Xml::new(doc.capacity(), Some(&doc.stylesheet(KIND)))?;
     x.start(
         "feed",
         &[("xmlns", NS), ("xmlns:fh", FH), ("xml:lang", doc.lang)],

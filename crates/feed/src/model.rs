@@ -19,8 +19,6 @@ pub(crate) struct Site<'a> {
     pub authority: String,
     pub since: String,
     pub hub: Option<String>,
-    /// Absolute URL of the XSL stylesheet.
-    pub xsl: String,
 }
 
 impl<'a> Site<'a> {
@@ -48,7 +46,6 @@ impl<'a> Site<'a> {
             authority,
             since,
             hub: settings.hub.clone(),
-            xsl: format!("{}{}", config.base_url, urls::FEED_XSL),
         }
     }
 
@@ -261,6 +258,13 @@ impl Doc<'_> {
             Page::Current { .. } => self.current_path(kind),
             Page::Archive { n, .. } => self.archive_path(kind, n),
         }
+    }
+
+    /// The XSL stylesheet, relative to this document: same origin wherever the
+    /// site is served (browsers apply no cross-origin XSLT), previews included.
+    pub fn stylesheet(&self, kind: FeedKind) -> String {
+        let depth = self.path(kind).matches('/').count();
+        format!("{}{}", "../".repeat(depth), urls::FEED_XSL)
     }
 
     pub fn url(&self, kind: FeedKind) -> String {

@@ -18,7 +18,7 @@ const DCTERMS: &str = "http://purl.org/dc/terms/";
 pub(crate) fn write(doc: &Doc<'_>) -> Result<Vec<u8>, EncodeError> {
     let site = doc.site;
     let org = &site.config.organization;
-    let mut x = Xml::new(doc.capacity() * 5 / 4, Some(&site.xsl))?;
+    let mut x = Xml::new(doc.capacity() * 5 / 4, Some(&doc.stylesheet(KIND)))?;
     x.start(
         "rss",
         &[

@@ -271,14 +271,17 @@ fn archive_pages_chain_both_ways() {
 #[test]
 fn hub_and_stylesheet_are_linked() {
     let mut corpus = corpus();
-    with_feed_settings(&mut corpus, "hub = \"https://hub.example.net/\"");
+    with_feed_settings(&mut corpus, "hub = \"https://hub.example.net/\"\nlimit = 1");
     let (report, files) = render_all(&corpus, now());
     let atom = text(&files["en/atom.xml"]);
     assert!(atom.contains(r#"<link rel="hub" href="https://hub.example.net/"/>"#));
-    assert!(atom.starts_with("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<?xml-stylesheet type=\"text/xsl\" href=\"https://statements.example.org/feed.xsl\"?>"));
+    assert!(atom.starts_with("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<?xml-stylesheet type=\"text/xsl\" href=\"../feed.xsl\"?>"));
     let rss = text(&files["ru/rss.xml"]);
     assert!(rss.contains(r#"<atom:link href="https://hub.example.net/" rel="hub"/>"#));
-    assert!(rss.contains("<?xml-stylesheet type=\"text/xsl\""));
+    assert!(rss.contains("<?xml-stylesheet type=\"text/xsl\" href=\"../feed.xsl\"?>"));
+    let topic_rss = text(&files["ru/topics/migration/rss.xml"]);
+    assert!(topic_rss.contains("href=\"../../../feed.xsl\""));
+    assert!(text(&files["en/archive/1/atom.xml"]).contains("href=\"../../../feed.xsl\""));
     let json: serde_json::Value = serde_json::from_slice(&files["kk/feed.json"]).unwrap();
     assert_eq!(json["hubs"][0]["type"], "WebSub");
     assert!(files.contains_key("feed.xsl"));
@@ -312,22 +315,39 @@ fn translations_and_languages() {
 
 #[test]
 fn xslt_turns_feeds_into_a_readable_page() {
-    let corpus = corpus();
+    let mut corpus = corpus();
+    with_feed_settings(&mut corpus, "limit = 1");
     let (_, files) = render_all(&corpus, now());
-    let dir = tempfile::tempdir().unwrap();
-    let xsl = dir.path().join("feed.xsl");
-    std::fs::write(&xsl, &files["feed.xsl"]).unwrap();
-    for feed in ["en/atom.xml", "en/rss.xml"] {
-        let file = dir.path().join(feed.replace('/', "_"));
-        std::fs::write(&file, &files[feed]).unwrap();
+    // Lay the files out as in public/, and let xsltproc follow each feed's own
+    // xml-stylesheet instruction, as a browser would.
+    let public = tempfile::tempdir().unwrap();
+    for (path, bytes) in &files {
+        let file = public.path().join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, bytes).unwrap();
+    }
+    for (feed, title) in [
+        (
+            "en/atom.xml",
+            "Labour migration in Central Asia: what the 2015 figures tell us",
+        ),
+        (
+            "en/rss.xml",
+            "Labour migration in Central Asia: what the 2015 figures tell us",
+        ),
+        ("en/topics/health/atom.xml", "migrant"),
+        (
+            "en/archive/1/rss.xml",
+            "Joint statement on the first World Day against Trafficking in Persons",
+        ),
+    ] {
         let out = Command::new("xsltproc")
-            .arg(&xsl)
-            .arg(&file)
+            .arg(public.path().join(feed))
             .output()
             .expect("xsltproc runs (install it with .ci/setup-feed.sh)");
         assert!(
             out.status.success(),
-            "{}",
+            "{feed}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let html = String::from_utf8(out.stdout).unwrap();
@@ -339,7 +359,7 @@ fn xslt_turns_feeds_into_a_readable_page() {
             html.contains(&format!("https://statements.example.org/{feed}")),
             "{feed}: {html}"
         );
-        assert!(html.contains("Labour migration in Central Asia: what the 2015 figures tell us"));
+        assert!(html.contains(title), "{feed}: {html}");
         assert!(html.contains(r#"<html lang="en">"#), "{html}");
     }
 }
@@ -426,4 +446,26 @@ fn tag_uris_follow_rfc_4151() {
     assert!(!herald_feed::is_tag_uri("tag:example.org:x"));
     assert!(!herald_feed::is_tag_uri("tag:example.org,2014-13-01:x"));
     assert!(!herald_feed::is_tag_uri("tag:example.org,2014:a b"));
+}
+
+#[test]
+fn one_document_alone_equals_the_one_in_the_full_render() {
+    let corpus = corpus();
+    let (_, files) = render_all(&corpus, now());
+    let input = FeedInput {
+        corpus: &corpus,
+        now: now(),
+        entries: entries(&corpus, now()),
+    };
+    let feeds = herald_feed::Feeds::new(&input).unwrap();
+    for kind in herald_content::FeedKind::ALL {
+        for (lang, topic) in [("en", None), ("kk", Some("migration")), ("ru", None)] {
+            let path = herald_content::urls::feed(lang, topic, kind);
+            assert_eq!(
+                feeds.document(lang, topic, kind).unwrap(),
+                files[&path],
+                "{path}"
+            );
+        }
+    }
 }
