@@ -469,3 +469,24 @@ fn one_document_alone_equals_the_one_in_the_full_render() {
         }
     }
 }
+
+#[test]
+fn links_inside_content_are_absolute() {
+    let corpus = corpus();
+    let (_, files) = render_all(&corpus, now());
+    let atom = atom_syndication::Feed::read_from(files["en/atom.xml"].as_slice()).unwrap();
+    let html: String = atom
+        .entries()
+        .iter()
+        .filter_map(|e| e.content().and_then(|c| c.value()))
+        .collect();
+    assert!(
+        html.contains(
+            r##"href="https://statements.example.org/en/2016/labour-migration-in-figures/#fn-1""##
+        ),
+        "{html}"
+    );
+    for relative in ["href=\"/", "href=\"#", "src=\"/", "href=\"../"] {
+        assert!(!html.contains(relative), "{relative} in {html}");
+    }
+}
