@@ -1,0 +1,361 @@
+//! From the published entries to feed documents: one item per entry (its HTML
+//! rendered once, shared by every feed it is in), grouped per language and per
+//! topic, cut into a subscription page and RFC 5005 archive pages.
+
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Datelike, FixedOffset};
+use herald_content::html::{HtmlOptions, to_html};
+use herald_content::urls::{self, FeedKind};
+use herald_content::{Config, Corpus, Statement};
+
+use crate::text::{clean, clean_trim};
+use crate::{FeedEntry, FeedSettings};
+
+/// What every document of a render shares.
+pub(crate) struct Site<'a> {
+    pub config: &'a Config,
+    pub authority: String,
+    pub since: String,
+    pub hub: Option<String>,
+}
+
+impl<'a> Site<'a> {
+    /// `items` in publication order: the feeds' own ids borrow what is not
+    /// configured from the oldest entry's ledger id, which never changes either.
+    pub fn new(corpus: &'a Corpus, settings: &FeedSettings, items: &[Item<'_>]) -> Self {
+        let config = &corpus.config;
+        let oldest = items.first().and_then(|i| tag_entity(i.tag));
+        let authority = settings
+            .authority
+            .as_ref()
+            .map(|a| a.to_ascii_lowercase())
+            .or_else(|| oldest.map(|(a, _)| a.to_string()))
+            .unwrap_or_else(|| settings.authority(config));
+        let since = settings
+            .since
+            .clone()
+            .or_else(|| oldest.map(|(_, d)| d.to_string()))
+            .unwrap_or_else(|| {
+                let year = corpus.statements.iter().map(|s| s.meta.date.year()).min();
+                format!("{:04}", year.unwrap_or(2000))
+            });
+        Site {
+            config,
+            authority,
+            since,
+            hub: settings.hub.clone(),
+        }
+    }
+
+    pub fn abs(&self, path: &str) -> String {
+        format!("{}{}", self.config.base_url, path)
+    }
+}
+
+/// The authority and date of a tag URI.
+fn tag_entity(tag: &str) -> Option<(&str, &str)> {
+    let rest = tag.strip_prefix("tag:")?;
+    rest.split_once(':')?.0.rsplit_once(',')
+}
+
+/// One published statement in one language, ready to write in any format.
+pub(crate) struct Item<'a> {
+    pub s: &'a Statement,
+    pub tag: &'a str,
+    pub title: Cow<'a, str>,
+    pub summary: Cow<'a, str>,
+    /// The full body as HTML with absolute URLs, XML-forbidden characters removed.
+    pub html: String,
+    /// Absolute URL of the statement's page.
+    pub url: String,
+    /// Absolute URL and exact length of the PDF.
+    pub pdf: Option<(String, u64)>,
+    pub published: DateTime<FixedOffset>,
+    pub updated: DateTime<FixedOffset>,
+    /// The other published languages of the statement: (language, page URL).
+    pub translations: Vec<(&'a str, String)>,
+    /// Publication order: first publication, then date, id, language.
+    key: (
+        chrono::DateTime<chrono::Utc>,
+        DateTime<FixedOffset>,
+        &'a str,
+        usize,
+    ),
+}
+
+fn lang_rank(config: &Config, lang: &str) -> usize {
+    config
+        .languages
+        .iter()
+        .position(|l| l == lang)
+        .unwrap_or(usize::MAX)
+}
+
+/// Items in publication order, oldest first.
+pub(crate) fn prepare<'a>(corpus: &'a Corpus, entries: &'a [FeedEntry<'a>]) -> Vec<Item<'a>> {
+    let config = &corpus.config;
+    let base = config.base_url.as_str();
+    let mut languages: HashMap<&str, Vec<&Statement>> = HashMap::new();
+    for e in entries {
+        languages
+            .entry(e.statement.id.as_str())
+            .or_default()
+            .push(e.statement);
+    }
+    for v in languages.values_mut() {
+        v.sort_by_key(|s| lang_rank(config, &s.lang));
+    }
+    let mut items: Vec<Item<'a>> = entries
+        .iter()
+        .map(|e| {
+            let s = e.statement;
+            let url = format!("{base}{}", urls::page(s));
+            let html = to_html(
+                &s.document(),
+                &HtmlOptions {
+                    base_url: Some(base),
+                    page_url: Some(&url),
+                },
+            );
+            let translations = languages
+                .get(s.id.as_str())
+                .map(|v| {
+                    v.iter()
+                        .filter(|t| t.lang != s.lang)
+                        .map(|t| (t.lang.as_str(), format!("{base}{}", urls::page(t))))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Item {
+                s,
+                tag: &e.tag,
+                // Parsers drop surrounding white space; drop it first so all agree.
+                title: clean_trim(&s.meta.title),
+                summary: clean_trim(&s.meta.summary),
+                // Trailing newlines mean nothing in HTML, and parsers trim them.
+                html: clean(html.trim_end()).into_owned(),
+                pdf: e
+                    .pdf_length
+                    .map(|len| (format!("{base}{}", urls::pdf(s)), len)),
+                url,
+                published: s.meta.date,
+                updated: s.modified(),
+                translations,
+                key: (
+                    e.first_published,
+                    s.meta.date,
+                    s.id.as_str(),
+                    lang_rank(config, &s.lang),
+                ),
+            }
+        })
+        .collect();
+    items.sort_by(|a, b| a.key.cmp(&b.key));
+    items
+}
+
+/// The entries of one feed: a language, or a topic in a language.
+pub(crate) struct Group<'a> {
+    pub lang: &'a str,
+    pub topic: Option<&'a str>,
+    /// Oldest first.
+    pub items: Vec<&'a Item<'a>>,
+}
+
+/// One feed per language (even an empty one: the site links it), one per topic
+/// and language that has entries.
+pub(crate) fn groups<'a>(config: &'a Config, items: &'a [Item<'a>]) -> Vec<Group<'a>> {
+    let mut out = Vec::new();
+    for lang in &config.languages {
+        let in_lang: Vec<&Item<'a>> = items.iter().filter(|i| i.s.lang == *lang).collect();
+        let topics: BTreeSet<&str> = in_lang
+            .iter()
+            .flat_map(|i| i.s.meta.topics.iter().map(String::as_str))
+            .collect();
+        let by_topic: Vec<Group<'a>> = topics
+            .into_iter()
+            .map(|topic| Group {
+                lang,
+                topic: Some(topic),
+                items: in_lang
+                    .iter()
+                    .copied()
+                    .filter(|i| i.s.meta.topics.iter().any(|t| t == topic))
+                    .collect(),
+            })
+            .collect();
+        out.push(Group {
+            lang,
+            topic: None,
+            items: in_lang,
+        });
+        out.extend(by_topic);
+    }
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Page {
+    /// The subscription document; `archives` full archive pages exist behind it.
+    Current { archives: usize },
+    /// Archive page `n` (1 is the oldest) of `of`.
+    Archive { n: usize, of: usize },
+}
+
+/// One feed document, in any of the three formats.
+pub(crate) struct Doc<'a> {
+    pub site: &'a Site<'a>,
+    pub lang: &'a str,
+    pub topic: Option<&'a str>,
+    pub page: Page,
+    /// Newest first.
+    pub items: Vec<&'a Item<'a>>,
+}
+
+/// The subscription document and the full archive pages of a group. Archive page
+/// `n` holds entries `(n-1)*limit .. n*limit` in publication order, so once full
+/// its entries never change; the subscription document holds the newest `limit`
+/// (it may overlap the newest archive page, which RFC 5005 allows).
+pub(crate) fn pages<'a>(site: &'a Site<'a>, group: &Group<'a>, limit: usize) -> Vec<Doc<'a>> {
+    let full = group.items.len() / limit;
+    let doc = |page, items: &[&'a Item<'a>]| Doc {
+        site,
+        lang: group.lang,
+        topic: group.topic,
+        page,
+        items: items.iter().rev().copied().collect(),
+    };
+    let start = group.items.len().saturating_sub(limit);
+    let mut out = vec![doc(Page::Current { archives: full }, &group.items[start..])];
+    for (i, chunk) in group.items.chunks_exact(limit).enumerate() {
+        out.push(doc(Page::Archive { n: i + 1, of: full }, chunk));
+    }
+    out
+}
+
+impl Doc<'_> {
+    pub fn is_current(&self) -> bool {
+        matches!(self.page, Page::Current { .. })
+    }
+
+    fn current_path(&self, kind: FeedKind) -> String {
+        urls::feed(self.lang, self.topic, kind)
+    }
+
+    fn archive_path(&self, kind: FeedKind, n: usize) -> String {
+        format!(
+            "{}{n}/{}",
+            urls::feed_archive_dir(self.lang, self.topic),
+            kind.file_name()
+        )
+    }
+
+    /// This document's path below `public/`.
+    pub fn path(&self, kind: FeedKind) -> String {
+        match self.page {
+            Page::Current { .. } => self.current_path(kind),
+            Page::Archive { n, .. } => self.archive_path(kind, n),
+        }
+    }
+
+    /// The XSL stylesheet, relative to this document: same origin wherever the
+    /// site is served (browsers apply no cross-origin XSLT), previews included.
+    pub fn stylesheet(&self, kind: FeedKind) -> String {
+        let depth = self.path(kind).matches('/').count();
+        format!("{}{}", "../".repeat(depth), urls::FEED_XSL)
+    }
+
+    pub fn url(&self, kind: FeedKind) -> String {
+        self.site.abs(&self.path(kind))
+    }
+
+    pub fn current_url(&self, kind: FeedKind) -> String {
+        self.site.abs(&self.current_path(kind))
+    }
+
+    /// The next older archive page.
+    pub fn prev_archive(&self, kind: FeedKind) -> Option<String> {
+        let n = match self.page {
+            Page::Current { archives } => archives,
+            Page::Archive { n, .. } => n - 1,
+        };
+        (n > 0).then(|| self.site.abs(&self.archive_path(kind, n)))
+    }
+
+    /// The next newer archive page.
+    pub fn next_archive(&self, kind: FeedKind) -> Option<String> {
+        match self.page {
+            Page::Archive { n, of } if n < of => {
+                Some(self.site.abs(&self.archive_path(kind, n + 1)))
+            }
+            _ => None,
+        }
+    }
+
+    /// The feed's permanent id (shared by its formats and archive pages).
+    pub fn id(&self) -> String {
+        let mut id = format!(
+            "tag:{},{}:feeds/{}",
+            self.site.authority, self.site.since, self.lang
+        );
+        if let Some(t) = self.topic {
+            id.push_str("/topics/");
+            id.push_str(&crate::tag_specific(t));
+        }
+        id
+    }
+
+    pub fn title(&self) -> String {
+        let title = clean(&self.site.config.title);
+        match self.topic {
+            Some(t) => format!("{title}: {t}"),
+            None => title.into_owned(),
+        }
+    }
+
+    pub fn description(&self) -> String {
+        let org = clean(&self.site.config.organization.name);
+        match self.topic {
+            Some(t) => format!("{org}: {t} ({})", self.lang),
+            None => format!("{org} ({})", self.lang),
+        }
+    }
+
+    /// The HTML page this feed mirrors.
+    pub fn home(&self) -> String {
+        self.site.abs(&match self.topic {
+            Some(t) => urls::topic(self.lang, t),
+            None => urls::index(self.lang),
+        })
+    }
+
+    /// The newest entry's date, so that an unchanged feed keeps its bytes; the Unix
+    /// epoch for an empty feed.
+    pub fn updated(&self) -> DateTime<FixedOffset> {
+        self.items
+            .iter()
+            .map(|i| i.updated)
+            .max()
+            .unwrap_or_else(|| DateTime::<chrono::Utc>::UNIX_EPOCH.fixed_offset())
+    }
+
+    /// The newest publication date, for RSS `pubDate`.
+    pub fn published(&self) -> DateTime<FixedOffset> {
+        self.items
+            .iter()
+            .map(|i| i.published)
+            .max()
+            .unwrap_or_else(|| DateTime::<chrono::Utc>::UNIX_EPOCH.fixed_offset())
+    }
+
+    /// A rough size, to allocate the output once.
+    pub fn capacity(&self) -> usize {
+        4096 + self
+            .items
+            .iter()
+            .map(|i| i.html.len() * 5 / 4 + i.summary.len() + 1024)
+            .sum::<usize>()
+    }
+}
