@@ -489,7 +489,7 @@ impl<'a> Ctx<'_, 'a> {
                     let lh = size * 1.3;
                     let mut y = pad;
                     for line in lines {
-                        let used: f32 = line.runs.iter().map(|(_, r)| r.width).sum();
+                        let used = line.runs.iter().map(|(dx, r)| dx + r.width).fold(0.0f32, f32::max);
                         let shift = match (align.get(c), rtl) {
                             (Some(Align::Right), false) => inner - used,
                             (Some(Align::Center), _) => (inner - used) / 2.0,

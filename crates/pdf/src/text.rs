@@ -85,6 +85,19 @@ pub(crate) struct Builder<'f, 'a> {
 impl Builder<'_, '_> {
     /// Shape text of one style into runs, one per font of the fallback chain it needs.
     pub fn runs(&mut self, text: &str, style: Style) -> Result<Vec<Run>, PdfError> {
+        let covered = |c: char| is_ignorable(c) || self.fonts.font_for(c, style.font).is_some();
+        let text: std::borrow::Cow<str> = if text.chars().all(covered) {
+            text.into()
+        } else {
+            text.chars()
+                .map(|c| match substitute(c) {
+                    Some(s) if !covered(c) => s,
+                    _ => c,
+                })
+                .collect::<String>()
+                .into()
+        };
+        let text = text.as_ref();
         let mut runs = Vec::new();
         let mut start = 0;
         let mut current: Option<usize> = None;
@@ -350,6 +363,15 @@ impl Builder<'_, '_> {
         out.retain(|&(b, _)| b > 0 && b < word.len());
         out
     }
+}
+
+/// A look-alike for characters the bundled fonts lack but statements use.
+fn substitute(c: char) -> Option<char> {
+    Some(match c {
+        '\u{2212}' | '\u{2010}' | '\u{2011}' => '-',
+        '\u{2009}' | '\u{200a}' | '\u{2002}' | '\u{2003}' => ' ',
+        _ => return None,
+    })
 }
 
 fn fill() -> Item {

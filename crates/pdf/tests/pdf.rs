@@ -111,19 +111,27 @@ fn fonts_are_embedded_and_subset() {
 fn qpdf_finds_nothing_wrong() {
     let corpus = samples();
     for s in &corpus.statements {
-        let pdf = render(&corpus, s);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("s.pdf");
-        std::fs::write(&path, &pdf).expect("write");
-        let out = Command::new("qpdf")
-            .arg("--check")
-            .arg(&path)
-            .output()
-            .expect("qpdf installed (run .ci/setup-pdf.sh)");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && out.stderr.is_empty(), "{}: {text}{}", s.id, String::from_utf8_lossy(&out.stderr));
-        assert!(text.contains("No syntax or stream encoding errors found"), "{text}");
+        qpdf_check(&render(&corpus, s), &s.id);
     }
+}
+
+/// `qpdf --check` exits 0 with no warnings (exit 3) and no errors (exit 2).
+fn qpdf_check(pdf: &[u8], what: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s.pdf");
+    std::fs::write(&path, pdf).expect("write");
+    let out = Command::new("qpdf")
+        .arg("--check")
+        .arg(&path)
+        .output()
+        .expect("qpdf installed (run .ci/setup-pdf.sh)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.code() == Some(0) && out.stderr.is_empty(),
+        "{what}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("No syntax or stream encoding errors found"), "{text}");
 }
 
 #[test]
@@ -332,12 +340,11 @@ fn long_statement_stays_inside_the_margins() {
             assert!(y0 >= 36.0 && y1 <= page_h - 36.0, "outside top/bottom: {line}");
         }
     }
-    assert!(words > 8000, "{words} words");
+    assert!(words > 6000, "{words} words");
     let text = tool(&pdf, "pdftotext", &["-enc", "UTF-8"]);
     assert!(text.contains(&format!("Page {pages} of {pages}")), "footer");
     assert_words_in_order(&s.document().plain_text(), &text);
-    let out = Command::new("qpdf").arg("--check").arg("-").output();
-    let _ = out;
+    qpdf_check(&pdf, "long");
 }
 
 #[test]
