@@ -60,7 +60,10 @@ fn assert_words_in_order(source: &str, extracted: &str) {
         }
         match hay[at..].find(&w) {
             Some(i) => at += i + w.len(),
-            None => panic!("word {word:?} missing or out of order in:\n{extracted}"),
+            None => {
+                let next: String = hay[at..].chars().take(120).collect();
+                panic!("word {word:?} missing or out of order; next comes {next:?} in:\n{extracted}")
+            }
         }
     }
 }
@@ -341,9 +344,17 @@ fn long_statement_stays_inside_the_margins() {
         }
     }
     assert!(words > 6000, "{words} words");
-    let text = tool(&pdf, "pdftotext", &["-enc", "UTF-8"]);
+    // Content-stream order: the wide table's columns confuse poppler's layout analysis.
+    let text = tool(&pdf, "pdftotext", &["-enc", "UTF-8", "-raw"]);
     assert!(text.contains(&format!("Page {pages} of {pages}")), "footer");
-    assert_words_in_order(&s.document().plain_text(), &text);
+    // Running headers and footers are artifacts between the body's words: drop them.
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with("UNCT ") && !(l.starts_with("Page ") && l.contains(" of ")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(text.lines().filter(|l| l.starts_with("UNCT ")).count(), pages - 1, "a header from page 2 on");
+    assert_words_in_order(&s.document().plain_text(), &body);
     qpdf_check(&pdf, "long");
 }
 
