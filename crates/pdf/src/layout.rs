@@ -449,19 +449,27 @@ impl<'a> Ctx<'_, 'a> {
             for (c, (_, spans)) in row.iter().enumerate() {
                 let rtl = text::paragraph_rtl(spans);
                 let items = self.builder(width - 2.0 * pad, rtl).items(spans)?;
-                let (mut nat, mut min) = (0.0f32, 0.0f32);
+                // Natural width (one line), and the widest word (boxes between glue).
+                let (mut nat, mut word, mut min) = (0.0f32, 0.0f32, 0.0f32);
                 for it in &items {
                     match it {
                         text::Item::Box { width, .. } => {
                             nat += width;
-                            min = min.max(*width);
+                            word += width;
+                            min = min.max(word);
                         }
-                        text::Item::Glue { width, stretch, .. } if *stretch < 1.0e5 => nat += width,
-                        _ => {}
+                        text::Item::Glue { width, stretch, .. } => {
+                            if *stretch < 1.0e5 {
+                                nat += width;
+                            }
+                            word = 0.0;
+                        }
+                        text::Item::Penalty { .. } => {}
                     }
                 }
-                natural[c] = natural[c].max(nat + 2.0 * pad);
-                minimum[c] = minimum[c].max(min + 2.0 * pad);
+                natural[c] = natural[c].max((nat + 2.0 * pad).min(width));
+                // A very long word may be cut rather than starve the other columns.
+                minimum[c] = minimum[c].max((min + 2.0 * pad).min(width / cols as f32));
             }
         }
         let (sum_nat, sum_min): (f32, f32) = (natural.iter().sum(), minimum.iter().sum());
