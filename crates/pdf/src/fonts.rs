@@ -1,0 +1,291 @@
+//! Fonts: the bundled faces, the configured fallback chain, shaping with rustybuzz,
+//! and embedding the glyphs a document used as subset CID fonts.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustybuzz::{Direction, Face, UnicodeBuffer};
+
+use crate::PdfError;
+
+pub(crate) const REGULAR: usize = 0;
+pub(crate) const BOLD: usize = 1;
+pub(crate) const ITALIC: usize = 2;
+#[cfg(test)]
+pub(crate) const ARABIC: usize = 3;
+
+const BUNDLED: [(&str, &[u8]); 4] = [
+    (
+        "NotoSerif-Regular",
+        include_bytes!("../fonts/NotoSerif-Regular.ttf"),
+    ),
+    ("NotoSerif-Bold", include_bytes!("../fonts/NotoSerif-Bold.ttf")),
+    (
+        "NotoSerif-Italic",
+        include_bytes!("../fonts/NotoSerif-Italic.ttf"),
+    ),
+    (
+        "NotoNaskhArabic-Regular",
+        include_bytes!("../fonts/NotoNaskhArabic-Regular.ttf"),
+    ),
+];
+
+/// A font file the renderer may draw with.
+#[derive(Debug, Clone)]
+pub(crate) struct FontSource {
+    /// PostScript name, without a subset tag.
+    pub name: String,
+    pub data: Arc<[u8]>,
+}
+
+/// The bundled faces followed by the configured fallbacks, in chain order.
+pub(crate) fn load_sources(base: &Path, fallbacks: &[std::path::PathBuf]) -> Result<Vec<FontSource>, PdfError> {
+    let mut out: Vec<FontSource> = BUNDLED
+        .iter()
+        .map(|(name, data)| FontSource {
+            name: (*name).to_string(),
+            data: Arc::from(*data),
+        })
+        .collect();
+    for rel in fallbacks {
+        let path = base.join(rel);
+        let data = std::fs::read(&path).map_err(|e| PdfError::Font {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let face = Face::from_slice(&data, 0).ok_or_else(|| PdfError::Font {
+            path: path.clone(),
+            reason: "not a TrueType or OpenType font".into(),
+        })?;
+        let name = postscript_name(&face).unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "Fallback".into())
+        });
+        // Only glyph outlines subsetter can embed; CFF2 and bitmap-only fonts cannot be.
+        if face.tables().glyf.is_none() && face.tables().cff.is_none() {
+            return Err(PdfError::Font {
+                path,
+                reason: "has neither TrueType nor CFF outlines".into(),
+            });
+        }
+        let name: String = name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        out.push(FontSource {
+            name,
+            data: Arc::from(data),
+        });
+    }
+    Ok(out)
+}
+
+fn postscript_name(face: &Face) -> Option<String> {
+    face.names()
+        .into_iter()
+        .find(|n| n.name_id == rustybuzz::ttf_parser::name_id::POST_SCRIPT_NAME && n.is_unicode())
+        .and_then(|n| n.to_string())
+}
+
+/// One shaped glyph, in points.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Glyph {
+    pub gid: u16,
+    pub advance: f32,
+    pub dx: f32,
+    pub dy: f32,
+}
+
+/// The faces of one render, and what it used of each.
+pub(crate) struct Fonts<'a> {
+    pub sources: &'a [FontSource],
+    pub faces: Vec<Face<'a>>,
+    /// Per font: glyph id -> the text it stands for (for ToUnicode).
+    pub used: Vec<BTreeMap<u16, String>>,
+    /// Per font: (ascender, descender) as a fraction of the size.
+    pub metrics: Vec<(f32, f32)>,
+}
+
+impl<'a> Fonts<'a> {
+    pub fn new(sources: &'a [FontSource]) -> Result<Self, PdfError> {
+        let mut faces = Vec::with_capacity(sources.len());
+        let mut metrics = Vec::with_capacity(sources.len());
+        for s in sources {
+            let face = Face::from_slice(&s.data, 0).ok_or_else(|| PdfError::Font {
+                path: s.name.clone().into(),
+                reason: "cannot be parsed".into(),
+            })?;
+            let upem = face.units_per_em() as f32;
+            metrics.push((
+                f32::from(face.ascender()) / upem,
+                f32::from(face.descender()) / upem,
+            ));
+            faces.push(face);
+        }
+        Ok(Fonts {
+            sources,
+            used: vec![BTreeMap::new(); faces.len()],
+            faces,
+            metrics,
+        })
+    }
+
+    /// The first font in the chain, starting with `preferred`, that has a glyph for `c`.
+    pub fn font_for(&self, c: char, preferred: usize) -> Option<usize> {
+        let has = |i: usize| self.faces[i].glyph_index(c).is_some();
+        if has(preferred) {
+            return Some(preferred);
+        }
+        (0..self.faces.len()).find(|&i| i != preferred && has(i))
+    }
+
+    /// Shape `text` with one font. Records the glyphs used and what text each maps to.
+    pub fn shape(&mut self, font: usize, text: &str, size: f32, rtl: bool) -> (Vec<Glyph>, f32) {
+        let face = &self.faces[font];
+        let mut buf = UnicodeBuffer::new();
+        buf.push_str(text);
+        buf.guess_segment_properties();
+        buf.set_direction(if rtl {
+            Direction::RightToLeft
+        } else {
+            Direction::LeftToRight
+        });
+        let shaped = rustybuzz::shape(face, &[], buf);
+        let scale = size / face.units_per_em() as f32;
+        let infos = shaped.glyph_infos();
+        let positions = shaped.glyph_positions();
+        // Cluster starts, to find where each cluster's text ends.
+        let mut starts: Vec<usize> = infos.iter().map(|i| i.cluster as usize).collect();
+        starts.sort_unstable();
+        starts.dedup();
+        let used = &mut self.used[font];
+        let mut glyphs = Vec::with_capacity(infos.len());
+        let mut width = 0.0;
+        let mut last_cluster = usize::MAX;
+        for (info, pos) in infos.iter().zip(positions) {
+            let gid = u16::try_from(info.glyph_id).unwrap_or(0);
+            let start = info.cluster as usize;
+            let end = match starts.binary_search(&start) {
+                Ok(i) => starts.get(i + 1).copied().unwrap_or(text.len()),
+                Err(_) => text.len(),
+            };
+            let cluster_text = if start != last_cluster {
+                text.get(start..end).unwrap_or("")
+            } else {
+                ""
+            };
+            last_cluster = start;
+            let entry = used.entry(gid).or_default();
+            if entry.is_empty() && !cluster_text.is_empty() {
+                *entry = cluster_text.to_string();
+            }
+            let g = Glyph {
+                gid,
+                advance: pos.x_advance as f32 * scale,
+                dx: pos.x_offset as f32 * scale,
+                dy: pos.y_offset as f32 * scale,
+            };
+            width += g.advance;
+            glyphs.push(g);
+        }
+        (glyphs, width)
+    }
+
+    /// The horizontal advance of a glyph in its font, in thousandths of the size.
+    pub fn advance_milli(&self, font: usize, gid: u16) -> f32 {
+        let face = &self.faces[font];
+        let adv = face
+            .glyph_hor_advance(rustybuzz::ttf_parser::GlyphId(gid))
+            .unwrap_or(0);
+        f32::from(adv) * 1000.0 / face.units_per_em() as f32
+    }
+}
+
+/// A font as embedded: the subset program and the old -> new glyph ids.
+pub(crate) struct Embedded {
+    pub font: usize,
+    pub remap: subsetter::GlyphRemapper,
+    pub program: Vec<u8>,
+    /// Subset tag + PostScript name.
+    pub base_name: String,
+}
+
+/// Subset each font that was used. Glyph ids are remapped in sorted order, so the
+/// same glyphs always give the same subset.
+pub(crate) fn embed(fonts: &Fonts) -> Result<Vec<Embedded>, PdfError> {
+    let mut out = Vec::new();
+    for (font, used) in fonts.used.iter().enumerate() {
+        if used.is_empty() {
+            continue;
+        }
+        let mut remap = subsetter::GlyphRemapper::new();
+        for gid in used.keys() {
+            remap.remap(*gid);
+        }
+        let source = &fonts.sources[font];
+        let program = subsetter::subset(&source.data, 0, &remap).map_err(|e| PdfError::Font {
+            path: source.name.clone().into(),
+            reason: format!("cannot be subset: {e}"),
+        })?;
+        out.push(Embedded {
+            font,
+            base_name: format!("{}+{}", subset_tag(&source.name, used), source.name),
+            remap,
+            program,
+        });
+    }
+    Ok(out)
+}
+
+/// Six capital letters derived from the glyph set, as PDF asks of subset fonts.
+fn subset_tag(name: &str, used: &BTreeMap<u16, String>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    for gid in used.keys() {
+        h.update(gid.to_be_bytes());
+    }
+    h.finalize()
+        .iter()
+        .take(6)
+        .map(|b| char::from(b'A' + b % 26))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_fonts_cover_kazakh_and_arabic() {
+        let sources = load_sources(Path::new("."), &[]).expect("bundled");
+        let fonts = Fonts::new(&sources).expect("parse");
+        for c in "әғқңөұүһіӘҒҚҢӨҰҮҺІ".chars() {
+            assert_eq!(fonts.font_for(c, REGULAR), Some(REGULAR), "{c}");
+            assert_eq!(fonts.font_for(c, BOLD), Some(BOLD), "{c}");
+        }
+        assert_eq!(fonts.font_for('ب', REGULAR), Some(ARABIC));
+        assert_eq!(fonts.font_for('😀', REGULAR), None);
+    }
+
+    #[test]
+    fn arabic_is_shaped_into_joining_forms() {
+        let sources = load_sources(Path::new("."), &[]).expect("bundled");
+        let mut fonts = Fonts::new(&sources).expect("parse");
+        let (isolated, _) = fonts.shape(ARABIC, "ب", 10.0, true);
+        let (joined, _) = fonts.shape(ARABIC, "ببب", 10.0, true);
+        assert_eq!(joined.len(), 3);
+        // Initial, medial and final forms differ from the isolated letter.
+        assert!(joined.iter().all(|g| g.gid != isolated[0].gid));
+        // Every glyph maps back to the letter for text extraction.
+        assert!(joined.iter().all(|g| fonts.used[ARABIC][&g.gid] == "ب"));
+    }
+
+    #[test]
+    fn missing_fallback_is_a_clear_error() {
+        let e = load_sources(Path::new("/nonexistent"), &["x.ttf".into()]).expect_err("missing");
+        assert!(e.to_string().contains("x.ttf"), "{e}");
+    }
+}
