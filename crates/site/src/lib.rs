@@ -198,6 +198,17 @@ pub fn render(input: &SiteInput<'_>, sink: &dyn Sink) -> Result<SiteReport, Site
     let assets = list_assets(&content.join("assets"))?;
     jobs.extend(assets.iter().map(|(path, rel)| Job::Asset { path, rel }));
 
+    // Render one page of each template first and throw it away, so a broken
+    // template override fails the run before any file reaches the sink.
+    let mut probed = Vec::new();
+    for job in &jobs {
+        let kind = std::mem::discriminant(job);
+        if !matches!(job, Job::Sitemap | Job::Asset { .. }) && !probed.contains(&kind) {
+            probed.push(kind);
+            site.run(job, &template_dir, &Discard)?;
+        }
+    }
+
     let done: Vec<(Kind, Vec<String>)> = jobs
         .par_iter()
         .map(|job| site.run(job, &template_dir, sink))
@@ -215,6 +226,15 @@ pub fn render(input: &SiteInput<'_>, sink: &dyn Sink) -> Result<SiteReport, Site
     }
     report.files.sort_unstable();
     Ok(report)
+}
+
+/// A sink that keeps nothing: for the probe renders.
+struct Discard;
+
+impl Sink for Discard {
+    fn put(&self, _path: &str, _bytes: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 enum Job<'a> {

@@ -508,11 +508,13 @@ fn templates_can_be_overridden() {
         "{% extends \"base.html\" %}{% block main %}<h1>{{ statment.title }}</h1>{% endblock %}",
     )
     .expect("write");
-    let err = render(&SiteInput::new(&corpus, &due), &MemorySink::default())
-        .expect_err("undefined variable");
+    let sink = MemorySink::default();
+    let err = render(&SiteInput::new(&corpus, &due), &sink).expect_err("undefined variable");
     let msg = err.to_string();
     assert!(msg.contains("statement.html"), "{msg}");
     assert!(msg.contains("undefined"), "{msg}");
+    // Found before anything was written.
+    assert!(sink.into_files().is_empty());
 }
 
 #[test]
