@@ -98,6 +98,11 @@ fn resolve(page: &str, href: &str) -> String {
 fn check_page(path: &str, html: &str, lang: &str) {
     let doc = Html::parse_document(html);
     assert!(html.starts_with("<!DOCTYPE html>"), "{path}: no doctype");
+    assert!(
+        doc.errors.is_empty(),
+        "{path}: HTML parse errors {:?}",
+        doc.errors
+    );
     assert_eq!(
         attrs(&doc, "html", "lang"),
         vec![lang.to_string()],
@@ -771,4 +776,11 @@ fn sink_errors_name_the_file() {
         msg.starts_with("cannot write ") && msg.contains("disk full"),
         "{msg}"
     );
+}
+
+#[test]
+fn the_parse_error_check_can_fail() {
+    // check_page relies on the parser reporting errors; make sure it does.
+    let doc = Html::parse_document("<!DOCTYPE html><html><body><p></div></body></html>");
+    assert!(!doc.errors.is_empty());
 }
