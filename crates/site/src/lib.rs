@@ -925,6 +925,20 @@ impl<'a> Site<'a> {
                 })
             }
         };
+        let languages: Vec<LangLink<'_>> = self
+            .config
+            .languages
+            .iter()
+            .map(|l| LangLink {
+                code: l,
+                name: i18n::language_name(l),
+                href: versions
+                    .iter()
+                    .find(|v| &v.lang == l)
+                    .map_or_else(|| urls::index(l), |v| urls::page(v)),
+                current: *l == s.lang,
+            })
+            .collect();
         let topics: Vec<&str> = s.meta.topics.iter().map(String::as_str).collect();
         let head = Head {
             canonical: self.url(&urls::page(s)),
@@ -952,6 +966,8 @@ impl<'a> Site<'a> {
             statement => Serde(view),
             // Already escaped and sanitized by herald-content.
             body => Value::from_safe_string(body),
+            // The switcher leads to this statement's translations where there are some.
+            languages => Serde(languages),
             ..self.chrome(&s.lang)
         };
         self.render_template("statement.html", ctx)

@@ -298,9 +298,59 @@ fn translations_are_linked_with_hreflang() {
         .iter()
         .find(|s| s.id == "2015/migrant-workers-health")
         .expect("sample statement");
-    let doc = Html::parse_document(&text(&files, &format!("{}index.html", urls::page(single))));
+    let single_path = format!("{}index.html", urls::page(single));
+    let doc = Html::parse_document(&text(&files, &single_path));
     assert_eq!(doc.select(&sel("nav.translations")).count(), 0);
+    // Its language switcher falls back to the other languages' indexes...
+    let switch: Vec<String> = attrs(&doc, "nav.languages a", "href")
+        .iter()
+        .map(|h| resolve(&single_path, h))
+        .collect();
+    assert_eq!(switch, vec!["ru/", "kk/"]);
     assert_eq!(doc.select(&sel("head link[hreflang]")).count(), 0);
+    // ...while a translated statement's leads to its translations.
+    let doc = Html::parse_document(&text(&files, path));
+    let switch: Vec<String> = attrs(&doc, "nav.languages a", "href")
+        .iter()
+        .map(|h| resolve(path, h))
+        .collect();
+    assert_eq!(
+        switch,
+        vec![
+            "ru/2014/world-day-against-trafficking/",
+            "kk/2014/world-day-against-trafficking/"
+        ]
+    );
+}
+
+#[test]
+fn corrections_are_noted() {
+    let corpus = sample();
+    let due = corpus.due(now());
+    let (_, files) = render_all(&SiteInput::new(&corpus, &due));
+    let corrected = due
+        .iter()
+        .find(|s| s.meta.updated.is_some())
+        .expect("the sample has a correction");
+    let updated = corrected.meta.updated.expect("updated");
+    let path = format!("{}index.html", urls::page(corrected));
+    let doc = Html::parse_document(&text(&files, &path));
+    let note = doc.select(&sel("p.note")).next().expect("correction note");
+    let when: Vec<&str> = note
+        .select(&sel("time"))
+        .filter_map(|t| t.value().attr("datetime"))
+        .collect();
+    assert_eq!(
+        when,
+        vec![updated.to_rfc3339_opts(SecondsFormat::Secs, true)]
+    );
+    // Uncorrected statements carry no note.
+    let plain = due
+        .iter()
+        .find(|s| s.meta.updated.is_none())
+        .expect("plain");
+    let doc = Html::parse_document(&text(&files, &format!("{}index.html", urls::page(plain))));
+    assert_eq!(doc.select(&sel("p.note")).count(), 0);
 }
 
 #[test]
