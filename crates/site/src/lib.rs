@@ -198,6 +198,17 @@ pub fn render(input: &SiteInput<'_>, sink: &dyn Sink) -> Result<SiteReport, Site
     let assets = list_assets(&content.join("assets"))?;
     jobs.extend(assets.iter().map(|(path, rel)| Job::Asset { path, rel }));
 
+    // Render one page of each template first and throw it away, so a broken
+    // template override fails the run before any file reaches the sink.
+    let mut probed = Vec::new();
+    for job in &jobs {
+        let kind = std::mem::discriminant(job);
+        if !matches!(job, Job::Sitemap | Job::Asset { .. }) && !probed.contains(&kind) {
+            probed.push(kind);
+            site.run(job, &template_dir, &Discard)?;
+        }
+    }
+
     let done: Vec<(Kind, Vec<String>)> = jobs
         .par_iter()
         .map(|job| site.run(job, &template_dir, sink))
@@ -215,6 +226,15 @@ pub fn render(input: &SiteInput<'_>, sink: &dyn Sink) -> Result<SiteReport, Site
     }
     report.files.sort_unstable();
     Ok(report)
+}
+
+/// A sink that keeps nothing: for the probe renders.
+struct Discard;
+
+impl Sink for Discard {
+    fn put(&self, _path: &str, _bytes: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 enum Job<'a> {
@@ -905,6 +925,20 @@ impl<'a> Site<'a> {
                 })
             }
         };
+        let languages: Vec<LangLink<'_>> = self
+            .config
+            .languages
+            .iter()
+            .map(|l| LangLink {
+                code: l,
+                name: i18n::language_name(l),
+                href: versions
+                    .iter()
+                    .find(|v| &v.lang == l)
+                    .map_or_else(|| urls::index(l), |v| urls::page(v)),
+                current: *l == s.lang,
+            })
+            .collect();
         let topics: Vec<&str> = s.meta.topics.iter().map(String::as_str).collect();
         let head = Head {
             canonical: self.url(&urls::page(s)),
@@ -932,6 +966,8 @@ impl<'a> Site<'a> {
             statement => Serde(view),
             // Already escaped and sanitized by herald-content.
             body => Value::from_safe_string(body),
+            // The switcher leads to this statement's translations where there are some.
+            languages => Serde(languages),
             ..self.chrome(&s.lang)
         };
         self.render_template("statement.html", ctx)

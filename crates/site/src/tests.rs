@@ -98,6 +98,11 @@ fn resolve(page: &str, href: &str) -> String {
 fn check_page(path: &str, html: &str, lang: &str) {
     let doc = Html::parse_document(html);
     assert!(html.starts_with("<!DOCTYPE html>"), "{path}: no doctype");
+    assert!(
+        doc.errors.is_empty(),
+        "{path}: HTML parse errors {:?}",
+        doc.errors
+    );
     assert_eq!(
         attrs(&doc, "html", "lang"),
         vec![lang.to_string()],
@@ -293,9 +298,59 @@ fn translations_are_linked_with_hreflang() {
         .iter()
         .find(|s| s.id == "2015/migrant-workers-health")
         .expect("sample statement");
-    let doc = Html::parse_document(&text(&files, &format!("{}index.html", urls::page(single))));
+    let single_path = format!("{}index.html", urls::page(single));
+    let doc = Html::parse_document(&text(&files, &single_path));
     assert_eq!(doc.select(&sel("nav.translations")).count(), 0);
+    // Its language switcher falls back to the other languages' indexes...
+    let switch: Vec<String> = attrs(&doc, "nav.languages a", "href")
+        .iter()
+        .map(|h| resolve(&single_path, h))
+        .collect();
+    assert_eq!(switch, vec!["ru/", "kk/"]);
     assert_eq!(doc.select(&sel("head link[hreflang]")).count(), 0);
+    // ...while a translated statement's leads to its translations.
+    let doc = Html::parse_document(&text(&files, path));
+    let switch: Vec<String> = attrs(&doc, "nav.languages a", "href")
+        .iter()
+        .map(|h| resolve(path, h))
+        .collect();
+    assert_eq!(
+        switch,
+        vec![
+            "ru/2014/world-day-against-trafficking/",
+            "kk/2014/world-day-against-trafficking/"
+        ]
+    );
+}
+
+#[test]
+fn corrections_are_noted() {
+    let corpus = sample();
+    let due = corpus.due(now());
+    let (_, files) = render_all(&SiteInput::new(&corpus, &due));
+    let corrected = due
+        .iter()
+        .find(|s| s.meta.updated.is_some())
+        .expect("the sample has a correction");
+    let updated = corrected.meta.updated.expect("updated");
+    let path = format!("{}index.html", urls::page(corrected));
+    let doc = Html::parse_document(&text(&files, &path));
+    let note = doc.select(&sel("p.note")).next().expect("correction note");
+    let when: Vec<&str> = note
+        .select(&sel("time"))
+        .filter_map(|t| t.value().attr("datetime"))
+        .collect();
+    assert_eq!(
+        when,
+        vec![updated.to_rfc3339_opts(SecondsFormat::Secs, true)]
+    );
+    // Uncorrected statements carry no note.
+    let plain = due
+        .iter()
+        .find(|s| s.meta.updated.is_none())
+        .expect("plain");
+    let doc = Html::parse_document(&text(&files, &format!("{}index.html", urls::page(plain))));
+    assert_eq!(doc.select(&sel("p.note")).count(), 0);
 }
 
 #[test]
@@ -508,11 +563,13 @@ fn templates_can_be_overridden() {
         "{% extends \"base.html\" %}{% block main %}<h1>{{ statment.title }}</h1>{% endblock %}",
     )
     .expect("write");
-    let err = render(&SiteInput::new(&corpus, &due), &MemorySink::default())
-        .expect_err("undefined variable");
+    let sink = MemorySink::default();
+    let err = render(&SiteInput::new(&corpus, &due), &sink).expect_err("undefined variable");
     let msg = err.to_string();
     assert!(msg.contains("statement.html"), "{msg}");
     assert!(msg.contains("undefined"), "{msg}");
+    // Found before anything was written.
+    assert!(sink.into_files().is_empty());
 }
 
 #[test]
@@ -769,4 +826,11 @@ fn sink_errors_name_the_file() {
         msg.starts_with("cannot write ") && msg.contains("disk full"),
         "{msg}"
     );
+}
+
+#[test]
+fn the_parse_error_check_can_fail() {
+    // check_page relies on the parser reporting errors; make sure it does.
+    let doc = Html::parse_document("<!DOCTYPE html><html><body><p></div></body></html>");
+    assert!(!doc.errors.is_empty());
 }
