@@ -1,11 +1,14 @@
 //! The channels as the pipeline sees them: settings, order, and the calls into
-//! the channel crates.
+//! the channel crates. Only this module knows all of them.
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use herald_content::{Corpus, Statement};
+use herald_content::{Corpus, FeedKind, Statement, urls};
+use rayon::prelude::*;
 
 use crate::ledger::{Entry, Ledger};
 use crate::output::AtomicSink;
@@ -37,21 +40,49 @@ impl Channel {
 }
 
 /// Every channel's settings, read once so a bad section fails before any output.
-#[derive(Debug)]
 pub struct Settings {
     pub schedules: crate::schedule::Schedules,
+    pub feed: herald_feed::FeedSettings,
+    pub site: herald_site::SiteSettings,
+    pub pdf: herald_pdf::PdfSettings,
+    /// Parsed fonts and hyphenation patterns, made once per publish.
+    pub pdf_renderer: herald_pdf::Renderer,
+    /// The tag: URI authority for feed ids.
+    pub authority: String,
 }
 
-fn invalid(d: herald_content::Diagnostic) -> Error {
-    Error::Content(herald_content::LoadError::Invalid(herald_content::Diagnostics(vec![d])))
+fn channel_err(channel: &'static str, e: impl std::fmt::Display) -> Error {
+    Error::Channel {
+        channel,
+        message: e.to_string(),
+    }
 }
 
 impl Settings {
     pub fn load(corpus: &Corpus) -> Result<Settings, Error> {
-        let _ = invalid;
-        let schedules = crate::schedule::Schedules::from_config(&corpus.config)
+        let config = &corpus.config;
+        let schedules = crate::schedule::Schedules::from_config(config)
             .map_err(|d| Error::Content(herald_content::LoadError::Invalid(d)))?;
-        Ok(Settings { schedules })
+        let feed = herald_feed::FeedSettings::from_config(config).map_err(|e| channel_err("feed", e))?;
+        let site = herald_site::SiteSettings::from_config(config).map_err(|e| channel_err("site", e))?;
+        let pdf = herald_pdf::PdfSettings::from_config(config).map_err(|e| channel_err("pdf", e))?;
+        let pdf_renderer =
+            herald_pdf::Renderer::new(config, &pdf).map_err(|e| channel_err("pdf", e))?;
+        let authority = feed.authority(config);
+        Ok(Settings {
+            schedules,
+            feed,
+            site,
+            pdf,
+            pdf_renderer,
+            authority,
+        })
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings").field("authority", &self.authority).finish_non_exhaustive()
     }
 }
 
@@ -65,20 +96,119 @@ pub struct Ctx<'a> {
     pub previous_outputs: &'a [(String, String)],
     pub sink: &'a AtomicSink,
     pub is_new: &'a (dyn Fn(&Statement, Channel) -> bool + Sync),
+    pub dry_run: bool,
 }
 
-pub fn tag_uri(_config: &herald_content::Config, first: DateTime<Utc>, id: &str, lang: &str) -> String {
-    format!("tag:example.org,{}:{id}/{lang}", first.format("%Y-%m-%d"))
+/// State that flows between channels in one publish.
+#[derive(Default)]
+pub struct Flow {
+    /// PDF path below `public/` -> exact byte length.
+    pub pdf_sizes: HashMap<String, u64>,
 }
 
-pub fn run(ch: Channel, ctx: &Ctx<'_>) -> Result<ChannelReport, Error> {
+/// A statement's permanent feed id, minted at first publication.
+pub fn tag_uri(settings: &Settings, first: DateTime<Utc>, id: &str, lang: &str) -> String {
+    herald_feed::tag_uri(&settings.authority, first, id, lang)
+}
+
+pub fn run(ch: Channel, ctx: &Ctx<'_>, flow: &mut Flow) -> Result<ChannelReport, Error> {
     let new = ctx.due.iter().filter(|s| (ctx.is_new)(s, ch)).count();
-    Ok(ChannelReport {
+    let mut report = ChannelReport {
         channel: ch.name(),
         new,
         live: ctx.due.len(),
         ..Default::default()
-    })
+    };
+    match ch {
+        Channel::Pdf => pdf(ctx, flow)?,
+        Channel::Feed => report.note = feed(ctx, flow)?,
+        Channel::Site => site(ctx, flow)?,
+        Channel::Mail => {}
+    }
+    Ok(report)
+}
+
+/// Render the PDFs of new statement versions (and any whose file went missing);
+/// keep the others as they are.
+fn pdf(ctx: &Ctx<'_>, flow: &mut Flow) -> Result<(), Error> {
+    let previous: HashMap<&str, &str> = ctx
+        .previous_outputs
+        .iter()
+        .map(|(p, d)| (p.as_str(), d.as_str()))
+        .collect();
+    let sizes: Vec<(String, u64)> = ctx
+        .due
+        .par_iter()
+        .map(|s| {
+            let path = urls::pdf(s);
+            let on_disk = ctx.paths.public.join(&path);
+            if !(ctx.is_new)(s, Channel::Pdf) {
+                if let (Some(digest), Ok(meta)) = (previous.get(path.as_str()), on_disk.metadata()) {
+                    ctx.sink.keep(&path, digest)?;
+                    return Ok((path, meta.len()));
+                }
+            }
+            let bytes = ctx
+                .settings
+                .pdf_renderer
+                .render(&ctx.corpus.config, s)
+                .map_err(|e| channel_err("pdf", format!("{}: {e}", s.path.display())))?;
+            ctx.sink.put(&path, &bytes)?;
+            Ok((path, bytes.len() as u64))
+        })
+        .collect::<Result<_, Error>>()?;
+    flow.pdf_sizes = sizes.into_iter().collect();
+    Ok(())
+}
+
+fn feed(ctx: &Ctx<'_>, flow: &Flow) -> Result<String, Error> {
+    let entries = ctx
+        .due
+        .iter()
+        .filter_map(|s| {
+            let e = ctx.entries.get(&(s.id.clone(), s.lang.clone()))?;
+            Some(herald_feed::FeedEntry {
+                statement: s,
+                tag: e.tag_uri.clone(),
+                first_published: e.first_published,
+                pdf_length: flow.pdf_sizes.get(&urls::pdf(s)).copied(),
+            })
+        })
+        .collect();
+    let input = herald_feed::FeedInput {
+        corpus: ctx.corpus,
+        now: ctx.now,
+        entries,
+    };
+    let before = ctx.sink.changed().len();
+    let report = herald_feed::render(&input, ctx.sink).map_err(|e| channel_err("feed", e))?;
+    let changed = ctx.sink.changed().split_off(before);
+    let topics = report.changed_feed_urls(&changed);
+    match &ctx.settings.feed.hub {
+        Some(hub) if !topics.is_empty() && !ctx.dry_run => {
+            // A hub that is down must not undo a publish: report it and go on.
+            match herald_feed::ping_hub(hub, &topics, Duration::from_secs(10)) {
+                Ok(()) => Ok(format!("WebSub hub told of {} changed feed(s)", topics.len())),
+                Err(e) => {
+                    tracing::warn!("WebSub ping failed: {e}");
+                    Ok(format!("WebSub ping failed: {e}"))
+                }
+            }
+        }
+        _ => Ok(String::new()),
+    }
+}
+
+fn site(ctx: &Ctx<'_>, flow: &Flow) -> Result<(), Error> {
+    let input = herald_site::SiteInput {
+        corpus: ctx.corpus,
+        published: ctx.due,
+        pdfs: herald_site::PdfLinks::Sizes(&flow.pdf_sizes),
+        feeds: &FeedKind::ALL,
+        subscribe: None,
+    };
+    herald_site::render(&input, ctx.sink).map_err(|e| channel_err("site", e))?;
+    Ok(())
 }
 
 pub struct MailCtx<'a> {
@@ -91,7 +221,7 @@ pub struct MailCtx<'a> {
     pub dry_run: bool,
     /// (id, lang) published for the first time in this run.
     pub newly_published: &'a [(String, String)],
-    pub cancel: &'a std::sync::atomic::AtomicBool,
+    pub cancel: &'a AtomicBool,
 }
 
 pub fn mail(_ctx: &MailCtx<'_>) -> Result<Option<ChannelReport>, Error> {
@@ -107,7 +237,7 @@ pub fn run_job(
     _name: &str,
     _slot: DateTime<Utc>,
     _now: DateTime<Utc>,
-    _cancel: &std::sync::atomic::AtomicBool,
+    _cancel: &AtomicBool,
 ) -> Result<(), Error> {
     Ok(())
 }

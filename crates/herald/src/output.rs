@@ -30,6 +30,8 @@ pub struct AtomicSink {
 struct SinkState {
     files: BTreeMap<String, String>,
     stats: WriteStats,
+    /// Paths whose bytes changed in this run.
+    changed: Vec<String>,
 }
 
 /// Refuse paths that could escape `public/`.
@@ -79,6 +81,19 @@ impl AtomicSink {
         (st.files, st.stats)
     }
 
+    /// Keep a file from an earlier run in the manifest without rewriting it.
+    pub fn keep(&self, path: &str, digest: &str) -> io::Result<()> {
+        let mut st = self.lock()?;
+        st.stats.unchanged += 1;
+        st.files.insert(path.to_string(), digest.to_string());
+        Ok(())
+    }
+
+    /// Paths whose bytes changed so far.
+    pub fn changed(&self) -> Vec<String> {
+        self.lock().map(|s| s.changed.clone()).unwrap_or_default()
+    }
+
     pub fn stats(&self) -> WriteStats {
         self.lock().map(|s| s.stats).unwrap_or_default()
     }
@@ -123,6 +138,7 @@ impl Sink for AtomicSink {
             st.stats.unchanged += 1;
         } else {
             st.stats.written += 1;
+            st.changed.push(path.to_string());
         }
         st.files.insert(path.to_string(), digest);
         Ok(())

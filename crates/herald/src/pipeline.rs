@@ -90,7 +90,7 @@ fn fingerprint(corpus: &Corpus, due: &[&Statement], paths: &Paths) -> String {
 
 /// The permanent ids of every due statement: from the ledger, or minted now.
 fn entries_for(
-    corpus: &Corpus,
+    settings: &channels::Settings,
     due: &[&Statement],
     known: &HashMap<(String, String), Entry>,
 ) -> (HashMap<(String, String), Entry>, Vec<(String, String, Entry)>) {
@@ -104,7 +104,7 @@ fn entries_for(
                 let first = s.meta.publish_at.with_timezone(&Utc);
                 let e = Entry {
                     first_published: first,
-                    tag_uri: channels::tag_uri(&corpus.config, first, &s.id, &s.lang),
+                    tag_uri: channels::tag_uri(settings, first, &s.id, &s.lang),
                 };
                 minted.push((s.id.clone(), s.lang.clone(), e.clone()));
                 e
@@ -155,7 +155,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         .into_iter()
         .map(|(id, lang, e)| ((id, lang), e))
         .collect();
-    let (entries, minted) = entries_for(&corpus, &due, &known);
+    let (entries, minted) = entries_for(&channel_settings, &due, &known);
 
     let mut reports: Vec<ChannelReport> = Vec::new();
     let mut publications: Vec<(&str, &str, &'static str, &str)> = Vec::new();
@@ -185,10 +185,12 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
             previous_outputs: &previous_outputs,
             sink: &sink,
             is_new: &is_new,
+            dry_run: opts.dry_run,
         };
+        let mut flow = channels::Flow::default();
         for ch in Channel::PUBLIC {
             let before = sink.stats();
-            let mut rep = channels::run(*ch, &ctx)?;
+            let mut rep = channels::run(*ch, &ctx, &mut flow)?;
             let after = sink.stats();
             rep.files_written = after.written - before.written;
             rep.files_unchanged = after.unchanged - before.unchanged;
