@@ -15,11 +15,24 @@ pub fn is_xml_char(c: char) -> bool {
 /// `s` without the characters XML 1.0 forbids or discourages. Borrows when there
 /// are none (the usual case: validation already refuses control characters).
 pub fn clean(s: &str) -> Cow<'_, str> {
-    if s.chars().all(is_xml_char) {
+    if !has_dropped(s) {
         Cow::Borrowed(s)
     } else {
         Cow::Owned(s.chars().filter(|c| is_xml_char(*c)).collect())
     }
+}
+
+/// Whether `s` holds a character [`is_xml_char`] refuses, looking at UTF-8 bytes:
+/// C0 controls and DEL are single bytes, C1 controls `C2 80..9F`, U+FFFE/F `EF BF BE/BF`.
+fn has_dropped(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| match c {
+        b'\t' | b'\n' | b'\r' => false,
+        0x00..=0x1F | 0x7F => true,
+        0xC2 => matches!(b.get(i + 1), Some(0x80..=0x9F)),
+        0xEF => b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)),
+        _ => false,
+    })
 }
 
 /// [`clean`], then without surrounding XML white space, which parsers drop.
@@ -55,6 +68,36 @@ mod tests {
         assert_eq!(clean("a\u{0}b\u{1b}c\u{FFFE}d\u{FFFF}"), "abcd");
         assert!(matches!(clean("tab\tnl\n ok ٱ 🎉"), Cow::Borrowed(_)));
         assert_eq!(clean("a\u{7f}\u{85}\u{9f}\u{a0}"), "a\u{a0}");
+    }
+
+    #[test]
+    fn byte_scan_agrees_with_chars() {
+        for c in [
+            '\0',
+            '\t',
+            '\n',
+            '\r',
+            '\u{1f}',
+            ' ',
+            '\u{7e}',
+            '\u{7f}',
+            '\u{80}',
+            '\u{85}',
+            '\u{9f}',
+            '\u{a0}',
+            '\u{d7ff}',
+            '\u{e000}',
+            '\u{fffd}',
+            '\u{fffe}',
+            '\u{ffff}',
+            '\u{10000}',
+            '\u{10ffff}',
+            'Қ',
+            '🎉',
+        ] {
+            let s = format!("a{c}b");
+            assert_eq!(has_dropped(&s), !is_xml_char(c), "U+{:04X}", c as u32);
+        }
     }
 
     #[test]
