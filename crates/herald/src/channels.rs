@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use herald_content::{Corpus, FeedKind, Statement, urls};
+use herald_content::{Corpus, FeedKind, Sink, Statement, urls};
 use rayon::prelude::*;
 
 use crate::ledger::{Entry, Ledger};
