@@ -161,7 +161,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     let mut publications: Vec<(&str, &str, &'static str, &str)> = Vec::new();
     let mut new_statements: Vec<(String, String)> = Vec::new();
     for s in &due {
-        if Channel::ALL.iter().any(|ch| is_new(s, *ch)) {
+        if Channel::PUBLIC.iter().any(|ch| is_new(s, *ch)) {
             new_statements.push((s.id.clone(), s.lang.clone()));
         }
     }
