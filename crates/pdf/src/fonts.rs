@@ -20,7 +20,10 @@ const BUNDLED: [(&str, &[u8]); 4] = [
         "NotoSerif-Regular",
         include_bytes!("../fonts/NotoSerif-Regular.ttf"),
     ),
-    ("NotoSerif-Bold", include_bytes!("../fonts/NotoSerif-Bold.ttf")),
+    (
+        "NotoSerif-Bold",
+        include_bytes!("../fonts/NotoSerif-Bold.ttf"),
+    ),
     (
         "NotoSerif-Italic",
         include_bytes!("../fonts/NotoSerif-Italic.ttf"),
@@ -40,7 +43,10 @@ pub(crate) struct FontSource {
 }
 
 /// The bundled faces followed by the configured fallbacks, in chain order.
-pub(crate) fn load_sources(base: &Path, fallbacks: &[std::path::PathBuf]) -> Result<Vec<FontSource>, PdfError> {
+pub(crate) fn load_sources(
+    base: &Path,
+    fallbacks: &[std::path::PathBuf],
+) -> Result<Vec<FontSource>, PdfError> {
     let mut out: Vec<FontSource> = BUNDLED
         .iter()
         .map(|(name, data)| FontSource {

@@ -187,9 +187,7 @@ impl Builder<'_, '_> {
 
     fn space(&mut self, style: Style) -> Item {
         let font = self.fonts.font_for(' ', style.font).unwrap_or(style.font);
-        let gid = self.fonts.faces[font]
-            .glyph_index(' ')
-            .map_or(0, |g| g.0);
+        let gid = self.fonts.faces[font].glyph_index(' ').map_or(0, |g| g.0);
         let width = self.fonts.advance_milli(font, gid) * style.size / 1000.0;
         Item::Glue {
             width,
@@ -210,19 +208,15 @@ impl Builder<'_, '_> {
             let mut local = 0;
             while bi < breaks.len() && breaks[bi].0 < offset + text.len() {
                 let cut = breaks[bi].0 - offset;
-                if cut > local {
-                    if let Some(seg) = segments.last_mut() {
-                        seg.push((&text[local..cut], *style));
-                    }
+                if let (true, Some(seg)) = (cut > local, segments.last_mut()) {
+                    seg.push((&text[local..cut], *style));
                 }
                 segments.push(Vec::new());
                 local = cut;
                 bi += 1;
             }
-            if local < text.len() {
-                if let Some(seg) = segments.last_mut() {
-                    seg.push((&text[local..], *style));
-                }
+            if let (true, Some(seg)) = (local < text.len(), segments.last_mut()) {
+                seg.push((&text[local..], *style));
             }
             offset += text.len();
         }
@@ -299,7 +293,12 @@ impl Builder<'_, '_> {
         Ok(())
     }
 
-    fn push_cut(&mut self, items: &mut Vec<Item>, parts: &[(String, Style)], first: &mut bool) -> Result<(), PdfError> {
+    fn push_cut(
+        &mut self,
+        items: &mut Vec<Item>,
+        parts: &[(String, Style)],
+        first: &mut bool,
+    ) -> Result<(), PdfError> {
         if !*first {
             items.push(Item::Penalty {
                 width: 0.0,
@@ -467,7 +466,11 @@ pub(crate) fn break_lines(items: &[Item], width: f32) -> Vec<usize> {
                     if y > 0.0 { (width - len) / y } else { INFINITE }
                 } else if len > width {
                     let z = sum_z - node.shrink;
-                    if z > 0.0 { (width - len) / z } else { -INFINITE }
+                    if z > 0.0 {
+                        (width - len) / z
+                    } else {
+                        -INFINITE
+                    }
                 } else {
                     0.0
                 };
@@ -525,7 +528,11 @@ pub(crate) fn break_lines(items: &[Item], width: f32) -> Vec<usize> {
                         ty += stretch;
                         tz += shrink;
                     }
-                    Item::Penalty { cost, .. } if *cost <= -INFINITE && !std::ptr::eq(next, item) => break,
+                    Item::Penalty { cost, .. }
+                        if *cost <= -INFINITE && !std::ptr::eq(next, item) =>
+                    {
+                        break;
+                    }
                     Item::Penalty { .. } => {}
                 }
             }
@@ -589,7 +596,13 @@ pub(crate) struct Line {
 
 /// Turn breakpoints into lines of `width`. `justify` stretches glue to fill the line;
 /// otherwise glue only shrinks when it must. Right-to-left lines are mirrored.
-pub(crate) fn set_lines(items: &[Item], breaks: &[usize], width: f32, justify: bool, rtl: bool) -> Vec<Line> {
+pub(crate) fn set_lines(
+    items: &[Item],
+    breaks: &[usize],
+    width: f32,
+    justify: bool,
+    rtl: bool,
+) -> Vec<Line> {
     let mut lines = Vec::with_capacity(breaks.len());
     let mut start = 0;
     for &b in breaks {
@@ -646,7 +659,12 @@ pub(crate) fn set_lines(items: &[Item], breaks: &[usize], width: f32, justify: b
                     stretch,
                     shrink,
                 } => {
-                    x += width + if ratio > 0.0 { ratio * stretch } else { ratio * shrink };
+                    x += width
+                        + if ratio > 0.0 {
+                            ratio * stretch
+                        } else {
+                            ratio * shrink
+                        };
                 }
                 Item::Penalty { .. } => {}
             }
