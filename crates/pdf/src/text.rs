@@ -48,6 +48,9 @@ pub(crate) enum Item {
         width: f32,
         stretch: f32,
         shrink: f32,
+        /// The space character drawn in the gap, so extracted and tagged text keeps
+        /// its word boundaries.
+        space: Option<(usize, u16, Style)>,
     },
     Penalty {
         width: f32,
@@ -189,10 +192,12 @@ impl Builder<'_, '_> {
         let font = self.fonts.font_for(' ', style.font).unwrap_or(style.font);
         let gid = self.fonts.faces[font].glyph_index(' ').map_or(0, |g| g.0);
         let width = self.fonts.advance_milli(font, gid) * style.size / 1000.0;
+        self.fonts.used[font].insert(gid, " ".to_string());
         Item::Glue {
             width,
             stretch: width * 0.6,
             shrink: width * 0.35,
+            space: Some((font, gid, style)),
         }
     }
 
@@ -364,6 +369,20 @@ impl Builder<'_, '_> {
     }
 }
 
+fn space_run((font, gid, style): (usize, u16, Style), width: f32) -> Run {
+    Run {
+        font,
+        style,
+        glyphs: vec![Glyph {
+            gid,
+            advance: width,
+            dx: 0.0,
+            dy: 0.0,
+        }],
+        width,
+    }
+}
+
 /// A look-alike for characters the bundled fonts lack but statements use.
 fn substitute(c: char) -> Option<char> {
     Some(match c {
@@ -378,6 +397,7 @@ fn fill() -> Item {
         width: 0.0,
         stretch: FILL,
         shrink: 0.0,
+        space: None,
     }
 }
 
@@ -523,6 +543,7 @@ pub(crate) fn break_lines(items: &[Item], width: f32) -> Vec<usize> {
                         width,
                         stretch,
                         shrink,
+                        ..
                     } => {
                         tw += width;
                         ty += stretch;
@@ -556,6 +577,7 @@ pub(crate) fn break_lines(items: &[Item], width: f32) -> Vec<usize> {
             width,
             stretch,
             shrink,
+            ..
         } = item
         {
             sum_w += width;
@@ -618,6 +640,7 @@ pub(crate) fn set_lines(
                     width,
                     stretch,
                     shrink,
+                    ..
                 } => {
                     len += width;
                     y += stretch;
@@ -647,6 +670,19 @@ pub(crate) fn set_lines(
         let mut x = 0.0;
         let place = |x: &mut f32, run: &Run, line: &mut Line| {
             line.size = line.size.max(run.style.size);
+            // Left to right, a run that continues the last one in the same font joins it:
+            // fewer text objects, and the spaces stay inside the words' run.
+            if let Some((at, last)) = line.runs.last_mut()
+                && !rtl
+                && last.font == run.font
+                && last.style == run.style
+                && (*at + last.width - *x).abs() < 0.01
+            {
+                last.glyphs.extend_from_slice(&run.glyphs);
+                last.width += run.width;
+                *x += run.width;
+                return;
+            }
             let at = if rtl { width - *x - run.width } else { *x };
             line.runs.push((at, run.clone()));
             *x += run.width;
@@ -658,18 +694,30 @@ pub(crate) fn set_lines(
                     width,
                     stretch,
                     shrink,
+                    space,
                 } => {
-                    x += width
+                    let w = width
                         + if ratio > 0.0 {
                             ratio * stretch
                         } else {
                             ratio * shrink
                         };
+                    match space {
+                        Some(sp) => place(&mut x, &space_run(*sp, w), &mut line),
+                        None => x += w,
+                    }
                 }
                 Item::Penalty { .. } => {}
             }
         }
         tail.iter().for_each(|r| place(&mut x, r, &mut line));
+        // The space at a line break is kept too, with no width.
+        if let Some(Item::Glue {
+            space: Some(sp), ..
+        }) = items.get(b)
+        {
+            place(&mut x, &space_run(*sp, 0.0), &mut line);
+        }
         lines.push(line);
         start = b + 1;
     }
@@ -691,6 +739,7 @@ mod tests {
             width: 3.0,
             stretch: 2.0,
             shrink: 1.0,
+            space: None,
         }
     }
 
