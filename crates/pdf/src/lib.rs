@@ -132,6 +132,7 @@ fn patterns(lang: &str) -> Option<Language> {
 /// pipeline can render statements in parallel.
 pub struct Renderer {
     sources: Vec<fonts::FontSource>,
+    faces: Vec<rustybuzz::Face<'static>>,
     hyphenators: HashMap<String, Standard>,
     settings: PdfSettings,
 }
@@ -169,6 +170,7 @@ impl Renderer {
             }
         }
         Ok(Renderer {
+            faces: fonts::parse_faces(&sources)?,
             sources,
             hyphenators,
             settings: settings.clone(),
@@ -204,7 +206,7 @@ impl Renderer {
             },
             size: self.settings.font_size,
         };
-        let mut fonts = fonts::Fonts::new(&self.sources)?;
+        let mut fonts = fonts::Fonts::new(&self.sources, &self.faces);
         let hyphenator = self.hyphenators.get(&statement.lang);
         let mut laid = layout::lay_out(&job, &mut fonts, hyphenator)?;
         layout::chrome(&job, &mut fonts, &mut laid)?;

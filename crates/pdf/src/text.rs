@@ -364,7 +364,7 @@ impl Builder<'_, '_> {
         }
         out.sort_unstable();
         out.dedup_by_key(|b| b.0);
-        out.retain(|&(b, _)| b > 0 && b < word.len());
+        out.retain(|&(b, _)| b > 0 && b < word.len() && word.is_char_boundary(b));
         out
     }
 }
