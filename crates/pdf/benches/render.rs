@@ -35,8 +35,13 @@ fn statement(config: &Config, n: usize) -> Statement {
         md.push_str("- employers and recruiters to check their supply chains;\n- consumers to ask how goods were made;\n- governments to protect victims.\n\n");
     }
     md.push_str("[^1]: International Labour Office, 2014.\n");
-    herald_content::statement::parse_file(config, Path::new("2014/bench.en.md"), Path::new("bench.en.md"), md.as_bytes())
-        .unwrap_or_else(|e| panic!("{e:?}"))
+    herald_content::statement::parse_file(
+        config,
+        Path::new("2014/bench.en.md"),
+        Path::new("bench.en.md"),
+        md.as_bytes(),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 fn bench(c: &mut Criterion) {

@@ -2,8 +2,9 @@
 //! and embedding the glyphs a document used as subset CID fonts.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Mutex, OnceLock};
 
 use rustybuzz::{Direction, Face, UnicodeBuffer};
 
@@ -20,7 +21,10 @@ const BUNDLED: [(&str, &[u8]); 4] = [
         "NotoSerif-Regular",
         include_bytes!("../fonts/NotoSerif-Regular.ttf"),
     ),
-    ("NotoSerif-Bold", include_bytes!("../fonts/NotoSerif-Bold.ttf")),
+    (
+        "NotoSerif-Bold",
+        include_bytes!("../fonts/NotoSerif-Bold.ttf"),
+    ),
     (
         "NotoSerif-Italic",
         include_bytes!("../fonts/NotoSerif-Italic.ttf"),
@@ -36,16 +40,35 @@ const BUNDLED: [(&str, &[u8]); 4] = [
 pub(crate) struct FontSource {
     /// PostScript name, without a subset tag.
     pub name: String,
-    pub data: Arc<[u8]>,
+    pub data: &'static [u8],
+}
+
+/// Fallback font files, loaded once per process and kept for its life: parsed faces
+/// borrow them, and a renderer made again (or one per call of `render`) must not
+/// load the same file twice.
+fn intern(data: Vec<u8>) -> &'static [u8] {
+    use sha2::{Digest, Sha256};
+    static FILES: OnceLock<Mutex<HashMap<[u8; 32], &'static [u8]>>> = OnceLock::new();
+    let key: [u8; 32] = Sha256::digest(&data).into();
+    let mut files = FILES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    files
+        .entry(key)
+        .or_insert_with(|| Box::leak(data.into_boxed_slice()))
 }
 
 /// The bundled faces followed by the configured fallbacks, in chain order.
-pub(crate) fn load_sources(base: &Path, fallbacks: &[std::path::PathBuf]) -> Result<Vec<FontSource>, PdfError> {
+pub(crate) fn load_sources(
+    base: &Path,
+    fallbacks: &[std::path::PathBuf],
+) -> Result<Vec<FontSource>, PdfError> {
     let mut out: Vec<FontSource> = BUNDLED
         .iter()
         .map(|(name, data)| FontSource {
             name: (*name).to_string(),
-            data: Arc::from(*data),
+            data,
         })
         .collect();
     for rel in fallbacks {
@@ -76,7 +99,7 @@ pub(crate) fn load_sources(base: &Path, fallbacks: &[std::path::PathBuf]) -> Res
             .collect();
         out.push(FontSource {
             name,
-            data: Arc::from(data),
+            data: intern(data),
         });
     }
     Ok(out)
@@ -98,10 +121,23 @@ pub(crate) struct Glyph {
     pub dy: f32,
 }
 
+/// Parse every face once; shaping plans are built here, which is costly.
+pub(crate) fn parse_faces(sources: &[FontSource]) -> Result<Vec<Face<'static>>, PdfError> {
+    sources
+        .iter()
+        .map(|s| {
+            Face::from_slice(s.data, 0).ok_or_else(|| PdfError::Font {
+                path: s.name.clone().into(),
+                reason: "cannot be parsed".into(),
+            })
+        })
+        .collect()
+}
+
 /// The faces of one render, and what it used of each.
 pub(crate) struct Fonts<'a> {
     pub sources: &'a [FontSource],
-    pub faces: Vec<Face<'a>>,
+    pub faces: &'a [Face<'static>],
     /// Per font: glyph id -> the text it stands for (for ToUnicode).
     pub used: Vec<BTreeMap<u16, String>>,
     /// Per font: (ascender, descender) as a fraction of the size.
@@ -109,27 +145,23 @@ pub(crate) struct Fonts<'a> {
 }
 
 impl<'a> Fonts<'a> {
-    pub fn new(sources: &'a [FontSource]) -> Result<Self, PdfError> {
-        let mut faces = Vec::with_capacity(sources.len());
-        let mut metrics = Vec::with_capacity(sources.len());
-        for s in sources {
-            let face = Face::from_slice(&s.data, 0).ok_or_else(|| PdfError::Font {
-                path: s.name.clone().into(),
-                reason: "cannot be parsed".into(),
-            })?;
-            let upem = face.units_per_em() as f32;
-            metrics.push((
-                f32::from(face.ascender()) / upem,
-                f32::from(face.descender()) / upem,
-            ));
-            faces.push(face);
-        }
-        Ok(Fonts {
+    pub fn new(sources: &'a [FontSource], faces: &'a [Face<'static>]) -> Self {
+        let metrics = faces
+            .iter()
+            .map(|face| {
+                let upem = face.units_per_em() as f32;
+                (
+                    f32::from(face.ascender()) / upem,
+                    f32::from(face.descender()) / upem,
+                )
+            })
+            .collect();
+        Fonts {
             sources,
             used: vec![BTreeMap::new(); faces.len()],
             faces,
             metrics,
-        })
+        }
     }
 
     /// The first font in the chain, starting with `preferred`, that has a glyph for `c`.
@@ -225,7 +257,7 @@ pub(crate) fn embed(fonts: &Fonts) -> Result<Vec<Embedded>, PdfError> {
             remap.remap(*gid);
         }
         let source = &fonts.sources[font];
-        let program = subsetter::subset(&source.data, 0, &remap).map_err(|e| PdfError::Font {
+        let program = subsetter::subset(source.data, 0, &remap).map_err(|e| PdfError::Font {
             path: source.name.clone().into(),
             reason: format!("cannot be subset: {e}"),
         })?;
@@ -261,7 +293,8 @@ mod tests {
     #[test]
     fn bundled_fonts_cover_kazakh_and_arabic() {
         let sources = load_sources(Path::new("."), &[]).expect("bundled");
-        let fonts = Fonts::new(&sources).expect("parse");
+        let faces = parse_faces(&sources).expect("parse");
+        let fonts = Fonts::new(&sources, &faces);
         for c in "әғқңөұүһіӘҒҚҢӨҰҮҺІ".chars() {
             assert_eq!(fonts.font_for(c, REGULAR), Some(REGULAR), "{c}");
             assert_eq!(fonts.font_for(c, BOLD), Some(BOLD), "{c}");
@@ -273,7 +306,8 @@ mod tests {
     #[test]
     fn arabic_is_shaped_into_joining_forms() {
         let sources = load_sources(Path::new("."), &[]).expect("bundled");
-        let mut fonts = Fonts::new(&sources).expect("parse");
+        let faces = parse_faces(&sources).expect("parse");
+        let mut fonts = Fonts::new(&sources, &faces);
         let (isolated, _) = fonts.shape(ARABIC, "ب", 10.0, true);
         let (joined, _) = fonts.shape(ARABIC, "ببب", 10.0, true);
         assert_eq!(joined.len(), 3);

@@ -50,9 +50,15 @@ pub(crate) struct Elem {
 pub(crate) enum Kid {
     Elem(usize),
     /// Marked content `mcid` on page `page`.
-    Mcid { page: usize, mcid: u32 },
+    Mcid {
+        page: usize,
+        mcid: u32,
+    },
     /// The link annotation `annot` (index into the document's annotations).
-    Annot { page: usize, annot: usize },
+    Annot {
+        page: usize,
+        annot: usize,
+    },
 }
 
 /// The structure tree. Elements join their parent when their first content is
@@ -102,8 +108,19 @@ pub(crate) struct LinkInfo {
 /// Something drawn, relative to its flow's top left (y grows downwards).
 #[derive(Debug, Clone)]
 enum Draw {
-    Text { x: f32, baseline: f32, run: Run },
-    Rule { x0: f32, y0: f32, x1: f32, y1: f32, width: f32, color: Color },
+    Text {
+        x: f32,
+        baseline: f32,
+        run: Run,
+    },
+    Rule {
+        x0: f32,
+        y0: f32,
+        x1: f32,
+        y1: f32,
+        width: f32,
+        color: Color,
+    },
 }
 
 /// An unbreakable slice of the page: a line, a table row, a rule.
@@ -124,8 +141,20 @@ struct Flow {
 /// Something drawn on a page, in PDF coordinates.
 #[derive(Debug, Clone)]
 pub(crate) enum Placed {
-    Text { x: f32, y: f32, run: Run, artifact: bool },
-    Line { x0: f32, y0: f32, x1: f32, y1: f32, width: f32, color: Color },
+    Text {
+        x: f32,
+        y: f32,
+        run: Run,
+        artifact: bool,
+    },
+    Line {
+        x0: f32,
+        y0: f32,
+        x1: f32,
+        y1: f32,
+        width: f32,
+        color: Color,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +175,9 @@ pub(crate) struct Laid {
     /// The structure root (the `Document` element).
     pub root: usize,
 }
+
+/// A table cell: its structure element and text.
+type Cell = (usize, Vec<(String, Style)>);
 
 struct Ctx<'f, 'a> {
     fonts: &'f mut Fonts<'a>,
@@ -191,10 +223,21 @@ impl<'a> Ctx<'_, 'a> {
                     },
                 )),
                 Inline::Emphasis(c) => {
-                    let font = if st.font == fonts::BOLD { fonts::BOLD } else { fonts::ITALIC };
+                    let font = if st.font == fonts::BOLD {
+                        fonts::BOLD
+                    } else {
+                        fonts::ITALIC
+                    };
                     self.flatten(c, Style { font, ..st }, out);
                 }
-                Inline::Strong(c) => self.flatten(c, Style { font: fonts::BOLD, ..st }, out),
+                Inline::Strong(c) => self.flatten(
+                    c,
+                    Style {
+                        font: fonts::BOLD,
+                        ..st
+                    },
+                    out,
+                ),
                 Inline::Strikethrough(c) => self.flatten(c, st, out),
                 Inline::Link { url, content, .. } => {
                     let elem = self.tree.add("Link", Some(st.elem));
@@ -234,7 +277,12 @@ impl<'a> Ctx<'_, 'a> {
     }
 
     /// Break spans into lines of `width`.
-    fn lines(&mut self, spans: &[(String, Style)], width: f32, justify: bool) -> Result<(Vec<Line>, bool), PdfError> {
+    fn lines(
+        &mut self,
+        spans: &[(String, Style)],
+        width: f32,
+        justify: bool,
+    ) -> Result<(Vec<Line>, bool), PdfError> {
         let rtl = text::paragraph_rtl(spans);
         let items = self.builder(width, rtl).items(spans)?;
         let breaks = text::break_lines(&items, width);
@@ -256,7 +304,11 @@ impl<'a> Ctx<'_, 'a> {
         let (lines, _) = self.lines(spans, width, justify)?;
         let n = lines.len();
         for (i, line) in lines.into_iter().enumerate() {
-            let size = if line.size > 0.0 { line.size } else { self.size };
+            let size = if line.size > 0.0 {
+                line.size
+            } else {
+                self.size
+            };
             let height = size * leading;
             let baseline = (height - size * 1.36) / 2.0 + size * 1.07;
             let draws = line
@@ -280,7 +332,13 @@ impl<'a> Ctx<'_, 'a> {
         Ok(())
     }
 
-    fn blocks(&mut self, blocks: &[Block], x: f32, width: f32, parent: usize) -> Result<(), PdfError> {
+    fn blocks(
+        &mut self,
+        blocks: &[Block],
+        x: f32,
+        width: f32,
+        parent: usize,
+    ) -> Result<(), PdfError> {
         for b in blocks {
             self.block(b, x, width, parent)?;
         }
@@ -342,7 +400,14 @@ impl<'a> Ctx<'_, 'a> {
                     .lines()
                     .flat_map(|l| [(l.to_string(), st), (HARD_BREAK.to_string(), st)])
                     .collect();
-                self.paragraph(&spans, x + INDENT / 2.0, width - INDENT / 2.0, false, 1.3, gap)?;
+                self.paragraph(
+                    &spans,
+                    x + INDENT / 2.0,
+                    width - INDENT / 2.0,
+                    false,
+                    1.3,
+                    gap,
+                )?;
             }
             Block::List { start, items } => {
                 let list = self.tree.add("L", Some(parent));
@@ -356,7 +421,9 @@ impl<'a> Ctx<'_, 'a> {
                     };
                     let first = self.flows.len();
                     self.blocks(item, x + INDENT, width - INDENT, body)?;
-                    let runs = self.builder(width, false).runs(&marker, style(fonts::REGULAR, size, lbl))?;
+                    let runs = self
+                        .builder(width, false)
+                        .runs(&marker, style(fonts::REGULAR, size, lbl))?;
                     if let Some(f) = self.flows.get_mut(first) {
                         let w: f32 = runs.iter().map(|r| r.width).sum();
                         let mut mx = x + INDENT - w - 5.0;
@@ -389,7 +456,9 @@ impl<'a> Ctx<'_, 'a> {
                     f.bars.push(x + 4.0);
                 }
             }
-            Block::Table { align, head, rows } => self.table(align, head, rows, x, width, parent)?,
+            Block::Table { align, head, rows } => {
+                self.table(align, head, rows, x, width, parent)?
+            }
             Block::Rule => self.flows.push(Flow {
                 height: size,
                 space_before: gap,
@@ -424,18 +493,27 @@ impl<'a> Ctx<'_, 'a> {
             all.push((true, head));
         }
         all.extend(rows.iter().map(|r| (false, r.as_slice())));
-        let cols = all.iter().map(|(_, r)| r.len()).max().unwrap_or(0).max(align.len());
+        let cols = all
+            .iter()
+            .map(|(_, r)| r.len())
+            .max()
+            .unwrap_or(0)
+            .max(align.len());
         if cols == 0 {
             return Ok(());
         }
         // Structure and spans for every cell.
-        let mut cells: Vec<(bool, Vec<(usize, Vec<(String, Style)>)>)> = Vec::new();
+        let mut cells: Vec<(bool, Vec<Cell>)> = Vec::new();
         for (is_head, row) in &all {
             let tr = self.tree.add("TR", Some(table));
             let mut out = Vec::new();
             for cell in row.iter() {
                 let elem = self.tree.add(if *is_head { "TH" } else { "TD" }, Some(tr));
-                let font = if *is_head { fonts::BOLD } else { fonts::REGULAR };
+                let font = if *is_head {
+                    fonts::BOLD
+                } else {
+                    fonts::REGULAR
+                };
                 let mut spans = Vec::new();
                 self.flatten(cell, style(font, size, elem), &mut spans);
                 out.push((elem, spans));
@@ -497,7 +575,11 @@ impl<'a> Ctx<'_, 'a> {
                     let lh = size * 1.3;
                     let mut y = pad;
                     for line in lines {
-                        let used = line.runs.iter().map(|(dx, r)| dx + r.width).fold(0.0f32, f32::max);
+                        let used = line
+                            .runs
+                            .iter()
+                            .map(|(dx, r)| dx + r.width)
+                            .fold(0.0f32, f32::max);
                         let shift = match (align.get(c), rtl) {
                             (Some(Align::Right), false) => inner - used,
                             (Some(Align::Center), _) => (inner - used) / 2.0,
@@ -559,7 +641,11 @@ pub(crate) struct Job<'s> {
 }
 
 /// Lay a statement out on pages.
-pub(crate) fn lay_out(job: &Job, fonts: &mut Fonts, hyphenator: Option<&Standard>) -> Result<Laid, PdfError> {
+pub(crate) fn lay_out(
+    job: &Job,
+    fonts: &mut Fonts,
+    hyphenator: Option<&Standard>,
+) -> Result<Laid, PdfError> {
     let mut tree = Tree::default();
     let root = tree.add("Document", None);
     let mut ctx = Ctx {
@@ -605,7 +691,10 @@ pub(crate) fn lay_out(job: &Job, fonts: &mut Fonts, hyphenator: Option<&Standard
         lines.push((issuer.clone(), fonts::REGULAR));
     }
     if let Some(u) = meta.updated {
-        lines.push((format!("{} {}", i18n::updated(lang), i18n::date(lang, &u)), fonts::ITALIC));
+        lines.push((
+            format!("{} {}", i18n::updated(lang), i18n::date(lang, &u)),
+            fonts::ITALIC,
+        ));
     }
     for (i, (text, font)) in lines.into_iter().enumerate() {
         let p = ctx.tree.add("P", Some(root));
@@ -616,7 +705,14 @@ pub(crate) fn lay_out(job: &Job, fonts: &mut Fonts, hyphenator: Option<&Standard
                 ..style(font, size * 0.95, p)
             },
         )];
-        ctx.paragraph(&spans, g.left, width, false, 1.35, if i == 0 { size * 0.6 } else { 0.0 })?;
+        ctx.paragraph(
+            &spans,
+            g.left,
+            width,
+            false,
+            1.35,
+            if i == 0 { size * 0.6 } else { 0.0 },
+        )?;
     }
     for f in &mut ctx.flows {
         f.keep_with_next = true;

@@ -132,6 +132,7 @@ fn patterns(lang: &str) -> Option<Language> {
 /// pipeline can render statements in parallel.
 pub struct Renderer {
     sources: Vec<fonts::FontSource>,
+    faces: Vec<rustybuzz::Face<'static>>,
     hyphenators: HashMap<String, Standard>,
     settings: PdfSettings,
 }
@@ -139,7 +140,10 @@ pub struct Renderer {
 impl std::fmt::Debug for Renderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Renderer")
-            .field("fonts", &self.sources.iter().map(|s| &s.name).collect::<Vec<_>>())
+            .field(
+                "fonts",
+                &self.sources.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            )
             .field("hyphenation", &self.hyphenators.keys().collect::<Vec<_>>())
             .field("settings", &self.settings)
             .finish()
@@ -156,15 +160,17 @@ impl Renderer {
         if settings.hyphenate {
             for lang in &config.languages {
                 if let Some(language) = patterns(lang) {
-                    let dict = Standard::from_embedded(language).map_err(|e| PdfError::Hyphenation {
-                        lang: lang.clone(),
-                        reason: e.to_string(),
-                    })?;
+                    let dict =
+                        Standard::from_embedded(language).map_err(|e| PdfError::Hyphenation {
+                            lang: lang.clone(),
+                            reason: e.to_string(),
+                        })?;
                     hyphenators.insert(lang.clone(), dict);
                 }
             }
         }
         Ok(Renderer {
+            faces: fonts::parse_faces(&sources)?,
             sources,
             hyphenators,
             settings: settings.clone(),
@@ -200,7 +206,7 @@ impl Renderer {
             },
             size: self.settings.font_size,
         };
-        let mut fonts = fonts::Fonts::new(&self.sources)?;
+        let mut fonts = fonts::Fonts::new(&self.sources, &self.faces);
         let hyphenator = self.hyphenators.get(&statement.lang);
         let mut laid = layout::lay_out(&job, &mut fonts, hyphenator)?;
         layout::chrome(&job, &mut fonts, &mut laid)?;
@@ -239,7 +245,11 @@ impl Renderer {
 
 /// Render one statement with a fresh [`Renderer`]. To render many, make one
 /// `Renderer` and reuse it.
-pub fn render(config: &Config, statement: &Statement, settings: &PdfSettings) -> Result<Vec<u8>, PdfError> {
+pub fn render(
+    config: &Config,
+    statement: &Statement,
+    settings: &PdfSettings,
+) -> Result<Vec<u8>, PdfError> {
     Renderer::new(config, settings)?.render(config, statement)
 }
 
@@ -256,15 +266,20 @@ mod tests {
 
     #[test]
     fn settings_default_and_parse() {
-        assert_eq!(PdfSettings::from_config(&config("")).expect("ok"), PdfSettings::default());
-        let s = PdfSettings::from_config(&config("[pdf]\npaper = \"letter\"\nfont_size = 11\n")).expect("ok");
+        assert_eq!(
+            PdfSettings::from_config(&config("")).expect("ok"),
+            PdfSettings::default()
+        );
+        let s = PdfSettings::from_config(&config("[pdf]\npaper = \"letter\"\nfont_size = 11\n"))
+            .expect("ok");
         assert_eq!(s.paper, Paper::Letter);
         assert_eq!(s.font_size, 11.0);
     }
 
     #[test]
     fn bad_settings_are_errors() {
-        let e = PdfSettings::from_config(&config("[pdf]\npaper = \"a5\"\n")).expect_err("bad paper");
+        let e =
+            PdfSettings::from_config(&config("[pdf]\npaper = \"a5\"\n")).expect_err("bad paper");
         assert!(e.to_string().contains("a5"), "{e}");
         let e = PdfSettings::from_config(&config("[pdf]\ncolour = 1\n")).expect_err("unknown key");
         assert!(e.to_string().contains("colour"), "{e}");

@@ -48,6 +48,9 @@ pub(crate) enum Item {
         width: f32,
         stretch: f32,
         shrink: f32,
+        /// The space character drawn in the gap, so extracted and tagged text keeps
+        /// its word boundaries.
+        space: Option<(usize, u16, Style)>,
     },
     Penalty {
         width: f32,
@@ -187,14 +190,14 @@ impl Builder<'_, '_> {
 
     fn space(&mut self, style: Style) -> Item {
         let font = self.fonts.font_for(' ', style.font).unwrap_or(style.font);
-        let gid = self.fonts.faces[font]
-            .glyph_index(' ')
-            .map_or(0, |g| g.0);
+        let gid = self.fonts.faces[font].glyph_index(' ').map_or(0, |g| g.0);
         let width = self.fonts.advance_milli(font, gid) * style.size / 1000.0;
+        self.fonts.used[font].insert(gid, " ".to_string());
         Item::Glue {
             width,
             stretch: width * 0.6,
             shrink: width * 0.35,
+            space: Some((font, gid, style)),
         }
     }
 
@@ -210,19 +213,15 @@ impl Builder<'_, '_> {
             let mut local = 0;
             while bi < breaks.len() && breaks[bi].0 < offset + text.len() {
                 let cut = breaks[bi].0 - offset;
-                if cut > local {
-                    if let Some(seg) = segments.last_mut() {
-                        seg.push((&text[local..cut], *style));
-                    }
+                if let (true, Some(seg)) = (cut > local, segments.last_mut()) {
+                    seg.push((&text[local..cut], *style));
                 }
                 segments.push(Vec::new());
                 local = cut;
                 bi += 1;
             }
-            if local < text.len() {
-                if let Some(seg) = segments.last_mut() {
-                    seg.push((&text[local..], *style));
-                }
+            if let (true, Some(seg)) = (local < text.len(), segments.last_mut()) {
+                seg.push((&text[local..], *style));
             }
             offset += text.len();
         }
@@ -299,7 +298,12 @@ impl Builder<'_, '_> {
         Ok(())
     }
 
-    fn push_cut(&mut self, items: &mut Vec<Item>, parts: &[(String, Style)], first: &mut bool) -> Result<(), PdfError> {
+    fn push_cut(
+        &mut self,
+        items: &mut Vec<Item>,
+        parts: &[(String, Style)],
+        first: &mut bool,
+    ) -> Result<(), PdfError> {
         if !*first {
             items.push(Item::Penalty {
                 width: 0.0,
@@ -360,8 +364,22 @@ impl Builder<'_, '_> {
         }
         out.sort_unstable();
         out.dedup_by_key(|b| b.0);
-        out.retain(|&(b, _)| b > 0 && b < word.len());
+        out.retain(|&(b, _)| b > 0 && b < word.len() && word.is_char_boundary(b));
         out
+    }
+}
+
+fn space_run((font, gid, style): (usize, u16, Style), width: f32) -> Run {
+    Run {
+        font,
+        style,
+        glyphs: vec![Glyph {
+            gid,
+            advance: width,
+            dx: 0.0,
+            dy: 0.0,
+        }],
+        width,
     }
 }
 
@@ -379,6 +397,7 @@ fn fill() -> Item {
         width: 0.0,
         stretch: FILL,
         shrink: 0.0,
+        space: None,
     }
 }
 
@@ -467,7 +486,11 @@ pub(crate) fn break_lines(items: &[Item], width: f32) -> Vec<usize> {
                     if y > 0.0 { (width - len) / y } else { INFINITE }
                 } else if len > width {
                     let z = sum_z - node.shrink;
-                    if z > 0.0 { (width - len) / z } else { -INFINITE }
+                    if z > 0.0 {
+                        (width - len) / z
+                    } else {
+                        -INFINITE
+                    }
                 } else {
                     0.0
                 };
@@ -520,12 +543,17 @@ pub(crate) fn break_lines(items: &[Item], width: f32) -> Vec<usize> {
                         width,
                         stretch,
                         shrink,
+                        ..
                     } => {
                         tw += width;
                         ty += stretch;
                         tz += shrink;
                     }
-                    Item::Penalty { cost, .. } if *cost <= -INFINITE && !std::ptr::eq(next, item) => break,
+                    Item::Penalty { cost, .. }
+                        if *cost <= -INFINITE && !std::ptr::eq(next, item) =>
+                    {
+                        break;
+                    }
                     Item::Penalty { .. } => {}
                 }
             }
@@ -549,6 +577,7 @@ pub(crate) fn break_lines(items: &[Item], width: f32) -> Vec<usize> {
             width,
             stretch,
             shrink,
+            ..
         } = item
         {
             sum_w += width;
@@ -589,7 +618,13 @@ pub(crate) struct Line {
 
 /// Turn breakpoints into lines of `width`. `justify` stretches glue to fill the line;
 /// otherwise glue only shrinks when it must. Right-to-left lines are mirrored.
-pub(crate) fn set_lines(items: &[Item], breaks: &[usize], width: f32, justify: bool, rtl: bool) -> Vec<Line> {
+pub(crate) fn set_lines(
+    items: &[Item],
+    breaks: &[usize],
+    width: f32,
+    justify: bool,
+    rtl: bool,
+) -> Vec<Line> {
     let mut lines = Vec::with_capacity(breaks.len());
     let mut start = 0;
     for &b in breaks {
@@ -605,6 +640,7 @@ pub(crate) fn set_lines(items: &[Item], breaks: &[usize], width: f32, justify: b
                     width,
                     stretch,
                     shrink,
+                    ..
                 } => {
                     len += width;
                     y += stretch;
@@ -634,6 +670,19 @@ pub(crate) fn set_lines(items: &[Item], breaks: &[usize], width: f32, justify: b
         let mut x = 0.0;
         let place = |x: &mut f32, run: &Run, line: &mut Line| {
             line.size = line.size.max(run.style.size);
+            // Left to right, a run that continues the last one in the same font joins it:
+            // fewer text objects, and the spaces stay inside the words' run.
+            if let Some((at, last)) = line.runs.last_mut()
+                && !rtl
+                && last.font == run.font
+                && last.style == run.style
+                && (*at + last.width - *x).abs() < 0.01
+            {
+                last.glyphs.extend_from_slice(&run.glyphs);
+                last.width += run.width;
+                *x += run.width;
+                return;
+            }
             let at = if rtl { width - *x - run.width } else { *x };
             line.runs.push((at, run.clone()));
             *x += run.width;
@@ -645,13 +694,30 @@ pub(crate) fn set_lines(items: &[Item], breaks: &[usize], width: f32, justify: b
                     width,
                     stretch,
                     shrink,
+                    space,
                 } => {
-                    x += width + if ratio > 0.0 { ratio * stretch } else { ratio * shrink };
+                    let w = width
+                        + if ratio > 0.0 {
+                            ratio * stretch
+                        } else {
+                            ratio * shrink
+                        };
+                    match space {
+                        Some(sp) => place(&mut x, &space_run(*sp, w), &mut line),
+                        None => x += w,
+                    }
                 }
                 Item::Penalty { .. } => {}
             }
         }
         tail.iter().for_each(|r| place(&mut x, r, &mut line));
+        // The space at a line break is kept too, with no width.
+        if let Some(Item::Glue {
+            space: Some(sp), ..
+        }) = items.get(b)
+        {
+            place(&mut x, &space_run(*sp, 0.0), &mut line);
+        }
         lines.push(line);
         start = b + 1;
     }
@@ -673,6 +739,7 @@ mod tests {
             width: 3.0,
             stretch: 2.0,
             shrink: 1.0,
+            space: None,
         }
     }
 

@@ -89,7 +89,13 @@ struct Fontmap<'e> {
     by_font: HashMap<usize, (String, &'e Embedded)>,
 }
 
-pub(crate) fn write(job: &Job, fonts: &Fonts, embedded: &[Embedded], laid: &mut Laid, info: &Info) -> Result<Vec<u8>, PdfError> {
+pub(crate) fn write(
+    job: &Job,
+    fonts: &Fonts,
+    embedded: &[Embedded],
+    laid: &mut Laid,
+    info: &Info,
+) -> Result<Vec<u8>, PdfError> {
     let mut doc = Document::with_version("1.7");
     let g = job.geometry;
     let catalog_id = doc.new_object_id();
@@ -114,7 +120,7 @@ pub(crate) fn write(job: &Job, fonts: &Fonts, embedded: &[Embedded], laid: &mut 
     // Page contents, marked content and link rectangles.
     let mut parent_tree: Vec<(usize, Vec<usize>)> = Vec::new();
     let mut annots: Vec<(usize, usize, [f32; 4])> = Vec::new(); // page, link, rect
-    for p in 0..laid.pages.len() {
+    for (p, &page_id) in page_ids.iter().enumerate() {
         let (content, mcids, rects) = content_stream(fonts, &fontmap, laid, p)?;
         parent_tree.push((p, mcids));
         for (link, rect) in rects {
@@ -123,7 +129,7 @@ pub(crate) fn write(job: &Job, fonts: &Fonts, embedded: &[Embedded], laid: &mut 
         let s = stream(Dictionary::new(), content.into_bytes(), true)?;
         let content_id = doc.add_object(s);
         doc.objects.insert(
-            page_ids[p],
+            page_id,
             Object::Dictionary(dictionary! {
                 "Type" => "Page",
                 "Parent" => pages_id,
@@ -144,15 +150,24 @@ pub(crate) fn write(job: &Job, fonts: &Fonts, embedded: &[Embedded], laid: &mut 
         let action = match &info_link.target {
             Target::Uri(url) => {
                 let url = herald_content::html::absolute_url(&job.config.base_url, url);
-                Some(("A", Object::Dictionary(dictionary! {
-                    "S" => "URI",
-                    "URI" => Object::String(url.into_bytes(), StringFormat::Literal),
-                })))
+                Some((
+                    "A",
+                    Object::Dictionary(dictionary! {
+                        "S" => "URI",
+                        "URI" => Object::String(url.into_bytes(), StringFormat::Literal),
+                    }),
+                ))
             }
             Target::Anchor(a) => laid.anchors.get(a).map(|&(page, y)| {
                 (
                     "Dest",
-                    Object::Array(vec![page_ids[page].into(), name("XYZ"), Object::Null, Object::Real(y), Object::Null]),
+                    Object::Array(vec![
+                        page_ids[page].into(),
+                        name("XYZ"),
+                        Object::Null,
+                        Object::Real(y),
+                        Object::Null,
+                    ]),
                 )
             }),
         };
@@ -170,7 +185,13 @@ pub(crate) fn write(job: &Job, fonts: &Fonts, embedded: &[Embedded], laid: &mut 
         d.set(key, value);
         let id = doc.add_object(d);
         annot_ids.push(id);
-        laid.tree.push(info_link.elem, Kid::Annot { page: p, annot: index });
+        laid.tree.push(
+            info_link.elem,
+            Kid::Annot {
+                page: p,
+                annot: index,
+            },
+        );
         page_annots.entry(p).or_default().push(id.into());
     }
     for (p, list) in page_annots {
@@ -363,7 +384,12 @@ fn content_stream(
             open = Some(e);
         }
         match item {
-            Placed::Text { x, y, run, artifact } => {
+            Placed::Text {
+                x,
+                y,
+                run,
+                artifact,
+            } => {
                 if *artifact {
                     out.push_str("/Artifact <</Type /Pagination>> BDC\n");
                 }
@@ -420,7 +446,11 @@ fn content_stream(
                     let (asc, desc) = fonts.metrics[run.font];
                     let rect = [*x, y + desc * size, x + run.width, y + asc * size];
                     match rects.last_mut() {
-                        Some((l, r)) if *l == link && (r[1] - rect[1]).abs() < 0.5 && rect[0] - r[2] < size => {
+                        Some((l, r))
+                            if *l == link
+                                && (r[1] - rect[1]).abs() < 0.5
+                                && rect[0] - r[2] < size =>
+                        {
                             r[0] = r[0].min(rect[0]);
                             r[2] = r[2].max(rect[2]);
                             r[3] = r[3].max(rect[3]);
@@ -468,9 +498,17 @@ fn embed_font(doc: &mut Document, fonts: &Fonts, e: &Embedded) -> Result<ObjectI
     let scale = |v: i16| Object::Integer((f32::from(v) * 1000.0 / upem).round() as i64);
     let cff = face.tables().cff.is_some();
     let program = if cff {
-        stream(dictionary! { "Subtype" => "OpenType" }, e.program.clone(), true)?
+        stream(
+            dictionary! { "Subtype" => "OpenType" },
+            e.program.clone(),
+            true,
+        )?
     } else {
-        stream(dictionary! { "Length1" => e.program.len() as i64 }, e.program.clone(), true)?
+        stream(
+            dictionary! { "Length1" => e.program.len() as i64 },
+            e.program.clone(),
+            true,
+        )?
     };
     let program_id = doc.add_object(program);
     let bbox = face.global_bounding_box();
@@ -567,7 +605,9 @@ fn outline(doc: &mut Document, laid: &Laid, page_ids: &[ObjectId]) -> Option<Obj
         parent.push(stack.last().copied());
         stack.push(i);
     }
-    let kids = |p: Option<usize>| -> Vec<usize> { (0..entries.len()).filter(|&i| parent[i] == p).collect() };
+    let kids = |p: Option<usize>| -> Vec<usize> {
+        (0..entries.len()).filter(|&i| parent[i] == p).collect()
+    };
     let descendants = |i: usize| -> i64 {
         let mut count = 0;
         let mut j = i + 1;
@@ -668,7 +708,10 @@ mod tests {
 
     #[test]
     fn text_strings() {
-        assert_eq!(text_string("Plain"), Object::String(b"Plain".to_vec(), StringFormat::Literal));
+        assert_eq!(
+            text_string("Plain"),
+            Object::String(b"Plain".to_vec(), StringFormat::Literal)
+        );
         let Object::String(bytes, StringFormat::Hexadecimal) = text_string("Ә") else {
             panic!("not hex");
         };
@@ -678,7 +721,10 @@ mod tests {
     #[test]
     fn dates_keep_their_offset() {
         let d = DateTime::parse_from_rfc3339("2014-07-30T09:00:00+06:00").expect("date");
-        assert_eq!(pdf_date(&d), Object::String(b"D:20140730090000+06'00'".to_vec(), StringFormat::Literal));
+        assert_eq!(
+            pdf_date(&d),
+            Object::String(b"D:20140730090000+06'00'".to_vec(), StringFormat::Literal)
+        );
         assert_eq!(xmp_date(&d), "2014-07-30T09:00:00+06:00");
     }
 }
