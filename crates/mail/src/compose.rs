@@ -299,7 +299,9 @@ impl<'a> Composer<'a> {
                 })?;
                 // Relaxed/relaxed, and every header a receiver shows or acts on:
                 // lettre's default (simple headers; From, Subject, To, Date only)
-                // leaves the List-Unsubscribe headers unsigned.
+                // leaves the List-Unsubscribe headers unsigned. Not Content-Type:
+                // lettre signs before it adds the multipart's Content-Type, so a
+                // signature naming it never verifies.
                 let headers = [
                     "From",
                     "Reply-To",
@@ -308,7 +310,7 @@ impl<'a> Composer<'a> {
                     "Date",
                     "Message-ID",
                     "MIME-Version",
-                    "Content-Type",
+                    "Content-Language",
                     "List-Id",
                     "List-Unsubscribe",
                     "List-Unsubscribe-Post",

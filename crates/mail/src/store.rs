@@ -177,7 +177,7 @@ impl NewSubscriber {
         }
         self.name = self.name.trim().to_string();
         self.lang = self.lang.trim().to_string();
-        if !languages.iter().any(|l| *l == self.lang) {
+        if !languages.contains(&self.lang) {
             return Err(SubscriberError::Language(self.lang, languages.join(", ")));
         }
         for t in &mut self.topics {
