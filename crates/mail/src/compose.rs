@@ -380,40 +380,52 @@ impl<'a> Composer<'a> {
             },
         );
         let org = &config.organization;
-        let ctx = minijinja::context! {
-            lang => &statement.lang,
-            site_title => &config.title,
-            statement => minijinja::context! {
-                id => &statement.id,
-                title => &statement.meta.title,
-                date => local_date(statement),
-                summary => &statement.meta.summary,
-                place => &statement.meta.place,
-                occasion => &statement.meta.occasion,
-                issuers => &statement.meta.issuers,
-                topics => &statement.meta.topics,
-            },
-            organization => minijinja::context! {
-                name => &org.name,
-                short_name => org.short(),
-                address => &org.address,
-                url => &org.url,
-                email => &org.email,
-            },
-            body_html => body_html,
-            body_text => doc.plain_text(),
-            page_url => &page_url,
-            pdf_url => &pdf_url,
-            unsubscribe_url => format!("{}{MARK}", self.unsubscribe_url),
-            labels => {
-                let l = labels(&statement.lang, org.short());
-                minijinja::context! { read_online => l.read_online, pdf => l.pdf, unsubscribe => l.unsubscribe, why => l.why }
-            },
+        let unsubscribe_url = format!("{}{MARK}", self.unsubscribe_url);
+        // In HTML, URLs are escaped by `escape` (which leaves `/` alone; minijinja's
+        // escaper writes every slash as `&#x2f;`).
+        let url = |u: &str, html: bool| {
+            if html {
+                minijinja::Value::from_safe_string(herald_content::html::escape(u))
+            } else {
+                minijinja::Value::from(u)
+            }
+        };
+        let ctx = |html: bool| {
+            minijinja::context! {
+                lang => &statement.lang,
+                site_title => &config.title,
+                statement => minijinja::context! {
+                    id => &statement.id,
+                    title => &statement.meta.title,
+                    date => local_date(statement),
+                    summary => &statement.meta.summary,
+                    place => &statement.meta.place,
+                    occasion => &statement.meta.occasion,
+                    issuers => &statement.meta.issuers,
+                    topics => &statement.meta.topics,
+                },
+                organization => minijinja::context! {
+                    name => &org.name,
+                    short_name => org.short(),
+                    address => &org.address,
+                    url => &org.url,
+                    email => &org.email,
+                },
+                body_html => &body_html,
+                body_text => doc.plain_text(),
+                page_url => url(&page_url, html),
+                pdf_url => url(&pdf_url, html),
+                unsubscribe_url => url(&unsubscribe_url, html),
+                labels => {
+                    let l = labels(&statement.lang, org.short());
+                    minijinja::context! { read_online => l.read_online, pdf => l.pdf, unsubscribe => l.unsubscribe, why => l.why }
+                },
+            }
         };
         let render = |name: &str| {
             self.env
                 .get_template(name)
-                .and_then(|t| t.render(&ctx))
+                .and_then(|t| t.render(ctx(name.ends_with(".html"))))
                 .map_err(|source| ComposeError::Template {
                     name: name.into(),
                     source,
