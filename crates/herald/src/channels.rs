@@ -49,6 +49,7 @@ pub struct Settings {
     pub pdf_renderer: herald_pdf::Renderer,
     /// The tag: URI authority for feed ids.
     pub authority: String,
+    pub mail: herald_mail::MailSettings,
 }
 
 fn channel_err(channel: &'static str, e: impl std::fmt::Display) -> Error {
@@ -69,7 +70,9 @@ impl Settings {
         let pdf_renderer =
             herald_pdf::Renderer::new(config, &pdf).map_err(|e| channel_err("pdf", e))?;
         let authority = feed.authority(config);
+        let mail = herald_mail::MailSettings::from_config(config).map_err(|e| channel_err("mail", e))?;
         Ok(Settings {
+            mail,
             schedules,
             feed,
             site,
@@ -224,8 +227,57 @@ pub struct MailCtx<'a> {
     pub cancel: &'a AtomicBool,
 }
 
-pub fn mail(_ctx: &MailCtx<'_>) -> Result<Option<ChannelReport>, Error> {
-    Ok(None)
+/// A progress bar on a terminal, nothing otherwise.
+fn progress() -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
+}
+
+/// Queue bulletins for the statements published for the first time in this run,
+/// then deliver every pending bulletin (including those a crash left pending).
+pub fn mail(ctx: &MailCtx<'_>) -> Result<Option<ChannelReport>, Error> {
+    let settings = &ctx.settings.mail;
+    if ctx.dry_run {
+        return Ok(None);
+    }
+    let store = herald_mail::MailStore::open(&ctx.paths.ledger).map_err(|e| channel_err("mail", e))?;
+    let fresh: Vec<&Statement> = ctx
+        .due
+        .iter()
+        .copied()
+        .filter(|s| ctx.newly_published.iter().any(|(id, lang)| *id == s.id && *lang == s.lang))
+        .collect();
+    let queued = herald_mail::queue(&store, ctx.corpus, settings, &fresh, ctx.now)
+        .map_err(|e| channel_err("mail", e))?;
+    let secret = herald_mail::Secret::from_env_or_file(&ctx.paths.state).map_err(|e| channel_err("mail", e))?;
+    let report = herald_mail::deliver(&store, ctx.corpus, settings, &secret, ctx.now, ctx.cancel, &progress())
+        .map_err(|e| channel_err("mail", e))?;
+    let mut note = format!("{queued} bulletin(s) queued, {} sent", report.sent);
+    if !report.deferred.is_empty() {
+        note.push_str(&format!(", {} deferred (will retry)", report.deferred.len()));
+    }
+    if report.cancelled {
+        note.push_str(", stopped by signal (the rest stay pending)");
+    }
+    let trouble = report.failed.len() + report.ambiguous.len() + report.recovered_ambiguous;
+    if trouble > 0 {
+        note.push_str(&format!(
+            ", {} failed, {} ambiguous: attention, see `herald mail status`",
+            report.failed.len(),
+            report.ambiguous.len() + report.recovered_ambiguous
+        ));
+    }
+    Ok(Some(ChannelReport {
+        channel: "mail",
+        new: queued,
+        live: report.sent,
+        note,
+        ..Default::default()
+    }))
 }
 
 /// A schedule slot came due: `digest` sends the mail digest; any other job is a publish

@@ -41,6 +41,16 @@ pub enum Command {
     },
     /// Stay running: publish as embargoes lift and schedule slots come due.
     Run,
+    /// Manage bulletin subscribers.
+    Subscribers {
+        #[command(subcommand)]
+        command: herald_mail::SubscribersCommand,
+    },
+    /// Bulletin delivery: status, retries.
+    Mail {
+        #[command(subcommand)]
+        command: herald_mail::MailCommand,
+    },
     /// What is published, what waits under embargo, and the last run.
     Status {
         #[arg(long, value_parser = parse_now)]
@@ -122,6 +132,13 @@ where
     }
 }
 
+fn mail_err(e: &dyn std::fmt::Display) -> Error {
+    Error::Channel {
+        channel: "mail",
+        message: e.to_string(),
+    }
+}
+
 /// Peak resident memory of this process (Linux), for benchmarks.
 pub fn peak_memory_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -193,6 +210,20 @@ pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
                 .unwrap_or(crate::schedule::DEFAULT_LOCK_WAIT);
             drop(corpus);
             crate::run::run_forever(root, &Utc::now, wait, &mut out)?;
+            Ok(exit::OK)
+        }
+        Command::Subscribers { command } => {
+            let corpus = crate::check(&root)?;
+            let store = herald_mail::MailStore::open(&crate::Paths::new(&root).ledger)
+                .map_err(|e| mail_err(&e))?;
+            herald_mail::run_subscribers(command, &store, &corpus.config, clock, &mut out)
+                .map_err(|e| mail_err(&e))?;
+            Ok(exit::OK)
+        }
+        Command::Mail { command } => {
+            let store = herald_mail::MailStore::open(&crate::Paths::new(&root).ledger)
+                .map_err(|e| mail_err(&e))?;
+            herald_mail::run_mail(command, &store, clock, &mut out).map_err(|e| mail_err(&e))?;
             Ok(exit::OK)
         }
         Command::Status { now } => {
