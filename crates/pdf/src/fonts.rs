@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use rustybuzz::{Direction, Face, UnicodeBuffer};
+use rustybuzz::{Direction, Face, Script, ShapePlan, UnicodeBuffer};
 
 use crate::PdfError;
 
@@ -142,6 +142,8 @@ pub(crate) struct Fonts<'a> {
     pub used: Vec<BTreeMap<u16, String>>,
     /// Per font: (ascender, descender) as a fraction of the size.
     pub metrics: Vec<(f32, f32)>,
+    /// Shaping plans are costly to build: one per font, direction and script.
+    plans: HashMap<(usize, bool, Script), ShapePlan>,
 }
 
 impl<'a> Fonts<'a> {
@@ -161,6 +163,7 @@ impl<'a> Fonts<'a> {
             used: vec![BTreeMap::new(); faces.len()],
             faces,
             metrics,
+            plans: HashMap::new(),
         }
     }
 
@@ -184,7 +187,16 @@ impl<'a> Fonts<'a> {
         } else {
             Direction::LeftToRight
         });
-        let shaped = rustybuzz::shape(face, &[], buf);
+        let script = buf.script();
+        let plan = self.plans.entry((font, rtl, script)).or_insert_with(|| {
+            let direction = if rtl {
+                Direction::RightToLeft
+            } else {
+                Direction::LeftToRight
+            };
+            ShapePlan::new(face, direction, Some(script), None, &[])
+        });
+        let shaped = rustybuzz::shape_with_plan(face, plan, buf);
         let scale = size / face.units_per_em() as f32;
         let infos = shaped.glyph_infos();
         let positions = shaped.glyph_positions();
