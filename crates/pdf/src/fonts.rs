@@ -142,12 +142,43 @@ pub(crate) struct Fonts<'a> {
     pub used: Vec<BTreeMap<u16, String>>,
     /// Per font: (ascender, descender) as a fraction of the size.
     pub metrics: Vec<(f32, f32)>,
-    /// Shaping plans are costly to build: one per font, direction and script.
-    plans: HashMap<(usize, bool, Script), ShapePlan>,
+    /// Shaping plans made by the renderer for the usual scripts.
+    shared: &'a Plans,
+    /// Plans for other scripts, made during this render.
+    plans: Plans,
+}
+
+/// Shaping plans are costly to build: one per font, direction and script.
+pub(crate) type Plans = HashMap<(usize, bool, Script), ShapePlan>;
+
+/// Plans for the scripts statements are usually written in, made once.
+pub(crate) fn common_plans(faces: &[Face<'static>]) -> Plans {
+    use rustybuzz::script;
+    let mut plans = HashMap::new();
+    for (font, face) in faces.iter().enumerate() {
+        for (rtl, script) in [
+            (false, script::LATIN),
+            (false, script::CYRILLIC),
+            (false, script::COMMON),
+            (true, script::ARABIC),
+            (true, script::COMMON),
+        ] {
+            let direction = if rtl {
+                Direction::RightToLeft
+            } else {
+                Direction::LeftToRight
+            };
+            plans.insert(
+                (font, rtl, script),
+                ShapePlan::new(face, direction, Some(script), None, &[]),
+            );
+        }
+    }
+    plans
 }
 
 impl<'a> Fonts<'a> {
-    pub fn new(sources: &'a [FontSource], faces: &'a [Face<'static>]) -> Self {
+    pub fn new(sources: &'a [FontSource], faces: &'a [Face<'static>], shared: &'a Plans) -> Self {
         let metrics = faces
             .iter()
             .map(|face| {
@@ -163,6 +194,7 @@ impl<'a> Fonts<'a> {
             used: vec![BTreeMap::new(); faces.len()],
             faces,
             metrics,
+            shared,
             plans: HashMap::new(),
         }
     }
@@ -188,14 +220,18 @@ impl<'a> Fonts<'a> {
             Direction::LeftToRight
         });
         let script = buf.script();
-        let plan = self.plans.entry((font, rtl, script)).or_insert_with(|| {
-            let direction = if rtl {
-                Direction::RightToLeft
-            } else {
-                Direction::LeftToRight
-            };
-            ShapePlan::new(face, direction, Some(script), None, &[])
-        });
+        let key = (font, rtl, script);
+        let plan = match self.shared.get(&key) {
+            Some(plan) => plan,
+            None => self.plans.entry(key).or_insert_with(|| {
+                let direction = if rtl {
+                    Direction::RightToLeft
+                } else {
+                    Direction::LeftToRight
+                };
+                ShapePlan::new(face, direction, Some(script), None, &[])
+            }),
+        };
         let shaped = rustybuzz::shape_with_plan(face, plan, buf);
         let scale = size / face.units_per_em() as f32;
         let infos = shaped.glyph_infos();
@@ -306,7 +342,8 @@ mod tests {
     fn bundled_fonts_cover_kazakh_and_arabic() {
         let sources = load_sources(Path::new("."), &[]).expect("bundled");
         let faces = parse_faces(&sources).expect("parse");
-        let fonts = Fonts::new(&sources, &faces);
+        let plans = Plans::new();
+        let fonts = Fonts::new(&sources, &faces, &plans);
         for c in "әғқңөұүһіӘҒҚҢӨҰҮҺІ".chars() {
             assert_eq!(fonts.font_for(c, REGULAR), Some(REGULAR), "{c}");
             assert_eq!(fonts.font_for(c, BOLD), Some(BOLD), "{c}");
@@ -319,7 +356,8 @@ mod tests {
     fn arabic_is_shaped_into_joining_forms() {
         let sources = load_sources(Path::new("."), &[]).expect("bundled");
         let faces = parse_faces(&sources).expect("parse");
-        let mut fonts = Fonts::new(&sources, &faces);
+        let plans = common_plans(&faces);
+        let mut fonts = Fonts::new(&sources, &faces, &plans);
         let (isolated, _) = fonts.shape(ARABIC, "ب", 10.0, true);
         let (joined, _) = fonts.shape(ARABIC, "ببب", 10.0, true);
         assert_eq!(joined.len(), 3);
