@@ -146,7 +146,12 @@ pub(crate) struct Fonts<'a> {
     shared: &'a Plans,
     /// Plans for other scripts, made during this render.
     plans: Plans,
+    /// Words recur: shape each (font, size, direction, text) once per render.
+    shaped: HashMap<ShapeKey, (Vec<Glyph>, f32)>,
 }
+
+/// (font, size bits, right to left, text).
+type ShapeKey = (usize, u32, bool, String);
 
 /// Shaping plans are costly to build: one per font, direction and script.
 pub(crate) type Plans = HashMap<(usize, bool, Script), ShapePlan>;
@@ -196,6 +201,7 @@ impl<'a> Fonts<'a> {
             metrics,
             shared,
             plans: HashMap::new(),
+            shaped: HashMap::new(),
         }
     }
 
@@ -210,6 +216,22 @@ impl<'a> Fonts<'a> {
 
     /// Shape `text` with one font. Records the glyphs used and what text each maps to.
     pub fn shape(&mut self, font: usize, text: &str, size: f32, rtl: bool) -> (Vec<Glyph>, f32) {
+        let key = (font, size.to_bits(), rtl, text.to_string());
+        if let Some(hit) = self.shaped.get(&key) {
+            return hit.clone();
+        }
+        let out = self.shape_uncached(font, text, size, rtl);
+        self.shaped.insert(key, out.clone());
+        out
+    }
+
+    fn shape_uncached(
+        &mut self,
+        font: usize,
+        text: &str,
+        size: f32,
+        rtl: bool,
+    ) -> (Vec<Glyph>, f32) {
         let face = &self.faces[font];
         let mut buf = UnicodeBuffer::new();
         buf.push_str(text);

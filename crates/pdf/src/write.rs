@@ -63,8 +63,8 @@ fn name(s: &str) -> Object {
     Object::Name(s.as_bytes().to_vec())
 }
 
-/// A stream, deflated at zlib's default level when asked (lopdf's own `compress`
-/// uses the slowest level, which costs more time than it saves bytes here).
+/// A stream, deflated at zlib's fastest level when asked (lopdf's own `compress`
+/// uses the slowest, which costs far more time than it saves bytes here).
 fn stream(mut dict: Dictionary, content: Vec<u8>, compress: bool) -> Result<Stream, PdfError> {
     use std::io::Write;
     if !compress {
@@ -72,7 +72,7 @@ fn stream(mut dict: Dictionary, content: Vec<u8>, compress: bool) -> Result<Stre
     }
     let mut z = flate2::write::ZlibEncoder::new(
         Vec::with_capacity(content.len() / 2),
-        flate2::Compression::default(),
+        flate2::Compression::fast(),
     );
     z.write_all(&content).map_err(|e| PdfError::Pdf(e.into()))?;
     let deflated = z.finish().map_err(|e| PdfError::Pdf(e.into()))?;
