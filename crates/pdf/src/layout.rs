@@ -286,7 +286,18 @@ impl<'a> Ctx<'_, 'a> {
         justify: bool,
     ) -> Result<(Vec<Line>, bool), PdfError> {
         let rtl = text::paragraph_rtl(spans);
-        let items = self.builder(width, rtl).items(spans)?;
+        let mut items = self.builder(width, rtl).items(spans)?;
+        if !justify {
+            // Ragged lines: a short line costs little, so lines fill up and no single
+            // very loose line is forced on a title with few spaces.
+            for it in &mut items {
+                if let text::Item::Glue { stretch, .. } = it
+                    && *stretch < 1.0e5
+                {
+                    *stretch = width / 3.0;
+                }
+            }
+        }
         let breaks = text::break_lines(&items, width);
         Ok((text::set_lines(&items, &breaks, width, justify, rtl), rtl))
     }
