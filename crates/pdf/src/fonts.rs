@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use rustybuzz::{Direction, Face, UnicodeBuffer};
+use rustybuzz::{Direction, Face, Script, ShapePlan, UnicodeBuffer};
 
 use crate::PdfError;
 
@@ -142,10 +142,48 @@ pub(crate) struct Fonts<'a> {
     pub used: Vec<BTreeMap<u16, String>>,
     /// Per font: (ascender, descender) as a fraction of the size.
     pub metrics: Vec<(f32, f32)>,
+    /// Shaping plans made by the renderer for the usual scripts.
+    shared: &'a Plans,
+    /// Plans for other scripts, made during this render.
+    plans: Plans,
+    /// Words recur: shape each (font, size, direction, text) once per render.
+    shaped: HashMap<ShapeKey, (Vec<Glyph>, f32)>,
+}
+
+/// (font, size bits, right to left, text).
+type ShapeKey = (usize, u32, bool, String);
+
+/// Shaping plans are costly to build: one per font, direction and script.
+pub(crate) type Plans = HashMap<(usize, bool, Script), ShapePlan>;
+
+/// Plans for the scripts statements are usually written in, made once.
+pub(crate) fn common_plans(faces: &[Face<'static>]) -> Plans {
+    use rustybuzz::script;
+    let mut plans = HashMap::new();
+    for (font, face) in faces.iter().enumerate() {
+        for (rtl, script) in [
+            (false, script::LATIN),
+            (false, script::CYRILLIC),
+            (false, script::COMMON),
+            (true, script::ARABIC),
+            (true, script::COMMON),
+        ] {
+            let direction = if rtl {
+                Direction::RightToLeft
+            } else {
+                Direction::LeftToRight
+            };
+            plans.insert(
+                (font, rtl, script),
+                ShapePlan::new(face, direction, Some(script), None, &[]),
+            );
+        }
+    }
+    plans
 }
 
 impl<'a> Fonts<'a> {
-    pub fn new(sources: &'a [FontSource], faces: &'a [Face<'static>]) -> Self {
+    pub fn new(sources: &'a [FontSource], faces: &'a [Face<'static>], shared: &'a Plans) -> Self {
         let metrics = faces
             .iter()
             .map(|face| {
@@ -161,6 +199,9 @@ impl<'a> Fonts<'a> {
             used: vec![BTreeMap::new(); faces.len()],
             faces,
             metrics,
+            shared,
+            plans: HashMap::new(),
+            shaped: HashMap::new(),
         }
     }
 
@@ -175,6 +216,22 @@ impl<'a> Fonts<'a> {
 
     /// Shape `text` with one font. Records the glyphs used and what text each maps to.
     pub fn shape(&mut self, font: usize, text: &str, size: f32, rtl: bool) -> (Vec<Glyph>, f32) {
+        let key = (font, size.to_bits(), rtl, text.to_string());
+        if let Some(hit) = self.shaped.get(&key) {
+            return hit.clone();
+        }
+        let out = self.shape_uncached(font, text, size, rtl);
+        self.shaped.insert(key, out.clone());
+        out
+    }
+
+    fn shape_uncached(
+        &mut self,
+        font: usize,
+        text: &str,
+        size: f32,
+        rtl: bool,
+    ) -> (Vec<Glyph>, f32) {
         let face = &self.faces[font];
         let mut buf = UnicodeBuffer::new();
         buf.push_str(text);
@@ -184,7 +241,20 @@ impl<'a> Fonts<'a> {
         } else {
             Direction::LeftToRight
         });
-        let shaped = rustybuzz::shape(face, &[], buf);
+        let script = buf.script();
+        let key = (font, rtl, script);
+        let plan = match self.shared.get(&key) {
+            Some(plan) => plan,
+            None => self.plans.entry(key).or_insert_with(|| {
+                let direction = if rtl {
+                    Direction::RightToLeft
+                } else {
+                    Direction::LeftToRight
+                };
+                ShapePlan::new(face, direction, Some(script), None, &[])
+            }),
+        };
+        let shaped = rustybuzz::shape_with_plan(face, plan, buf);
         let scale = size / face.units_per_em() as f32;
         let infos = shaped.glyph_infos();
         let positions = shaped.glyph_positions();
@@ -294,7 +364,8 @@ mod tests {
     fn bundled_fonts_cover_kazakh_and_arabic() {
         let sources = load_sources(Path::new("."), &[]).expect("bundled");
         let faces = parse_faces(&sources).expect("parse");
-        let fonts = Fonts::new(&sources, &faces);
+        let plans = Plans::new();
+        let fonts = Fonts::new(&sources, &faces, &plans);
         for c in "әғқңөұүһіӘҒҚҢӨҰҮҺІ".chars() {
             assert_eq!(fonts.font_for(c, REGULAR), Some(REGULAR), "{c}");
             assert_eq!(fonts.font_for(c, BOLD), Some(BOLD), "{c}");
@@ -307,7 +378,8 @@ mod tests {
     fn arabic_is_shaped_into_joining_forms() {
         let sources = load_sources(Path::new("."), &[]).expect("bundled");
         let faces = parse_faces(&sources).expect("parse");
-        let mut fonts = Fonts::new(&sources, &faces);
+        let plans = common_plans(&faces);
+        let mut fonts = Fonts::new(&sources, &faces, &plans);
         let (isolated, _) = fonts.shape(ARABIC, "ب", 10.0, true);
         let (joined, _) = fonts.shape(ARABIC, "ببب", 10.0, true);
         assert_eq!(joined.len(), 3);

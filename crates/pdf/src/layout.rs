@@ -181,6 +181,7 @@ type Cell = (usize, Vec<(String, Style)>);
 
 struct Ctx<'f, 'a> {
     fonts: &'f mut Fonts<'a>,
+    breaks: HashMap<String, Vec<usize>>,
     hyphenator: Option<&'f Standard>,
     tree: Tree,
     links: Vec<LinkInfo>,
@@ -203,6 +204,7 @@ impl<'a> Ctx<'_, 'a> {
     fn builder<'s>(&'s mut self, max_width: f32, rtl: bool) -> Builder<'s, 'a> {
         Builder {
             fonts: self.fonts,
+            breaks: &mut self.breaks,
             hyphenator: self.hyphenator,
             rtl,
             max_width,
@@ -284,7 +286,18 @@ impl<'a> Ctx<'_, 'a> {
         justify: bool,
     ) -> Result<(Vec<Line>, bool), PdfError> {
         let rtl = text::paragraph_rtl(spans);
-        let items = self.builder(width, rtl).items(spans)?;
+        let mut items = self.builder(width, rtl).items(spans)?;
+        if !justify {
+            // Ragged lines: a short line costs little, so lines fill up and no single
+            // very loose line is forced on a title with few spaces.
+            for it in &mut items {
+                if let text::Item::Glue { stretch, .. } = it
+                    && *stretch < 1.0e5
+                {
+                    *stretch = width / 3.0;
+                }
+            }
+        }
         let breaks = text::break_lines(&items, width);
         Ok((text::set_lines(&items, &breaks, width, justify, rtl), rtl))
     }
@@ -650,6 +663,7 @@ pub(crate) fn lay_out(
     let root = tree.add("Document", None);
     let mut ctx = Ctx {
         fonts,
+        breaks: HashMap::new(),
         hyphenator,
         tree,
         links: Vec::new(),
@@ -889,8 +903,10 @@ pub(crate) fn chrome(job: &Job, fonts: &mut Fonts, laid: &mut Laid) -> Result<()
     let size = job.size * 0.78;
     let total = laid.pages.len();
     let lang = job.statement.lang.as_str();
+    let mut breaks = HashMap::new();
     let mut b = Builder {
         fonts,
+        breaks: &mut breaks,
         hyphenator: None,
         rtl: false,
         max_width: width,

@@ -133,6 +133,7 @@ fn patterns(lang: &str) -> Option<Language> {
 pub struct Renderer {
     sources: Vec<fonts::FontSource>,
     faces: Vec<rustybuzz::Face<'static>>,
+    plans: fonts::Plans,
     hyphenators: HashMap<String, Standard>,
     settings: PdfSettings,
 }
@@ -169,8 +170,10 @@ impl Renderer {
                 }
             }
         }
+        let faces = fonts::parse_faces(&sources)?;
         Ok(Renderer {
-            faces: fonts::parse_faces(&sources)?,
+            plans: fonts::common_plans(&faces),
+            faces,
             sources,
             hyphenators,
             settings: settings.clone(),
@@ -206,7 +209,7 @@ impl Renderer {
             },
             size: self.settings.font_size,
         };
-        let mut fonts = fonts::Fonts::new(&self.sources, &self.faces);
+        let mut fonts = fonts::Fonts::new(&self.sources, &self.faces, &self.plans);
         let hyphenator = self.hyphenators.get(&statement.lang);
         let mut laid = layout::lay_out(&job, &mut fonts, hyphenator)?;
         layout::chrome(&job, &mut fonts, &mut laid)?;

@@ -79,6 +79,8 @@ fn is_ignorable(c: char) -> bool {
 
 pub(crate) struct Builder<'f, 'a> {
     pub fonts: &'f mut Fonts<'a>,
+    /// Dictionary breaks of words already seen in this render.
+    pub breaks: &'f mut std::collections::HashMap<String, Vec<usize>>,
     pub hyphenator: Option<&'f Standard>,
     pub rtl: bool,
     /// The widest a box may be; longer words are cut.
@@ -323,7 +325,7 @@ impl Builder<'_, '_> {
     }
 
     /// Break opportunities inside a word: (byte offset, draws a hyphen).
-    fn breaks(&self, word: &str) -> Vec<(usize, bool)> {
+    fn breaks(&mut self, word: &str) -> Vec<(usize, bool)> {
         let mut out = Vec::new();
         let chars: Vec<(usize, char)> = word.char_indices().collect();
         // After an explicit hyphen or dash between letters.
@@ -354,9 +356,11 @@ impl Builder<'_, '_> {
                 if let (Some(s), Some(e)) = (start, end) {
                     let run = &word[s..e];
                     if run.chars().count() >= 5 {
-                        for b in h.hyphenate(run).breaks {
-                            out.push((s + b, true));
-                        }
+                        let found = self
+                            .breaks
+                            .entry(run.to_string())
+                            .or_insert_with(|| h.hyphenate(run).breaks);
+                        out.extend(found.iter().map(|b| (s + b, true)));
                     }
                     start = None;
                 }
@@ -444,6 +448,13 @@ struct Node {
 /// total-fit algorithm. Every feasible line is allowed (no tolerance pass), so it
 /// always finds breaks; an unavoidably overfull line is taken only as a last resort.
 pub(crate) fn break_lines(items: &[Item], width: f32) -> Vec<usize> {
+    // A first pass keeps only reasonably tight lines active, which is much faster;
+    // when that finds no way through, every feasible line is allowed.
+    total_fit(items, width, Some(3.0))
+        .unwrap_or_else(|| total_fit(items, width, None).unwrap_or_default())
+}
+
+fn total_fit(items: &[Item], width: f32, tolerance: Option<f32>) -> Option<Vec<usize>> {
     let mut nodes = vec![Node {
         pos: 0,
         fitness: 1,
@@ -495,7 +506,7 @@ pub(crate) fn break_lines(items: &[Item], width: f32) -> Vec<usize> {
                     0.0
                 };
                 let keep = ratio >= -1.0 && cost > -INFINITE;
-                if ratio >= -1.0 {
+                if ratio >= -1.0 && tolerance.is_none_or(|t| ratio <= t) {
                     let badness = (100.0 * ratio.abs().powi(3)).min(INFINITE);
                     let mut d = (LINE_PENALTY + badness).powi(2);
                     if cost >= 0.0 {
@@ -529,6 +540,9 @@ pub(crate) fn break_lines(items: &[Item], width: f32) -> Vec<usize> {
                 keep
             });
             if best.iter().all(Option::is_none) && active.is_empty() {
+                if tolerance.is_some() {
+                    return None;
+                }
                 // Nothing fits: take the least bad overfull line rather than fail.
                 if let Some(b) = removed_best {
                     best[1] = Some(b);
@@ -602,10 +616,13 @@ pub(crate) fn break_lines(items: &[Item], width: f32) -> Vec<usize> {
         at = nodes[i].prev;
     }
     breaks.reverse();
+    if end.is_none() && tolerance.is_some() {
+        return None;
+    }
     if breaks.is_empty() && !items.is_empty() {
         breaks.push(last);
     }
-    breaks
+    Some(breaks)
 }
 
 /// A set line: runs with their x offsets from the line's start edge (left).
