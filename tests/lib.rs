@@ -48,9 +48,18 @@ pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>, std::time::SystemTime)> {
     for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let e = e.expect("walk");
         if e.file_type().is_file() {
-            let rel = e.path().strip_prefix(dir).expect("prefix").to_string_lossy().into_owned();
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .expect("prefix")
+                .to_string_lossy()
+                .into_owned();
             let meta = e.metadata().expect("meta");
-            v.push((rel, fs::read(e.path()).expect("read"), meta.modified().expect("mtime")));
+            v.push((
+                rel,
+                fs::read(e.path()).expect("read"),
+                meta.modified().expect("mtime"),
+            ));
         }
     }
     v

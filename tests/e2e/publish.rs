@@ -27,7 +27,9 @@ fn ok(out: &std::process::Output) -> String {
 fn mentions(public: &Path, needle: &str) -> Vec<String> {
     snapshot(public)
         .into_iter()
-        .filter(|(p, bytes, _)| p.contains(needle) || String::from_utf8_lossy(bytes).contains(needle))
+        .filter(|(p, bytes, _)| {
+            p.contains(needle) || String::from_utf8_lossy(bytes).contains(needle)
+        })
         .map(|(p, _, _)| p)
         .collect()
 }
@@ -37,7 +39,10 @@ fn second_publish_changes_nothing() {
     let dir = sample_project();
     let root = dir.path();
     let first = ok(&herald(BIN, root, &["publish", "--now", BEFORE_EMBARGO]));
-    assert!(first.contains("+ 2014/world-day-against-trafficking [kk]"), "{first}");
+    assert!(
+        first.contains("+ 2014/world-day-against-trafficking [kk]"),
+        "{first}"
+    );
     let public = snapshot(&root.join("public"));
     assert!(!public.is_empty());
     let counts: Vec<i64> = ["publications", "entries", "outputs", "runs", "state"]
@@ -63,15 +68,32 @@ fn embargo_holds_until_the_second() {
     let dir = sample_project();
     let root = dir.path();
     let out = ok(&herald(BIN, root, &["publish", "--now", BEFORE_EMBARGO]));
-    assert!(out.contains(&format!("2027/{EMBARGOED_SLUG} [en] until 2027-07-30T09:00:00+05:00")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "2027/{EMBARGOED_SLUG} [en] until 2027-07-30T09:00:00+05:00"
+        )),
+        "{out}"
+    );
     let public = root.join("public");
-    assert!(mentions(&public, EMBARGOED_SLUG).is_empty(), "{:?}", mentions(&public, EMBARGOED_SLUG));
+    assert!(
+        mentions(&public, EMBARGOED_SLUG).is_empty(),
+        "{:?}",
+        mentions(&public, EMBARGOED_SLUG)
+    );
     assert!(mentions(&public, "Thirteen years after").is_empty());
 
     let out = ok(&herald(BIN, root, &["publish", "--now", AT_EMBARGO]));
-    assert!(out.contains(&format!("+ 2027/{EMBARGOED_SLUG} [en]")), "{out}");
+    assert!(
+        out.contains(&format!("+ 2027/{EMBARGOED_SLUG} [en]")),
+        "{out}"
+    );
     let found = mentions(&public, EMBARGOED_SLUG);
-    assert!(found.iter().any(|p| p == &format!("en/2027/{EMBARGOED_SLUG}/index.html")), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|p| p == &format!("en/2027/{EMBARGOED_SLUG}/index.html")),
+        "{found:?}"
+    );
     assert!(found.iter().any(|p| p == "sitemap.xml"), "{found:?}");
     assert!(found.iter().any(|p| p == "en/index.html"), "{found:?}");
 }
@@ -88,7 +110,10 @@ fn invalid_statement_stops_everything() {
     let out = herald(BIN, root, &["publish", "--now", AT_EMBARGO]);
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("content/statements/2016/broken.en.md:3:8"), "{err}");
+    assert!(
+        err.contains("content/statements/2016/broken.en.md:3:8"),
+        "{err}"
+    );
     assert!(err.contains("nothing was published"), "{err}");
     assert!(!root.join("public").exists());
     assert!(!root.join(".herald/herald.db").exists());
@@ -98,16 +123,26 @@ fn invalid_statement_stops_everything() {
 fn dry_run_writes_nothing() {
     let dir = sample_project();
     let root = dir.path();
-    let out = ok(&herald(BIN, root, &["publish", "--dry-run", "--now", AT_EMBARGO]));
+    let out = ok(&herald(
+        BIN,
+        root,
+        &["publish", "--dry-run", "--now", AT_EMBARGO],
+    ));
     assert!(out.contains("dry run"), "{out}");
-    assert!(out.contains(&format!("+ 2027/{EMBARGOED_SLUG} [en]")), "{out}");
+    assert!(
+        out.contains(&format!("+ 2027/{EMBARGOED_SLUG} [en]")),
+        "{out}"
+    );
     assert!(snapshot(&root.join("public")).is_empty());
 }
 
 /// Files that a reader could see half-written, or leftovers of a killed run.
 fn assert_whole(public: &Path) {
     for (path, bytes, _) in snapshot(public) {
-        assert!(!path.contains(".herald-"), "temporary file left in public/: {path}");
+        assert!(
+            !path.contains(".herald-"),
+            "temporary file left in public/: {path}"
+        );
         if path.ends_with(".html") {
             let text = String::from_utf8_lossy(&bytes);
             assert!(text.trim_end().ends_with("</html>"), "{path} is cut short");
@@ -154,7 +189,11 @@ fn killed_publish_leaves_whole_files_and_recovers() {
     assert_eq!(recorded.len(), 6);
     for (id, lang) in &recorded {
         let (year, slug) = id.split_once('/').expect("id");
-        assert!(root.join(format!("public/{lang}/{year}/{slug}/index.html")).is_file(), "{id} {lang}");
+        assert!(
+            root.join(format!("public/{lang}/{year}/{slug}/index.html"))
+                .is_file(),
+            "{id} {lang}"
+        );
     }
     let again = ok(&herald(BIN, root, &["publish", "--now", AT_EMBARGO]));
     assert!(again.contains("nothing new"), "{again}");
@@ -165,7 +204,10 @@ fn check_reports_and_exit_codes() {
     let dir = sample_project();
     let root = dir.path();
     let out = ok(&herald(BIN, root, &["check"]));
-    assert!(out.contains("6 statement files (4 statements) valid"), "{out}");
+    assert!(
+        out.contains("6 statement files (4 statements) valid"),
+        "{out}"
+    );
     let bad = herald(BIN, root, &["publish", "--now", "2027-07-30T09:00:00"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));

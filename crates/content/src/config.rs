@@ -118,7 +118,11 @@ impl Config {
             Diagnostic::at("config", path, source, find(key), msg, hint)
         };
         if raw.title.trim().is_empty() {
-            return Err(err("title", "title is empty".into(), "name the site, e.g. title = \"Statements\""));
+            return Err(err(
+                "title",
+                "title is empty".into(),
+                "name the site, e.g. title = \"Statements\"",
+            ));
         }
         let mut base_url = raw.base_url.trim().to_string();
         if !(base_url.starts_with("https://") || base_url.starts_with("http://"))
@@ -134,7 +138,11 @@ impl Config {
             base_url.push('/');
         }
         if raw.languages.is_empty() {
-            return Err(err("languages", "no languages listed".into(), "list at least one, e.g. languages = [\"en\"]"));
+            return Err(err(
+                "languages",
+                "no languages listed".into(),
+                "list at least one, e.g. languages = [\"en\"]",
+            ));
         }
         for (i, l) in raw.languages.iter().enumerate() {
             if !is_language_code(l) {
@@ -145,13 +153,20 @@ impl Config {
                 ));
             }
             if raw.languages[..i].contains(l) {
-                return Err(err("languages", format!("{l:?} is listed twice"), "list each language once"));
+                return Err(err(
+                    "languages",
+                    format!("{l:?} is listed twice"),
+                    "list each language once",
+                ));
             }
         }
         if !raw.languages.contains(&raw.default_language) {
             return Err(err(
                 "default_language",
-                format!("default_language {:?} is not in languages", raw.default_language),
+                format!(
+                    "default_language {:?} is not in languages",
+                    raw.default_language
+                ),
                 "pick one of the languages listed",
             ));
         }
@@ -163,9 +178,20 @@ impl Config {
             )
         })?;
         if raw.organization.name.trim().is_empty() {
-            return Err(err("[organization]", "organization name is empty".into(), "set name under [organization]"));
+            return Err(err(
+                "[organization]",
+                "organization name is empty".into(),
+                "set name under [organization]",
+            ));
         }
-        let _ = (&raw.site, &raw.feed, &raw.pdf, &raw.mail, &raw.schedule, &raw.serve);
+        let _ = (
+            &raw.site,
+            &raw.feed,
+            &raw.pdf,
+            &raw.mail,
+            &raw.schedule,
+            &raw.serve,
+        );
         Ok(Config {
             title: raw.title,
             base_url,
@@ -181,7 +207,12 @@ impl Config {
     /// Read `path` (usually `content/herald.toml`).
     pub fn load(path: &Path) -> Result<Config, Diagnostic> {
         let bytes = std::fs::read(path).map_err(|e| {
-            Diagnostic::file("config", path, format!("cannot read: {e}"), "create content/herald.toml (see the README)")
+            Diagnostic::file(
+                "config",
+                path,
+                format!("cannot read: {e}"),
+                "create content/herald.toml (see the README)",
+            )
         })?;
         let source = String::from_utf8(bytes).map_err(|_| {
             Diagnostic::file("config", path, "not UTF-8", "save herald.toml as UTF-8")
@@ -196,7 +227,12 @@ impl Config {
         let header = format!("[{name}]");
         let at = self.source.find(&header).unwrap_or(0);
         let table: toml::Table = toml::from_str(&self.source).map_err(|e| {
-            Diagnostic::file("config", &self.path, e.message().to_string(), "fix the TOML syntax")
+            Diagnostic::file(
+                "config",
+                &self.path,
+                e.message().to_string(),
+                "fix the TOML syntax",
+            )
         })?;
         match table.get(name) {
             None => Ok(T::default()),

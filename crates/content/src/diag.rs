@@ -56,11 +56,18 @@ impl Diagnostic {
         let start = floor_char_boundary(source, span.start.min(source.len()));
         let end = floor_char_boundary(source, span.end.clamp(start, source.len()));
         let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = source[start..].find('\n').map_or(source.len(), |i| start + i);
+        let line_end = source[start..]
+            .find('\n')
+            .map_or(source.len(), |i| start + i);
         let line = source[..start].matches('\n').count() + 1;
         let column = source[line_start..start].chars().count() + 1;
-        let snippet = source[line_start..line_end].trim_end_matches('\r').to_string();
-        let width = source[start..end.min(line_end).max(start)].chars().count().max(1);
+        let snippet = source[line_start..line_end]
+            .trim_end_matches('\r')
+            .to_string();
+        let width = source[start..end.min(line_end).max(start)]
+            .chars()
+            .count()
+            .max(1);
         Self {
             code,
             file: file.to_path_buf(),
@@ -101,7 +108,13 @@ impl fmt::Display for Diagnostic {
             // Control characters would garble the terminal; show them as escapes.
             let shown: String = snippet
                 .chars()
-                .map(|c| if c.is_control() && c != '\t' { '\u{FFFD}' } else { c })
+                .map(|c| {
+                    if c.is_control() && c != '\t' {
+                        '\u{FFFD}'
+                    } else {
+                        c
+                    }
+                })
                 .collect();
             writeln!(f, " {pad} |")?;
             writeln!(f, " {num} | {shown}")?;

@@ -40,7 +40,10 @@ pub enum Block {
     /// A raw HTML block from the Markdown, already sanitized (no scripts,
     /// event handlers or `javascript:` links). `text` is its plain text for
     /// channels that cannot show HTML.
-    Html { html: String, text: String },
+    Html {
+        html: String,
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -181,8 +181,11 @@ impl Writer<'_> {
                     }
                     self.out.push_str("</li>\n");
                 }
-                self.out
-                    .push_str(if start.is_some() { "</ol>\n" } else { "</ul>\n" });
+                self.out.push_str(if start.is_some() {
+                    "</ol>\n"
+                } else {
+                    "</ul>\n"
+                });
             }
             Block::Quote(blocks) => {
                 self.out.push_str("<blockquote>\n");
@@ -291,14 +294,23 @@ mod tests {
         );
         assert!(abs.contains("href=\"https://ex.org/a/b\""), "{abs}");
         assert!(abs.contains("href=\"https://ex.org/news/c.html\""), "{abs}");
-        assert!(abs.contains("href=\"https://ex.org/news/en/2014/x/#fn-1\""), "{abs}");
+        assert!(
+            abs.contains("href=\"https://ex.org/news/en/2014/x/#fn-1\""),
+            "{abs}"
+        );
     }
 
     #[test]
     fn table_has_header_scope() {
         let (doc, _) = parse("| a | b |\n|:-|:-:|\n| 1 | 2 |\n");
         let html = to_html(&doc, &HtmlOptions::default());
-        assert!(html.contains("<th scope=\"col\" style=\"text-align:left\">a</th>"), "{html}");
-        assert!(html.contains("<td style=\"text-align:center\">2</td>"), "{html}");
+        assert!(
+            html.contains("<th scope=\"col\" style=\"text-align:left\">a</th>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td style=\"text-align:center\">2</td>"),
+            "{html}"
+        );
     }
 }

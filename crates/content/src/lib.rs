@@ -3,6 +3,9 @@
 //! It owns `herald.toml`, statement files and their validation, and the Markdown
 //! document tree. It reads files but never writes any, and knows no channel.
 
+// A diagnostic is the cold path, read by a person; boxing it buys nothing.
+#![allow(clippy::result_large_err)]
+
 pub mod config;
 pub mod diag;
 pub mod doc;
@@ -69,7 +72,10 @@ pub fn load(root: &Path) -> Result<Corpus, LoadError> {
                 path: e.path().map_or_else(|| dir.clone(), Path::to_path_buf),
                 source: e.into(),
             })?;
-            let hidden = entry.file_name().to_str().is_some_and(|n| n.starts_with('.'));
+            let hidden = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with('.'));
             if entry.file_type().is_file() && !hidden {
                 files.push(entry.into_path());
             }
@@ -123,7 +129,13 @@ pub fn load(root: &Path) -> Result<Corpus, LoadError> {
         problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
         return Err(LoadError::Invalid(Diagnostics(problems)));
     }
-    let lang_rank = |l: &str| config.languages.iter().position(|x| x == l).unwrap_or(usize::MAX);
+    let lang_rank = |l: &str| {
+        config
+            .languages
+            .iter()
+            .position(|x| x == l)
+            .unwrap_or(usize::MAX)
+    };
     statements.sort_by(|a, b| {
         b.meta
             .date
@@ -161,6 +173,8 @@ impl Corpus {
     }
 
     pub fn get(&self, id: &str, lang: &str) -> Option<&Statement> {
-        self.statements.iter().find(|s| s.id == id && s.lang == lang)
+        self.statements
+            .iter()
+            .find(|s| s.id == id && s.lang == lang)
     }
 }

@@ -152,10 +152,10 @@ impl Builder {
 
     /// Close a pending tight-item paragraph before a nested block starts or the item ends.
     fn flush_loose_inlines(&mut self) {
-        if let Some(Frame::Inlines(_)) = self.stack.last() {
-            if let Some(Frame::Inlines(v)) = self.stack.pop() {
-                self.push_block(Block::Paragraph(v));
-            }
+        if let Some(Frame::Inlines(_)) = self.stack.last()
+            && let Some(Frame::Inlines(v)) = self.stack.pop()
+        {
+            self.push_block(Block::Paragraph(v));
         }
     }
 
@@ -246,7 +246,8 @@ impl Builder {
             Tag::Item => self.stack.push(Frame::Item(Vec::new())),
             Tag::FootnoteDefinition(label) => {
                 self.flush_loose_inlines();
-                self.stack.push(Frame::Note(label.into_string(), Vec::new()))
+                self.stack
+                    .push(Frame::Note(label.into_string(), Vec::new()))
             }
             Tag::Table(aligns) => {
                 self.flush_loose_inlines();
@@ -404,7 +405,9 @@ mod tests {
         assert!(issues.is_empty());
         assert_eq!(doc.footnotes.len(), 1);
         assert_eq!(doc.footnotes[0].number, 1);
-        assert!(matches!(&doc.blocks[1], Block::Heading { level: 2, anchor, .. } if anchor == "figures"));
+        assert!(
+            matches!(&doc.blocks[1], Block::Heading { level: 2, anchor, .. } if anchor == "figures")
+        );
         let Block::Table { align, head, rows } = &doc.blocks[2] else {
             panic!("no table: {:?}", doc.blocks)
         };
@@ -434,7 +437,10 @@ mod tests {
         let Block::Html { html, text } = &doc.blocks[1] else {
             panic!("{:?}", doc.blocks)
         };
-        assert!(!html.contains("script") && !html.contains("onclick"), "{html}");
+        assert!(
+            !html.contains("script") && !html.contains("onclick"),
+            "{html}"
+        );
         assert_eq!(text, "hi");
     }
 

@@ -87,7 +87,10 @@ impl Statement {
 
     /// The newest of `date` and `updated`.
     pub fn modified(&self) -> DateTime<FixedOffset> {
-        self.meta.updated.unwrap_or(self.meta.date).max(self.meta.date)
+        self.meta
+            .updated
+            .unwrap_or(self.meta.date)
+            .max(self.meta.date)
     }
 }
 
@@ -97,7 +100,8 @@ pub fn is_slug(s: &str) -> bool {
         && !s.starts_with('-')
         && !s.ends_with('-')
         && !s.contains("--")
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Where the parts of a file name are: `statements/YYYY/slug.LANG.md`.
@@ -143,7 +147,13 @@ impl Ctx<'_> {
         self.out
             .push(Diagnostic::at(code, self.path, self.text, span, msg, hint));
     }
-    fn abs(&mut self, code: &'static str, span: Range<usize>, msg: String, hint: impl Into<String>) {
+    fn abs(
+        &mut self,
+        code: &'static str,
+        span: Range<usize>,
+        msg: String,
+        hint: impl Into<String>,
+    ) {
         self.out
             .push(Diagnostic::at(code, self.path, self.text, span, msg, hint));
     }
@@ -222,7 +232,10 @@ pub fn parse_file(
             let mut d = Diagnostic::file(
                 "not-utf8",
                 shown,
-                format!("the file is not UTF-8 (invalid byte 0x{:02X})", bytes[e.valid_up_to()]),
+                format!(
+                    "the file is not UTF-8 (invalid byte 0x{:02X})",
+                    bytes[e.valid_up_to()]
+                ),
                 "save the file as UTF-8 (in most editors: Save with Encoding → UTF-8)",
             );
             d.line = line;
@@ -245,7 +258,10 @@ pub fn parse_file(
         cx.out.push(Diagnostic::file(
             "slug",
             shown,
-            format!("slug {:?} is not lowercase letters, digits and dashes", name.stem),
+            format!(
+                "slug {:?} is not lowercase letters, digits and dashes",
+                name.stem
+            ),
             "rename the file, e.g. world-day-against-trafficking.en.md",
         ));
     }
@@ -377,7 +393,11 @@ pub fn parse_file(
             }
             "date" | "publish_at" | "updated" => {
                 let DeValue::Datetime(dt) = v else {
-                    type_err(&mut cx, "a date and time", "2014-07-30T09:00:00+06:00 (no quotes)");
+                    type_err(
+                        &mut cx,
+                        "a date and time",
+                        "2014-07-30T09:00:00+06:00 (no quotes)",
+                    );
                     continue;
                 };
                 if dt.offset.is_none() || dt.time.is_none() || dt.date.is_none() {
@@ -427,7 +447,12 @@ pub fn parse_file(
                     };
                     let s = s.to_string();
                     if s.trim().is_empty() {
-                        cx.at("empty", item.span(), format!("empty entry in `{k}`"), "remove it");
+                        cx.at(
+                            "empty",
+                            item.span(),
+                            format!("empty entry in `{k}`"),
+                            "remove it",
+                        );
                         continue;
                     }
                     if k == "topics" {
@@ -480,7 +505,12 @@ pub fn parse_file(
             None
         }
         Some((t, span)) if t.trim().is_empty() => {
-            cx.at("empty-title", span, "the title is empty".into(), "write the statement's title");
+            cx.at(
+                "empty-title",
+                span,
+                "the title is empty".into(),
+                "write the statement's title",
+            );
             None
         }
         Some((t, _)) => Some(t.trim().to_string()),
@@ -501,22 +531,29 @@ pub fn parse_file(
                 cx.at(
                     "year",
                     span,
-                    format!("the date is in {} but the file is in the {} folder", d.format("%Y"), name.year),
-                    format!("move the file to statements/{}/ or correct the date", d.format("%Y")),
+                    format!(
+                        "the date is in {} but the file is in the {} folder",
+                        d.format("%Y"),
+                        name.year
+                    ),
+                    format!(
+                        "move the file to statements/{}/ or correct the date",
+                        d.format("%Y")
+                    ),
                 );
             }
             Some(d)
         }
     };
-    if let (Some(d), Some((u, span))) = (date, &updated) {
-        if *u < d {
-            cx.at(
-                "updated",
-                span.clone(),
-                "`updated` is before `date`".into(),
-                "a correction comes after the statement: check both dates",
-            );
-        }
+    if let (Some(d), Some((u, span))) = (date, &updated)
+        && *u < d
+    {
+        cx.at(
+            "updated",
+            span.clone(),
+            "`updated` is before `date`".into(),
+            "a correction comes after the statement: check both dates",
+        );
     }
     let _ = fm_end_span;
 

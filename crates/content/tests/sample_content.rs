@@ -17,9 +17,18 @@ fn sample_content_loads() {
     assert_eq!(langs, ["en", "ru", "kk"]);
     let now = herald_content::statement::instant("2026-11-28T00:00:00Z").expect("date");
     assert_eq!(corpus.due(now).len(), 5);
-    assert_eq!(corpus.embargoed(now)[0].id, "2027/world-day-against-trafficking-2027");
-    let figures = corpus.get("2016/labour-migration-in-figures", "en").expect("present");
+    assert_eq!(
+        corpus.embargoed(now)[0].id,
+        "2027/world-day-against-trafficking-2027"
+    );
+    let figures = corpus
+        .get("2016/labour-migration-in-figures", "en")
+        .expect("present");
     let doc = figures.document();
-    assert!(doc.blocks.iter().any(|b| matches!(b, herald_content::Block::Table { .. })));
+    assert!(
+        doc.blocks
+            .iter()
+            .any(|b| matches!(b, herald_content::Block::Table { .. }))
+    );
     assert_eq!(doc.footnotes.len(), 1);
 }

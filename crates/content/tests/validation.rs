@@ -26,7 +26,10 @@ fn project(files: &[(&str, &[u8])]) -> tempfile::TempDir {
 fn problems(files: &[(&str, &[u8])]) -> Vec<Diagnostic> {
     let dir = project(files);
     match load(dir.path()) {
-        Ok(c) => panic!("expected problems, loaded {} statements", c.statements.len()),
+        Ok(c) => panic!(
+            "expected problems, loaded {} statements",
+            c.statements.len()
+        ),
         Err(LoadError::Invalid(d)) => d.0,
         Err(e) => panic!("unexpected error {e}"),
     }
@@ -61,17 +64,27 @@ fn missing_front_matter() {
 
 #[test]
 fn unclosed_front_matter() {
-    let d = only(&[("2014/a.en.md", b"+++\ntitle = \"x\"\ndate = 2014-07-30T09:00:00Z\nBody\n")]);
+    let d = only(&[(
+        "2014/a.en.md",
+        b"+++\ntitle = \"x\"\ndate = 2014-07-30T09:00:00Z\nBody\n",
+    )]);
     assert_eq!(d.message, "the front matter opened here is never closed");
     assert!(d.hint.contains("add a line `+++`"));
 }
 
 #[test]
 fn toml_syntax_error_has_file_position() {
-    let f = with("title = \"A\"\ndate = 2014-07-30T09:00:00+06:00\nplace = Astana\n", "Body\n");
+    let f = with(
+        "title = \"A\"\ndate = 2014-07-30T09:00:00+06:00\nplace = Astana\n",
+        "Body\n",
+    );
     let d = only(&[("2014/a.en.md", &f)]);
     assert_eq!(d.code, "toml");
-    assert!(d.message.starts_with("front matter is not valid TOML"), "{}", d.message);
+    assert!(
+        d.message.starts_with("front matter is not valid TOML"),
+        "{}",
+        d.message
+    );
     // `place` is on line 4 of the file (line 3 of the front matter).
     assert_eq!(d.line, 4);
     assert_eq!(d.column, 9);
@@ -80,7 +93,10 @@ fn toml_syntax_error_has_file_position() {
 
 #[test]
 fn missing_title() {
-    let d = only(&[("2014/a.en.md", &with("date = 2014-07-30T09:00:00+06:00\n", "Body\n"))]);
+    let d = only(&[(
+        "2014/a.en.md",
+        &with("date = 2014-07-30T09:00:00+06:00\n", "Body\n"),
+    )]);
     assert_eq!(d.code, "missing-title");
     assert_eq!(d.message, "the front matter has no `title`");
 }
@@ -89,7 +105,10 @@ fn missing_title() {
 fn empty_title() {
     let d = only(&[(
         "2014/a.en.md",
-        &with("title = \"  \"\ndate = 2014-07-30T09:00:00+06:00\n", "Body\n"),
+        &with(
+            "title = \"  \"\ndate = 2014-07-30T09:00:00+06:00\n",
+            "Body\n",
+        ),
     )]);
     assert_eq!(d.message, "the title is empty");
     assert_eq!((d.line, d.column), (2, 9));
@@ -118,7 +137,10 @@ fn date_without_offset() {
 fn unknown_key_with_suggestion() {
     let d = only(&[(
         "2014/a.en.md",
-        &with("title = \"A\"\ndate = 2014-07-30T09:00:00Z\ntopic = [\"x\"]\n", "Body\n"),
+        &with(
+            "title = \"A\"\ndate = 2014-07-30T09:00:00Z\ntopic = [\"x\"]\n",
+            "Body\n",
+        ),
     )]);
     assert_eq!(d.code, "unknown-key");
     assert_eq!(d.message, "unknown key `topic` in the front matter");
@@ -137,7 +159,10 @@ fn language_not_configured() {
 #[test]
 fn duplicate_id_and_language() {
     let other = "+++\ntitle = \"B\"\ndate = 2014-08-01T09:00:00Z\nslug = \"a\"\n+++\nBody\n";
-    let d = only(&[("2014/a.en.md", GOOD.as_bytes()), ("2014/b.en.md", other.as_bytes())]);
+    let d = only(&[
+        ("2014/a.en.md", GOOD.as_bytes()),
+        ("2014/b.en.md", other.as_bytes()),
+    ]);
     assert_eq!(d.code, "duplicate");
     assert!(d.message.starts_with("duplicate slug: content/statements/2014/a.en.md and content/statements/2014/b.en.md both publish en/2014/a/"), "{}", d.message);
 }
@@ -154,16 +179,25 @@ fn not_utf8() {
 
 #[test]
 fn control_character() {
-    let f = with("title = \"A\u{7}b\"\ndate = 2014-07-30T09:00:00Z\n", "Body\n");
+    let f = with(
+        "title = \"A\u{7}b\"\ndate = 2014-07-30T09:00:00Z\n",
+        "Body\n",
+    );
     let d = problems(&[("2014/a.en.md", &f)]);
-    let c = d.iter().find(|d| d.code == "control-char").expect("reported");
+    let c = d
+        .iter()
+        .find(|d| d.code == "control-char")
+        .expect("reported");
     assert_eq!(c.message, "control character U+0007 in the text");
     assert_eq!((c.line, c.column), (2, 11));
 }
 
 #[test]
 fn control_character_in_body() {
-    let f = with("title = \"A\"\ndate = 2014-07-30T09:00:00Z\n", "Body \u{1b}[31m red\n");
+    let f = with(
+        "title = \"A\"\ndate = 2014-07-30T09:00:00Z\n",
+        "Body \u{1b}[31m red\n",
+    );
     let d = only(&[("2014/a.en.md", &f)]);
     assert_eq!(d.message, "control character U+001B in the text");
     assert_eq!((d.line, d.column), (5, 6));
@@ -173,19 +207,28 @@ fn control_character_in_body() {
 fn bad_slug() {
     let d = only(&[("2014/World_Day.en.md", GOOD.as_bytes())]);
     assert_eq!(d.code, "slug");
-    assert_eq!(d.message, "slug \"World_Day\" is not lowercase letters, digits and dashes");
+    assert_eq!(
+        d.message,
+        "slug \"World_Day\" is not lowercase letters, digits and dashes"
+    );
 }
 
 #[test]
 fn empty_body() {
-    let d = only(&[("2014/a.en.md", &with("title = \"A\"\ndate = 2014-07-30T09:00:00Z\n", "\n  \n"))]);
+    let d = only(&[(
+        "2014/a.en.md",
+        &with("title = \"A\"\ndate = 2014-07-30T09:00:00Z\n", "\n  \n"),
+    )]);
     assert_eq!(d.code, "empty-body");
     assert_eq!(d.message, "the statement has no body");
 }
 
 #[test]
 fn every_problem_in_every_file_at_once() {
-    let bad1 = with("title = \"\"\ndate = 2014-07-30T09:00:00\ncolour = 1\n", "Body\n");
+    let bad1 = with(
+        "title = \"\"\ndate = 2014-07-30T09:00:00\ncolour = 1\n",
+        "Body\n",
+    );
     let bad2 = with("date = 2014-07-30T09:00:00Z\n", "");
     let d = problems(&[
         ("2014/a.en.md", &bad1),
@@ -194,7 +237,12 @@ fn every_problem_in_every_file_at_once() {
     ]);
     let codes: Vec<(&str, &str)> = d
         .iter()
-        .map(|d| (d.file.file_name().and_then(|f| f.to_str()).unwrap_or(""), d.code))
+        .map(|d| {
+            (
+                d.file.file_name().and_then(|f| f.to_str()).unwrap_or(""),
+                d.code,
+            )
+        })
         .collect();
     assert_eq!(
         codes,

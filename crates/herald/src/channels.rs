@@ -24,7 +24,8 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub const ALL: &'static [Channel] = &[Channel::Pdf, Channel::Feed, Channel::Site, Channel::Mail];
+    pub const ALL: &'static [Channel] =
+        &[Channel::Pdf, Channel::Feed, Channel::Site, Channel::Mail];
     /// Channels that write into `public/`, in the order they run: the PDF first
     /// (feeds and pages give its size), the site last (it links to both).
     pub const PUBLIC: &'static [Channel] = &[Channel::Pdf, Channel::Feed, Channel::Site];
@@ -64,13 +65,17 @@ impl Settings {
         let config = &corpus.config;
         let schedules = crate::schedule::Schedules::from_config(config)
             .map_err(|d| Error::Content(herald_content::LoadError::Invalid(d)))?;
-        let feed = herald_feed::FeedSettings::from_config(config).map_err(|e| channel_err("feed", e))?;
-        let site = herald_site::SiteSettings::from_config(config).map_err(|e| channel_err("site", e))?;
-        let pdf = herald_pdf::PdfSettings::from_config(config).map_err(|e| channel_err("pdf", e))?;
+        let feed =
+            herald_feed::FeedSettings::from_config(config).map_err(|e| channel_err("feed", e))?;
+        let site =
+            herald_site::SiteSettings::from_config(config).map_err(|e| channel_err("site", e))?;
+        let pdf =
+            herald_pdf::PdfSettings::from_config(config).map_err(|e| channel_err("pdf", e))?;
         let pdf_renderer =
             herald_pdf::Renderer::new(config, &pdf).map_err(|e| channel_err("pdf", e))?;
         let authority = feed.authority(config);
-        let mail = herald_mail::MailSettings::from_config(config).map_err(|e| channel_err("mail", e))?;
+        let mail: herald_mail::MailSettings =
+            config.section("mail").map_err(|d| channel_err("mail", d))?;
         Ok(Settings {
             mail,
             schedules,
@@ -85,7 +90,9 @@ impl Settings {
 
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings").field("authority", &self.authority).finish_non_exhaustive()
+        f.debug_struct("Settings")
+            .field("authority", &self.authority)
+            .finish_non_exhaustive()
     }
 }
 
@@ -145,11 +152,11 @@ fn pdf(ctx: &Ctx<'_>, flow: &mut Flow) -> Result<(), Error> {
         .map(|s| {
             let path = urls::pdf(s);
             let on_disk = ctx.paths.public.join(&path);
-            if !(ctx.is_new)(s, Channel::Pdf) {
-                if let (Some(digest), Ok(meta)) = (previous.get(path.as_str()), on_disk.metadata()) {
-                    ctx.sink.keep(&path, digest)?;
-                    return Ok((path, meta.len()));
-                }
+            if !(ctx.is_new)(s, Channel::Pdf)
+                && let (Some(digest), Ok(meta)) = (previous.get(path.as_str()), on_disk.metadata())
+            {
+                ctx.sink.keep(&path, digest)?;
+                return Ok((path, meta.len()));
             }
             let bytes = ctx
                 .settings
@@ -191,7 +198,10 @@ fn feed(ctx: &Ctx<'_>, flow: &Flow) -> Result<String, Error> {
         Some(hub) if !topics.is_empty() && !ctx.dry_run => {
             // A hub that is down must not undo a publish: report it and go on.
             match herald_feed::ping_hub(hub, &topics, Duration::from_secs(10)) {
-                Ok(()) => Ok(format!("WebSub hub told of {} changed feed(s)", topics.len())),
+                Ok(()) => Ok(format!(
+                    "WebSub hub told of {} changed feed(s)",
+                    topics.len()
+                )),
                 Err(e) => {
                     tracing::warn!("WebSub ping failed: {e}");
                     Ok(format!("WebSub ping failed: {e}"))
@@ -244,21 +254,38 @@ pub fn mail(ctx: &MailCtx<'_>) -> Result<Option<ChannelReport>, Error> {
     if ctx.dry_run {
         return Ok(None);
     }
-    let store = herald_mail::MailStore::open(&ctx.paths.ledger).map_err(|e| channel_err("mail", e))?;
+    let store =
+        herald_mail::MailStore::open(&ctx.paths.ledger).map_err(|e| channel_err("mail", e))?;
     let fresh: Vec<&Statement> = ctx
         .due
         .iter()
         .copied()
-        .filter(|s| ctx.newly_published.iter().any(|(id, lang)| *id == s.id && *lang == s.lang))
+        .filter(|s| {
+            ctx.newly_published
+                .iter()
+                .any(|(id, lang)| *id == s.id && *lang == s.lang)
+        })
         .collect();
     let queued = herald_mail::queue(&store, ctx.corpus, settings, &fresh, ctx.now)
         .map_err(|e| channel_err("mail", e))?;
-    let secret = herald_mail::Secret::from_env_or_file(&ctx.paths.state).map_err(|e| channel_err("mail", e))?;
-    let report = herald_mail::deliver(&store, ctx.corpus, settings, &secret, ctx.now, ctx.cancel, &progress())
+    let secret = herald_mail::Secret::from_env_or_file(&ctx.paths.state)
         .map_err(|e| channel_err("mail", e))?;
+    let report = herald_mail::deliver(
+        &store,
+        ctx.corpus,
+        settings,
+        &secret,
+        ctx.now,
+        ctx.cancel,
+        &progress(),
+    )
+    .map_err(|e| channel_err("mail", e))?;
     let mut note = format!("{queued} bulletin(s) queued, {} sent", report.sent);
     if !report.deferred.is_empty() {
-        note.push_str(&format!(", {} deferred (will retry)", report.deferred.len()));
+        note.push_str(&format!(
+            ", {} deferred (will retry)",
+            report.deferred.len()
+        ));
     }
     if report.cancelled {
         note.push_str(", stopped by signal (the rest stay pending)");

@@ -11,7 +11,11 @@ use crate::pipeline::{PublishOptions, PublishReport};
 use crate::{Error, Paths, exit};
 
 #[derive(Debug, Parser)]
-#[command(name = "herald", version, about = "Publish official statements to the web, feeds, PDF and mail, each exactly once")]
+#[command(
+    name = "herald",
+    version,
+    about = "Publish official statements to the web, feeds, PDF and mail, each exactly once"
+)]
 pub struct Cli {
     /// Project root: the folder that holds `content/` (default: found from the current folder up).
     #[arg(long, global = true, env = "HERALD_ROOT")]
@@ -62,7 +66,9 @@ pub enum Command {
 pub fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)
         .map(|d| d.with_timezone(&Utc))
-        .map_err(|e| format!("{e}: write an RFC 3339 instant with offset, e.g. 2027-07-30T09:00:00+05:00"))
+        .map_err(|e| {
+            format!("{e}: write an RFC 3339 instant with offset, e.g. 2027-07-30T09:00:00+05:00")
+        })
 }
 
 /// The folder at or above `start` that holds `content/herald.toml`.
@@ -110,15 +116,19 @@ where
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
         }
     };
     init_logging(cli.verbose);
     let result = run(&cli, Utc::now());
-    if std::env::var_os("HERALD_PEAK_MEMORY").is_some() {
-        if let Some(mb) = peak_memory_mb() {
-            eprintln!("peak memory: {mb:.1} MB");
-        }
+    if std::env::var_os("HERALD_PEAK_MEMORY").is_some()
+        && let Some(mb) = peak_memory_mb()
+    {
+        eprintln!("peak memory: {mb:.1} MB");
     }
     match result {
         Ok(code) => ExitCode::from(code),
@@ -182,7 +192,10 @@ pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
             let _lock = if *dry_run {
                 None
             } else {
-                Some(crate::lock::Lock::acquire(&crate::Paths::new(&root).state, wait)?)
+                Some(crate::lock::Lock::acquire(
+                    &crate::Paths::new(&root).state,
+                    wait,
+                )?)
             };
             let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -237,11 +250,18 @@ pub fn print_report(out: &mut dyn Write, r: &PublishReport) {
     let _ = writeln!(
         out,
         "herald publish{} as of {}",
-        if r.dry_run { " (dry run: nothing written)" } else { "" },
+        if r.dry_run {
+            " (dry run: nothing written)"
+        } else {
+            ""
+        },
         r.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
     if r.unchanged {
-        let _ = writeln!(out, "  nothing new: every due statement is already published");
+        let _ = writeln!(
+            out,
+            "  nothing new: every due statement is already published"
+        );
     }
     for c in &r.channels {
         let _ = write!(
@@ -262,7 +282,11 @@ pub fn print_report(out: &mut dyn Write, r: &PublishReport) {
         let _ = writeln!(out);
     }
     if r.removed_files > 0 {
-        let _ = writeln!(out, "  removed {} file(s) no longer published", r.removed_files);
+        let _ = writeln!(
+            out,
+            "  removed {} file(s) no longer published",
+            r.removed_files
+        );
     }
     for (id, lang) in &r.new_statements {
         let _ = writeln!(out, "  + {id} [{lang}]");
@@ -278,9 +302,7 @@ pub fn print_report(out: &mut dyn Write, r: &PublishReport) {
                 e.id,
                 e.lang,
                 e.publish_at.to_rfc3339(),
-                e.publish_at
-                    .with_timezone(&Utc)
-                    .format("%Y-%m-%d %H:%M")
+                e.publish_at.with_timezone(&Utc).format("%Y-%m-%d %H:%M")
             );
         }
     }

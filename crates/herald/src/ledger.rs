@@ -96,7 +96,8 @@ impl Ledger {
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
@@ -164,7 +165,9 @@ impl Ledger {
 
     pub fn get_state(&self, key: &str) -> Result<Option<String>, LedgerError> {
         self.conn
-            .query_row("SELECT value FROM state WHERE key = ?1", [key], |r| r.get(0))
+            .query_row("SELECT value FROM state WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.err(e))
     }
@@ -207,7 +210,8 @@ impl Ledger {
                 .map_err(err)?;
             let when = stamp(rec.now);
             for p in &rec.publications {
-                ins.execute(params![p.0, p.1, p.2, p.3, when]).map_err(err)?;
+                ins.execute(params![p.0, p.1, p.2, p.3, when])
+                    .map_err(err)?;
             }
             let mut ent = tx
                 .prepare_cached(

@@ -52,8 +52,6 @@ impl Paths {
 pub enum Error {
     #[error("{0}")]
     Content(#[from] herald_content::LoadError),
-    #[error("{0}")]
-    Config(herald_content::Diagnostic),
     #[error(transparent)]
     Ledger(#[from] ledger::LedgerError),
     #[error("{0}")]
@@ -90,9 +88,7 @@ pub mod exit {
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Content(herald_content::LoadError::Invalid(_)) | Error::Config(_) => {
-                exit::INVALID
-            }
+            Error::Content(herald_content::LoadError::Invalid(_)) => exit::INVALID,
             Error::Busy(_) | Error::Lock(lock::LockError::Busy { .. }) => exit::BUSY,
             Error::Usage(_) => exit::USAGE,
             _ => exit::FAILURE,

@@ -37,8 +37,7 @@ struct SinkState {
 /// Refuse paths that could escape `public/`.
 fn checked(rel: &str) -> io::Result<&Path> {
     let p = Path::new(rel);
-    let ok = !rel.is_empty()
-        && p.components().all(|c| matches!(c, Component::Normal(_)));
+    let ok = !rel.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)));
     if ok {
         Ok(p)
     } else {
@@ -113,7 +112,9 @@ pub fn write_atomic(target: &Path, tmp_dir: &Path, bytes: &[u8]) -> io::Result<(
         Ok(_) => Ok(()),
         // Different file systems: retry beside the target, where rename is atomic.
         Err(e) if e.error.kind() == io::ErrorKind::CrossesDevices => {
-            let mut tmp = tempfile::Builder::new().prefix(".herald-").tempfile_in(dir)?;
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".herald-")
+                .tempfile_in(dir)?;
             tmp.write_all(bytes)?;
             tmp.persist(target).map(|_| ()).map_err(|e| e.error)
         }
@@ -193,7 +194,13 @@ mod tests {
         sink.put("en/index.html", b"hello")?;
         let m2 = fs::metadata(public.join("en/index.html"))?.modified()?;
         assert_eq!(m1, m2);
-        assert_eq!(sink.stats(), WriteStats { written: 1, unchanged: 1 });
+        assert_eq!(
+            sink.stats(),
+            WriteStats {
+                written: 1,
+                unchanged: 1
+            }
+        );
         sink.put("en/index.html", b"changed")?;
         assert_eq!(fs::read(public.join("en/index.html"))?, b"changed");
         Ok(())

@@ -88,12 +88,15 @@ fn fingerprint(corpus: &Corpus, due: &[&Statement], paths: &Paths) -> String {
     hex::encode(h.finalize())
 }
 
+/// (id, lang) -> permanent entry.
+type Entries = HashMap<(String, String), Entry>;
+
 /// The permanent ids of every due statement: from the ledger, or minted now.
 fn entries_for(
     settings: &channels::Settings,
     due: &[&Statement],
     known: &HashMap<(String, String), Entry>,
-) -> (HashMap<(String, String), Entry>, Vec<(String, String, Entry)>) {
+) -> (Entries, Vec<(String, String, Entry)>) {
     let mut all = HashMap::new();
     let mut minted = Vec::new();
     for s in due {

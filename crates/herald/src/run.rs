@@ -22,7 +22,11 @@ pub const POLL: Duration = Duration::from_secs(2);
 fn content_stamp(content: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    for e in walkdir::WalkDir::new(content).sort_by_file_name().into_iter().flatten() {
+    for e in walkdir::WalkDir::new(content)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+    {
         e.path().hash(&mut h);
         if let Ok(m) = e.metadata() {
             m.len().hash(&mut h);
@@ -145,7 +149,9 @@ pub fn run_forever(
         }
         // Sleep in short steps: signals and content edits are noticed within POLL.
         let until = wake.map(|w| (w - now).to_std().unwrap_or_default());
-        let step = until.map_or(POLL, |u| u.min(POLL)).max(Duration::from_millis(50));
+        let step = until
+            .map_or(POLL, |u| u.min(POLL))
+            .max(Duration::from_millis(50));
         let mut slept = Duration::ZERO;
         while slept < step && !stop.load(Ordering::SeqCst) {
             let d = Duration::from_millis(100).min(step - slept);

@@ -48,10 +48,16 @@ pub fn print(root: &Path, now: DateTime<Utc>, out: &mut impl Write) -> Result<()
     }
     let _ = writeln!(out, "  due now: {} statement file(s)", due.len());
     if ledger.is_none() {
-        let _ = writeln!(out, "  ledger: none yet (nothing published; run `herald publish`)");
+        let _ = writeln!(
+            out,
+            "  ledger: none yet (nothing published; run `herald publish`)"
+        );
     }
     for (ch, (published, pending)) in &per_channel {
-        let _ = writeln!(out, "  {ch:<5} {published} published, {pending} waiting for the next publish");
+        let _ = writeln!(
+            out,
+            "  {ch:<5} {published} published, {pending} waiting for the next publish"
+        );
     }
     let embargoed = corpus.embargoed(now);
     let _ = writeln!(out, "  under embargo: {}", embargoed.len());
@@ -61,26 +67,38 @@ pub fn print(root: &Path, now: DateTime<Utc>, out: &mut impl Write) -> Result<()
             "    {} [{}] lifts {} local ({}), {} UTC",
             s.id,
             s.lang,
-            s.meta.publish_at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
+            s.meta
+                .publish_at
+                .with_timezone(&tz)
+                .format("%Y-%m-%d %H:%M"),
             tz,
-            s.meta.publish_at.with_timezone(&Utc).format("%Y-%m-%d %H:%M")
+            s.meta
+                .publish_at
+                .with_timezone(&Utc)
+                .format("%Y-%m-%d %H:%M")
         );
     }
     if let Ok(schedules) = crate::schedule::Schedules::from_config(&corpus.config) {
         for (name, schedule) in schedules.iter() {
-            let _ = writeln!(out, "  schedule {name} = \"{}\" ({})", schedule.expression(), schedule.time_zone());
+            let _ = writeln!(
+                out,
+                "  schedule {name} = \"{}\" ({})",
+                schedule.expression(),
+                schedule.time_zone()
+            );
             for slot in schedule.upcoming(now).take(3) {
                 let _ = writeln!(
                     out,
                     "    next {} local, {} UTC",
-                    slot.with_timezone(&schedule.time_zone()).format("%a %Y-%m-%d %H:%M"),
+                    slot.with_timezone(&schedule.time_zone())
+                        .format("%a %Y-%m-%d %H:%M"),
                     slot.format("%Y-%m-%d %H:%M")
                 );
             }
-            if let Some(l) = &ledger {
-                if let Some(last) = l.get_state(&format!("schedule:{name}:last"))? {
-                    let _ = writeln!(out, "    last ran for slot {last}");
-                }
+            if let Some(l) = &ledger
+                && let Some(last) = l.get_state(&format!("schedule:{name}:last"))?
+            {
+                let _ = writeln!(out, "    last ran for slot {last}");
             }
         }
     }
