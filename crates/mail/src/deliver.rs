@@ -232,16 +232,17 @@ pub fn deliver(
         store.recover_interrupted(true, now)?;
         0
     };
-    let pending = store.bulletins(Some(BulletinState::Pending))?;
-    if pending.is_empty() {
-        return Ok(report);
-    }
-    let composer = Composer::new(corpus, settings, secret)?;
+    // Names first: the full subscriber rows are dropped before the queue is loaded.
     let names: HashMap<i64, (String, Status)> = store
         .subscribers(None)?
         .into_iter()
         .map(|s| (s.id, (s.name, s.status)))
         .collect();
+    let pending = store.bulletins(Some(BulletinState::Pending))?;
+    if pending.is_empty() {
+        return Ok(report);
+    }
+    let composer = Composer::new(corpus, settings, secret)?;
     let mut prepared: HashMap<(String, String), Arc<Prepared>> = HashMap::new();
     let mut jobs = VecDeque::with_capacity(pending.len());
     for row in pending {
