@@ -1,7 +1,7 @@
 //! Send one bulletin to N generated subscribers through postfix's `smtp-sink`
 //! and print messages per second and peak memory.
 //!
-//! `cargo run -p herald-mail --release --example bench -- N [--dkim] [--concurrency C]`
+//! `cargo run -p herald-mail --release --example bench -- N [--dkim] [--concurrency C] [--db PATH]`
 //!
 //! Each message is composed with its own unsubscribe token and Message-ID, and
 //! every ledger row is written before and after its send, as in production.
@@ -79,7 +79,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let corpus = herald_content::load(&root)?;
     let dir = tempfile::tempdir()?;
-    let store = MailStore::open(&dir.path().join("herald.db"))?;
+    // `--db :memory:` takes the ledger's disk writes out of the measurement.
+    let db = args
+        .iter()
+        .position(|a| a == "--db")
+        .and_then(|i| args.get(i + 1))
+        .map_or_else(|| dir.path().join("herald.db"), std::path::PathBuf::from);
+    let store = MailStore::open(&db)?;
     let long_ago = Utc
         .with_ymd_and_hms(2010, 1, 1, 0, 0, 0)
         .single()

@@ -151,7 +151,11 @@ pub fn queue(
     let mut ids: Vec<&str> = statements.iter().map(|s| s.id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut rows = Vec::new();
+    // Rows go to the store in chunks, so 100,000 recipients never sit in memory at
+    // once; each insert is idempotent, so a crash between chunks loses nothing.
+    const CHUNK: usize = 4096;
+    let mut rows = Vec::with_capacity(CHUNK);
+    let mut added = 0;
     for id in ids {
         let versions: Vec<&Statement> = corpus
             .translations(id)
@@ -186,9 +190,14 @@ pub fn queue(
                 address: sub.address.clone(),
                 message_id: message_id(id, &s.digest, sub.id, &domain),
             });
+            if rows.len() == CHUNK {
+                added += store.queue_bulletins(&rows, now)?;
+                rows.clear();
+            }
         }
     }
-    Ok(store.queue_bulletins(&rows, now)?)
+    added += store.queue_bulletins(&rows, now)?;
+    Ok(added)
 }
 
 /// One pending row, ready to go.
@@ -223,16 +232,17 @@ pub fn deliver(
         store.recover_interrupted(true, now)?;
         0
     };
-    let pending = store.bulletins(Some(BulletinState::Pending))?;
-    if pending.is_empty() {
-        return Ok(report);
-    }
-    let composer = Composer::new(corpus, settings, secret)?;
+    // Names first: the full subscriber rows are dropped before the queue is loaded.
     let names: HashMap<i64, (String, Status)> = store
         .subscribers(None)?
         .into_iter()
         .map(|s| (s.id, (s.name, s.status)))
         .collect();
+    let pending = store.bulletins(Some(BulletinState::Pending))?;
+    if pending.is_empty() {
+        return Ok(report);
+    }
+    let composer = Composer::new(corpus, settings, secret)?;
     let mut prepared: HashMap<(String, String), Arc<Prepared>> = HashMap::new();
     let mut jobs = VecDeque::with_capacity(pending.len());
     for row in pending {
