@@ -65,6 +65,14 @@ impl Settings {
         let config = &corpus.config;
         let schedules = crate::schedule::Schedules::from_config(config)
             .map_err(|d| Error::Content(herald_content::LoadError::Invalid(d)))?;
+        if schedules.digest().is_some() {
+            // Refuse rather than accept a schedule that would silently send nothing.
+            return Err(channel_err(
+                "mail",
+                "[schedule] digest: digest bulletins are not available yet; remove the key \
+                 (each statement is mailed as its own bulletin when published)",
+            ));
+        }
         let feed =
             herald_feed::FeedSettings::from_config(config).map_err(|e| channel_err("feed", e))?;
         let site =
@@ -307,8 +315,8 @@ pub fn mail(ctx: &MailCtx<'_>) -> Result<Option<ChannelReport>, Error> {
     }))
 }
 
-/// A schedule slot came due: `digest` sends the mail digest; any other job is a publish
-/// (already done by the cycle that calls this).
+/// A schedule slot came due. Every job is a catch-up publish, which the cycle that
+/// calls this has just run; the slot is recorded so a missed one runs once.
 pub fn run_job(
     _corpus: &Corpus,
     _paths: &Paths,
