@@ -1,14 +1,27 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! herald-mail: email bulletins.
+//!
+//! It owns the subscriber list and the bulletin ledger (its own tables in the
+//! project's SQLite file), the signed tokens in unsubscribe and confirmation
+//! links, the composition of each message, and exactly-once delivery over SMTP
+//! or into an outbox of `.eml` files.
+//!
+//! The pipeline calls [`queue`] with the statements it has just published, then
+//! [`deliver`]. `herald serve` uses [`MailStore`] and [`token`] for subscribe,
+//! confirm and unsubscribe.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod cli;
+pub mod compose;
+pub mod deliver;
+pub mod settings;
+pub mod store;
+pub mod token;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use cli::{MailCommand, SubscribersCommand, run_mail, run_subscribers};
+pub use compose::{ComposeError, Composer};
+pub use deliver::{DeliverError, DeliveryReport, Outcome, deliver, queue};
+pub use settings::{DkimAlgorithm, DkimSettings, MailSettings, SmtpSettings, TlsMode};
+pub use store::{
+    Bulletin, BulletinState, MailStore, NewSubscriber, Status, StoreError, Subscriber,
+    SubscriberError, parse_address,
+};
+pub use token::{Purpose, Secret, TokenError};

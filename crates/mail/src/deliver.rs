@@ -1,0 +1,774 @@
+//! Queue bulletins for newly published statements, and deliver them exactly once.
+//!
+//! Every bulletin is a ledger row. Before the message data goes out the row is
+//! `sending`; after the server answers it is `sent`, `failed` (5xx), back to
+//! `pending` (4xx or a connection error before the data: retried with backoff) or
+//! `ambiguous` (the connection broke after the data went out). A crash leaves at
+//! most the rows that were `sending`, which the next run reports as ambiguous:
+//! nobody is lost and nobody gets a message twice, except those reported.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::ToSocketAddrs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use herald_content::{Corpus, Statement};
+use indicatif::ProgressBar;
+use lettre::Address;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Quit, Rcpt, Rset};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+
+use crate::compose::{ComposeError, Composed, Composer, Prepared, Recipient, message_id};
+use crate::settings::{MailSettings, SMTP_PASSWORD_ENV, SMTP_USERNAME_ENV, SmtpSettings, TlsMode};
+use crate::store::{Bulletin, BulletinState, MailStore, NewBulletin, Status, StoreError};
+use crate::token::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+    #[error(
+        "[mail.smtp] {host} is not on the loopback address: use tls = \"starttls\" or \"implicit\" (a plain connection would expose the messages and credentials)"
+    )]
+    Insecure { host: String },
+    #[error("[mail.smtp] cannot resolve {host}: {reason}")]
+    Resolve { host: String, reason: String },
+    #[error("[mail.smtp] {0}")]
+    Tls(String),
+    #[error("cannot write to the outbox {path}: {source}")]
+    Outbox {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start the sending threads: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// What happened to one bulletin in this run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Sent,
+    /// Refused for good (5xx).
+    Failed(String),
+    /// The server may have it: not resent without `herald mail retry --ambiguous`.
+    Ambiguous(String),
+    /// Temporary failures until `max_attempts`: still pending, sent on a later run.
+    Deferred(String),
+}
+
+/// One bulletin that did not end as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub statement_id: String,
+    pub address: String,
+    pub message_id: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub sent: usize,
+    pub failed: Vec<Problem>,
+    pub ambiguous: Vec<Problem>,
+    pub deferred: Vec<Problem>,
+    /// Rows a previous run left `sending` (it crashed), now reported ambiguous.
+    pub recovered_ambiguous: usize,
+    /// `cancel` was set: rows not reached are still pending.
+    pub cancelled: bool,
+}
+
+impl DeliveryReport {
+    fn record(&mut self, b: &Bulletin, outcome: Outcome) {
+        let problem = |error: String| Problem {
+            statement_id: b.statement_id.clone(),
+            address: b.address.clone(),
+            message_id: b.message_id.clone(),
+            error,
+        };
+        match outcome {
+            Outcome::Sent => self.sent += 1,
+            Outcome::Failed(e) => self.failed.push(problem(e)),
+            Outcome::Ambiguous(e) => self.ambiguous.push(problem(e)),
+            Outcome::Deferred(e) => self.deferred.push(problem(e)),
+        }
+    }
+}
+
+/// The domain of the sender, for Message-IDs.
+fn sender_domain(corpus: &Corpus, settings: &MailSettings) -> String {
+    let from = settings
+        .from
+        .as_deref()
+        .or(corpus.config.organization.email.as_deref())
+        .unwrap_or("");
+    from.trim()
+        .trim_end_matches('>')
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_ascii_lowercase())
+        .filter(|d| {
+            !d.is_empty()
+                && d.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        })
+        .unwrap_or_else(|| "herald.invalid".into())
+}
+
+/// The translation a subscriber reads: theirs, else the default language's, else
+/// the first there is.
+fn pick<'a>(versions: &[&'a Statement], lang: &str, default: &str) -> Option<&'a Statement> {
+    versions
+        .iter()
+        .find(|s| s.lang == lang)
+        .or_else(|| versions.iter().find(|s| s.lang == default))
+        .or_else(|| versions.first())
+        .copied()
+}
+
+/// Record a pending bulletin for every confirmed subscriber who should get each of
+/// `statements` (newly published ones, any language version), in their language.
+/// Idempotent: a subscriber already queued for a statement is never queued again,
+/// and nobody gets a statement published before they consented. Returns how many
+/// rows were added.
+pub fn queue(
+    store: &MailStore,
+    corpus: &Corpus,
+    settings: &MailSettings,
+    statements: &[&Statement],
+    now: DateTime<Utc>,
+) -> Result<usize, DeliverError> {
+    if !settings.enabled {
+        return Ok(0);
+    }
+    let subscribers = store.subscribers(Some(Status::Confirmed))?;
+    let domain = sender_domain(corpus, settings);
+    let mut ids: Vec<&str> = statements.iter().map(|s| s.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut rows = Vec::new();
+    for id in ids {
+        let versions: Vec<&Statement> = corpus
+            .translations(id)
+            .filter(|s| s.is_due(now) && s.meta.bulletin)
+            .collect();
+        let Some(first) = versions.first() else {
+            continue;
+        };
+        let published = first.meta.publish_at.with_timezone(&Utc);
+        let mut topics: Vec<String> = versions
+            .iter()
+            .flat_map(|s| s.meta.topics.iter().cloned())
+            .collect();
+        topics.sort();
+        topics.dedup();
+        let done = store.bulletined(id)?;
+        for sub in &subscribers {
+            if done.contains(&sub.id) || !sub.wants(&topics) {
+                continue;
+            }
+            if sub.consent_at.is_some_and(|c| c > published) {
+                continue;
+            }
+            let Some(s) = pick(&versions, &sub.lang, &corpus.config.default_language) else {
+                continue;
+            };
+            rows.push(NewBulletin {
+                statement_id: id.to_string(),
+                version: s.digest.clone(),
+                lang: s.lang.clone(),
+                subscriber_id: sub.id,
+                address: sub.address.clone(),
+                message_id: message_id(id, &s.digest, sub.id, &domain),
+            });
+        }
+    }
+    Ok(store.queue_bulletins(&rows, now)?)
+}
+
+/// One pending row, ready to go.
+struct Job {
+    row: Bulletin,
+    name: String,
+    prepared: Arc<Prepared>,
+    not_before: Option<Instant>,
+}
+
+/// Send every pending bulletin: over SMTP when `[mail.smtp]` is set, else into the
+/// outbox. `now` is the Date of the messages and the time in the ledger. Setting
+/// `cancel` stops after the messages in flight; what is left stays pending.
+pub fn deliver(
+    store: &MailStore,
+    corpus: &Corpus,
+    settings: &MailSettings,
+    secret: &Secret,
+    now: DateTime<Utc>,
+    cancel: &AtomicBool,
+    progress: &ProgressBar,
+) -> Result<DeliveryReport, DeliverError> {
+    let mut report = DeliveryReport::default();
+    if !settings.enabled {
+        return Ok(report);
+    }
+    let target = settings.smtp.as_ref().map(SmtpTarget::new).transpose()?;
+    // An outbox write is idempotent (same file name), so an interrupted one is redone.
+    report.recovered_ambiguous = if target.is_some() {
+        store.recover_interrupted(false, now)?
+    } else {
+        store.recover_interrupted(true, now)?;
+        0
+    };
+    let pending = store.bulletins(Some(BulletinState::Pending))?;
+    if pending.is_empty() {
+        return Ok(report);
+    }
+    let composer = Composer::new(corpus, settings, secret)?;
+    let names: HashMap<i64, (String, Status)> = store
+        .subscribers(None)?
+        .into_iter()
+        .map(|s| (s.id, (s.name, s.status)))
+        .collect();
+    let mut prepared: HashMap<(String, String), Arc<Prepared>> = HashMap::new();
+    let mut jobs = VecDeque::with_capacity(pending.len());
+    for row in pending {
+        let skip = match names.get(&row.subscriber_id) {
+            Some((_, Status::Confirmed)) => None,
+            Some((_, status)) => Some(format!("subscriber is {status}")),
+            None => Some("subscriber was removed".to_string()),
+        };
+        let key = (row.statement_id.clone(), row.lang.clone());
+        let prep = match prepared.get(&key) {
+            Some(p) => Some(p.clone()),
+            None => match corpus.get(&row.statement_id, &row.lang) {
+                Some(s) => {
+                    let p = Arc::new(composer.prepare(s)?);
+                    prepared.insert(key, p.clone());
+                    Some(p)
+                }
+                None => None,
+            },
+        };
+        let reason = skip.or_else(|| {
+            prep.is_none()
+                .then(|| "the statement is no longer in content/".to_string())
+        });
+        match (reason, prep) {
+            (None, Some(prepared)) => {
+                let name = names
+                    .get(&row.subscriber_id)
+                    .map(|(n, _)| n.clone())
+                    .unwrap_or_default();
+                jobs.push_back(Job {
+                    row,
+                    name,
+                    prepared,
+                    not_before: None,
+                });
+            }
+            (reason, _) => {
+                let reason = reason.unwrap_or_default();
+                store.mark_done(
+                    row.id,
+                    row.subscriber_id,
+                    BulletinState::Failed,
+                    Some(&reason),
+                    u32::MAX,
+                    now,
+                )?;
+                report.record(&row, Outcome::Failed(reason));
+            }
+        }
+    }
+    progress.set_length(jobs.len() as u64);
+    let shared = Shared {
+        store,
+        composer: &composer,
+        settings,
+        now,
+        cancel,
+        progress,
+        queue: Mutex::new(Queue {
+            ready: jobs,
+            delayed: Vec::new(),
+            outstanding: 0,
+        }),
+        report: Mutex::new(report),
+        rate: Mutex::new(None),
+    };
+    {
+        let mut q = shared.lock_queue();
+        q.outstanding = q.ready.len();
+    }
+    match &target {
+        None => outbox(&shared, &corpus.root.join(&settings.outbox))?,
+        Some(target) => smtp(&shared, target)?,
+    }
+    let mut report = shared
+        .report
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    report.cancelled = cancel.load(Ordering::Relaxed);
+    Ok(report)
+}
+
+struct Queue {
+    ready: VecDeque<Job>,
+    delayed: Vec<Job>,
+    /// Jobs not finished: in the queues or being sent.
+    outstanding: usize,
+}
+
+struct Shared<'a> {
+    store: &'a MailStore,
+    composer: &'a Composer<'a>,
+    settings: &'a MailSettings,
+    now: DateTime<Utc>,
+    cancel: &'a AtomicBool,
+    progress: &'a ProgressBar,
+    queue: Mutex<Queue>,
+    report: Mutex<DeliveryReport>,
+    rate: Mutex<Option<Instant>>,
+}
+
+enum Next {
+    Job(Job),
+    Wait(Duration),
+    Done,
+}
+
+impl Shared<'_> {
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn next(&self) -> Next {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Next::Done;
+        }
+        let mut q = self.lock_queue();
+        if let Some(job) = q.ready.pop_front() {
+            return Next::Job(job);
+        }
+        let now = Instant::now();
+        if let Some(i) = q
+            .delayed
+            .iter()
+            .position(|j| j.not_before.is_none_or(|t| t <= now))
+        {
+            return Next::Job(q.delayed.swap_remove(i));
+        }
+        if q.outstanding == 0 {
+            return Next::Done;
+        }
+        let wait = q
+            .delayed
+            .iter()
+            .filter_map(|j| j.not_before)
+            .min()
+            .map_or(Duration::from_millis(20), |t| {
+                t.saturating_duration_since(now)
+            })
+            .min(Duration::from_millis(100));
+        Next::Wait(wait)
+    }
+
+    /// Record a final outcome (the ledger row is already written).
+    fn finish(&self, job: &Job, outcome: Outcome) {
+        self.report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(&job.row, outcome);
+        self.lock_queue().outstanding -= 1;
+        self.progress.inc(1);
+    }
+
+    /// A temporary failure: retry later with backoff, or leave pending for the next run.
+    fn defer(&self, mut job: Job, error: String, counted: bool) -> Result<(), StoreError> {
+        // Every deferral is one attempt (a send after DATA was counted by `mark_sending`).
+        let attempts = job.row.attempts + 1;
+        self.store
+            .mark_deferred(job.row.id, &error, counted, self.now)?;
+        if attempts >= self.settings.max_attempts.max(1) {
+            self.finish(&job, Outcome::Deferred(error));
+            return Ok(());
+        }
+        job.row.attempts = attempts;
+        let shift = attempts.saturating_sub(1).min(10);
+        let wait = Duration::from_millis(self.settings.retry_backoff_ms.saturating_mul(1 << shift));
+        job.not_before = Some(Instant::now() + wait);
+        self.lock_queue().delayed.push(job);
+        Ok(())
+    }
+
+    fn done(
+        &self,
+        job: &Job,
+        state: BulletinState,
+        error: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.store.mark_done(
+            job.row.id,
+            job.row.subscriber_id,
+            state,
+            error.as_deref(),
+            self.settings.bounce_after,
+            self.now,
+        )?;
+        let outcome = match (state, error) {
+            (BulletinState::Sent, _) => Outcome::Sent,
+            (BulletinState::Ambiguous, e) => Outcome::Ambiguous(e.unwrap_or_default()),
+            (_, e) => Outcome::Failed(e.unwrap_or_default()),
+        };
+        self.finish(job, outcome);
+        Ok(())
+    }
+
+    fn compose(&self, job: &Job) -> Result<Composed, ComposeError> {
+        self.composer.compose(
+            &job.prepared,
+            Recipient {
+                subscriber_id: job.row.subscriber_id,
+                address: &job.row.address,
+                name: &job.name,
+            },
+            &job.row.message_id,
+            self.now,
+        )
+    }
+
+    /// How long to wait for the next rate-limit slot.
+    fn rate_slot(&self) -> Option<Duration> {
+        if self.settings.rate_limit <= 0.0 {
+            return None;
+        }
+        let gap = Duration::from_secs_f64(1.0 / self.settings.rate_limit);
+        let mut next = self.rate.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let slot = next.map_or(now, |t| t.max(now));
+        *next = Some(slot + gap);
+        Some(slot.saturating_duration_since(now))
+    }
+}
+
+// ---- outbox ----
+
+fn outbox(shared: &Shared<'_>, dir: &Path) -> Result<(), DeliverError> {
+    let io = |source| DeliverError::Outbox {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    loop {
+        let job = match shared.next() {
+            Next::Job(j) => j,
+            Next::Wait(d) => {
+                std::thread::sleep(d);
+                continue;
+            }
+            Next::Done => return Ok(()),
+        };
+        let composed = match shared.compose(&job) {
+            Ok(c) => c,
+            Err(e) => {
+                shared.done(&job, BulletinState::Failed, Some(e.to_string()))?;
+                continue;
+            }
+        };
+        shared.store.mark_sending(job.row.id, shared.now)?;
+        let name: String = job
+            .row
+            .message_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '-' | '_') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = dir.join(format!("{name}.eml"));
+        let tmp = dir.join(format!(".{name}.eml.tmp"));
+        std::fs::write(&tmp, &composed.bytes).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        shared.done(&job, BulletinState::Sent, None)?;
+    }
+}
+
+// ---- SMTP ----
+
+struct SmtpTarget {
+    host: String,
+    port: u16,
+    tls: TlsMode,
+    timeout: Duration,
+    hello: ClientId,
+    credentials: Option<Credentials>,
+}
+
+impl SmtpTarget {
+    fn new(s: &SmtpSettings) -> Result<SmtpTarget, DeliverError> {
+        let host = s.host.trim().to_string();
+        let port = s.port();
+        if s.tls == TlsMode::None {
+            let addrs: Vec<_> = (host.as_str(), port)
+                .to_socket_addrs()
+                .map_err(|e| DeliverError::Resolve {
+                    host: host.clone(),
+                    reason: e.to_string(),
+                })?
+                .collect();
+            if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
+                return Err(DeliverError::Insecure { host });
+            }
+        }
+        let credentials = match (
+            std::env::var(SMTP_USERNAME_ENV),
+            std::env::var(SMTP_PASSWORD_ENV),
+        ) {
+            (Ok(u), Ok(p)) if !u.is_empty() => Some(Credentials::new(u, p)),
+            _ => None,
+        };
+        let hello = match &s.hello_name {
+            Some(h) => ClientId::Domain(h.clone()),
+            None => ClientId::default(),
+        };
+        Ok(SmtpTarget {
+            host,
+            port,
+            tls: s.tls,
+            timeout: Duration::from_secs(s.timeout_secs.max(1)),
+            hello,
+            credentials,
+        })
+    }
+
+    fn tls(&self) -> Result<TlsParameters, lettre::transport::smtp::Error> {
+        TlsParameters::new(self.host.clone())
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, String> {
+        let t = self.timeout;
+        let mut conn = match self.tls {
+            TlsMode::Implicit => {
+                let tls = self.tls().map_err(|e| e.to_string())?;
+                within(
+                    t,
+                    AsyncSmtpConnection::connect_tokio1(
+                        (self.host.as_str(), self.port),
+                        Some(t),
+                        &self.hello,
+                        Some(tls),
+                        None,
+                    ),
+                )
+                .await?
+            }
+            TlsMode::Starttls | TlsMode::None => {
+                let tcp = tokio::time::timeout(
+                    t,
+                    tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
+                )
+                .await
+                .map_err(|_| "timed out connecting".to_string())?
+                .map_err(|e| format!("cannot connect: {e}"))?;
+                // lettre's own connections leave Nagle on: ~40 ms per message.
+                tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+                let mut conn = within(
+                    t,
+                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello),
+                )
+                .await?;
+                if self.tls == TlsMode::Starttls {
+                    let tls = self.tls().map_err(|e| e.to_string())?;
+                    within(t, conn.starttls(tls, &self.hello)).await?;
+                }
+                conn
+            }
+        };
+        if let Some(c) = &self.credentials {
+            within(t, conn.auth(&[Mechanism::Plain, Mechanism::Login], c)).await?;
+        }
+        Ok(conn)
+    }
+}
+
+async fn within<T>(
+    t: Duration,
+    f: impl std::future::Future<Output = Result<T, lettre::transport::smtp::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(t, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the server stopped answering (timed out)".into()),
+    }
+}
+
+/// How one SMTP step ended.
+enum Step {
+    Ok,
+    /// 5xx: the server answered and refused.
+    Permanent(String),
+    /// 4xx: the server answered; `close` when it also closes (421).
+    Transient {
+        error: String,
+        close: bool,
+    },
+    /// No usable answer: timeout, broken connection, garbage.
+    Broken(String),
+}
+
+async fn step<T>(
+    t: Duration,
+    f: impl std::future::Future<Output = Result<T, lettre::transport::smtp::Error>>,
+) -> Step {
+    match tokio::time::timeout(t, f).await {
+        Ok(Ok(_)) => Step::Ok,
+        Ok(Err(e)) if e.is_permanent() => Step::Permanent(e.to_string()),
+        Ok(Err(e)) if e.is_transient() => Step::Transient {
+            close: e.status().is_some_and(|c| c.to_string() == "421"),
+            error: e.to_string(),
+        },
+        Ok(Err(e)) => Step::Broken(e.to_string()),
+        Err(_) => Step::Broken("the server stopped answering (timed out)".into()),
+    }
+}
+
+fn smtp(shared: &Shared<'_>, target: &SmtpTarget) -> Result<(), DeliverError> {
+    // Probe the TLS setup once so a bad one is one clear error, not one per message.
+    if target.tls != TlsMode::None {
+        target.tls().map_err(|e| DeliverError::Tls(e.to_string()))?;
+    }
+    let workers = shared.settings.concurrency.max(1);
+    let results: Vec<Result<(), DeliverError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(DeliverError::Runtime)?;
+                    Ok(rt.block_on(worker(shared, target))?)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or(Err(DeliverError::Store(StoreError::Poisoned)))
+            })
+            .collect()
+    });
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    Ok(())
+}
+
+async fn worker(shared: &Shared<'_>, target: &SmtpTarget) -> Result<(), StoreError> {
+    let t = target.timeout;
+    let mut conn: Option<AsyncSmtpConnection> = None;
+    loop {
+        let job = match shared.next() {
+            Next::Job(j) => j,
+            Next::Wait(d) => {
+                tokio::time::sleep(d).await;
+                continue;
+            }
+            Next::Done => break,
+        };
+        let composed = match shared.compose(&job) {
+            Ok(c) => c,
+            Err(e) => {
+                shared.done(&job, BulletinState::Failed, Some(e.to_string()))?;
+                continue;
+            }
+        };
+        if let Some(wait) = shared.rate_slot() {
+            tokio::time::sleep(wait).await;
+        }
+        let mut c = match conn.take() {
+            Some(c) => c,
+            None => match target.connect().await {
+                Ok(c) => c,
+                Err(e) => {
+                    shared.defer(job, e, true)?;
+                    continue;
+                }
+            },
+        };
+        let mut params = Vec::new();
+        if !composed.bytes.is_ascii() && c.server_info().supports_feature(Extension::EightBitMime) {
+            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        let from = composed.envelope.from().cloned();
+        let to: Vec<Address> = composed.envelope.to().to_vec();
+        // The envelope, before any data: a failure here cannot have delivered anything.
+        let mut envelope = step(t, c.command(Mail::new(from, params))).await;
+        for rcpt in to {
+            if matches!(envelope, Step::Ok) {
+                envelope = step(t, c.command(Rcpt::new(rcpt, vec![]))).await;
+            }
+        }
+        if matches!(envelope, Step::Ok) {
+            envelope = step(t, c.command(Data)).await;
+        }
+        match envelope {
+            Step::Ok => {}
+            Step::Permanent(e) => {
+                shared.done(&job, BulletinState::Failed, Some(e))?;
+                if matches!(step(t, c.command(Rset)).await, Step::Ok) {
+                    conn = Some(c);
+                }
+                continue;
+            }
+            Step::Transient { error, close } => {
+                shared.defer(job, error, true)?;
+                if !close && matches!(step(t, c.command(Rset)).await, Step::Ok) {
+                    conn = Some(c);
+                }
+                continue;
+            }
+            Step::Broken(e) => {
+                shared.defer(job, e, true)?;
+                continue;
+            }
+        }
+        // From here the server may accept the message at any moment.
+        shared.store.mark_sending(job.row.id, shared.now)?;
+        match step(t, c.message(&composed.bytes)).await {
+            Step::Ok => {
+                shared.done(&job, BulletinState::Sent, None)?;
+                conn = Some(c);
+            }
+            Step::Permanent(e) => {
+                shared.done(&job, BulletinState::Failed, Some(e))?;
+                conn = Some(c);
+            }
+            Step::Transient { error, close } => {
+                // An explicit refusal after the data: nothing was accepted.
+                shared.defer(job, error, false)?;
+                if !close {
+                    conn = Some(c);
+                }
+            }
+            Step::Broken(e) => {
+                shared.done(
+                    &job,
+                    BulletinState::Ambiguous,
+                    Some(format!(
+                        "the connection broke after the message data was sent: {e}"
+                    )),
+                )?;
+            }
+        }
+    }
+    if let Some(mut c) = conn {
+        let _ = tokio::time::timeout(t, c.command(Quit)).await;
+    }
+    Ok(())
+}

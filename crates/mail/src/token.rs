@@ -1,0 +1,325 @@
+//! Signed tokens for links in mails: unsubscribe, confirm, preferences.
+//!
+//! A token names one subscriber and one purpose, optionally an expiry, and
+//! carries an HMAC-SHA256 over them (truncated to 128 bits). Verification is
+//! constant time. Tokens are stateless: replay protection (a confirm link used
+//! twice) is the store's status, not the token's.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The environment variable that holds the secret (hex, at least 32 bytes).
+pub const SECRET_ENV: &str = "HERALD_SECRET";
+/// The file below the state folder (`.herald/`) that holds a generated secret.
+pub const SECRET_FILE: &str = "secret";
+
+const VERSION: u8 = 1;
+const MAC_LEN: usize = 16;
+const BODY_LEN: usize = 1 + 1 + 8 + 8;
+const TOKEN_LEN: usize = BODY_LEN + MAC_LEN;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the link is damaged or incomplete")]
+    Malformed,
+    #[error("the link's signature does not match")]
+    BadSignature,
+    #[error("the link was made for another purpose")]
+    WrongPurpose,
+    #[error("the link has expired")]
+    Expired,
+    #[error("the secret must be at least 32 bytes, written in hex ({0})")]
+    WeakSecret(String),
+    #[error("cannot read or create the secret file {path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+    #[error("cannot generate a random secret: {0}")]
+    Random(String),
+}
+
+/// What a token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    /// One-click unsubscribe (RFC 8058); never expires.
+    Unsubscribe,
+    /// Double opt-in confirmation; should expire.
+    Confirm,
+    /// The preferences page (language, topics).
+    Preferences,
+}
+
+impl Purpose {
+    fn code(self) -> u8 {
+        match self {
+            Purpose::Unsubscribe => 1,
+            Purpose::Confirm => 2,
+            Purpose::Preferences => 3,
+        }
+    }
+    fn from_code(c: u8) -> Option<Purpose> {
+        match c {
+            1 => Some(Purpose::Unsubscribe),
+            2 => Some(Purpose::Confirm),
+            3 => Some(Purpose::Preferences),
+            _ => None,
+        }
+    }
+}
+
+/// The HMAC key. Its `Debug` never shows the bytes.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Secret {
+    /// A key from raw bytes (at least 32).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Secret, TokenError> {
+        if bytes.len() < 32 {
+            return Err(TokenError::WeakSecret(format!("got {} bytes", bytes.len())));
+        }
+        Ok(Secret(bytes.to_vec()))
+    }
+
+    /// A key from hex text (at least 64 hex digits).
+    pub fn from_hex(text: &str) -> Result<Secret, TokenError> {
+        let bytes = hex::decode(text.trim())
+            .map_err(|e| TokenError::WeakSecret(format!("not hex: {e}")))?;
+        Secret::from_bytes(&bytes)
+    }
+
+    /// A fresh random key.
+    pub fn generate() -> Result<Secret, TokenError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| TokenError::Random(e.to_string()))?;
+        Ok(Secret(bytes.to_vec()))
+    }
+
+    /// `env` when given (the value of `HERALD_SECRET`), else the file `state_dir/secret`,
+    /// created with a random key (mode 0600) the first time. `herald serve` and `publish`
+    /// must see the same key: both use the same `.herald/` folder.
+    pub fn load(state_dir: &Path, env: Option<&str>) -> Result<Secret, TokenError> {
+        if let Some(value) = env.filter(|v| !v.trim().is_empty()) {
+            return Secret::from_hex(value);
+        }
+        let path = state_dir.join(SECRET_FILE);
+        let io = |e: std::io::Error| TokenError::Io {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Secret::from_hex(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(state_dir).map_err(io)?;
+                let secret = Secret::generate()?;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    options.mode(0o600);
+                }
+                match options.open(&path) {
+                    Ok(mut f) => {
+                        f.write_all(hex::encode(&secret.0).as_bytes()).map_err(io)?;
+                        f.sync_all().map_err(io)?;
+                        Ok(secret)
+                    }
+                    // Another process created it first: use theirs.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Secret::from_hex(&std::fs::read_to_string(&path).map_err(io)?)
+                    }
+                    Err(e) => Err(io(e)),
+                }
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// [`Secret::load`] with `HERALD_SECRET` from the process environment.
+    pub fn from_env_or_file(state_dir: &Path) -> Result<Secret, TokenError> {
+        let env = std::env::var(SECRET_ENV).ok();
+        Secret::load(state_dir, env.as_deref())
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC accepts keys of any length; `from_bytes` guarantees a strong one.
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"herald-mail token v1\0");
+        mac
+    }
+
+    /// A URL-safe token for `subscriber` (46 characters, `[A-Za-z0-9_-]`).
+    pub fn issue(
+        &self,
+        purpose: Purpose,
+        subscriber: i64,
+        expires: Option<DateTime<Utc>>,
+    ) -> String {
+        let mut buf = [0u8; TOKEN_LEN];
+        buf[0] = VERSION;
+        buf[1] = purpose.code();
+        buf[2..10].copy_from_slice(&subscriber.to_be_bytes());
+        let exp = expires.map_or(0, |e| e.timestamp().max(1));
+        buf[10..18].copy_from_slice(&exp.to_be_bytes());
+        let mut mac = self.mac();
+        mac.update(&buf[..BODY_LEN]);
+        let tag = mac.finalize().into_bytes();
+        buf[BODY_LEN..].copy_from_slice(&tag[..MAC_LEN]);
+        URL_SAFE_NO_PAD.encode(buf)
+    }
+
+    /// The subscriber id a token was issued for, if it is genuine, for `purpose`, and
+    /// not expired at `now`.
+    pub fn verify(
+        &self,
+        token: &str,
+        purpose: Purpose,
+        now: DateTime<Utc>,
+    ) -> Result<i64, TokenError> {
+        if token.len() > 64 {
+            return Err(TokenError::Malformed);
+        }
+        let bytes = URL_SAFE_NO_PAD
+            .decode(token.trim())
+            .map_err(|_| TokenError::Malformed)?;
+        if bytes.len() != TOKEN_LEN || bytes[0] != VERSION {
+            return Err(TokenError::Malformed);
+        }
+        let mut mac = self.mac();
+        mac.update(&bytes[..BODY_LEN]);
+        mac.verify_truncated_left(&bytes[BODY_LEN..])
+            .map_err(|_| TokenError::BadSignature)?;
+        // Only signed bytes are read below.
+        if Purpose::from_code(bytes[1]) != Some(purpose) {
+            return Err(TokenError::WrongPurpose);
+        }
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&bytes[2..10]);
+        let mut exp = [0u8; 8];
+        exp.copy_from_slice(&bytes[10..18]);
+        let exp = i64::from_be_bytes(exp);
+        if exp != 0 && now.timestamp() >= exp {
+            return Err(TokenError::Expired);
+        }
+        Ok(i64::from_be_bytes(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn secret() -> Secret {
+        Secret::from_bytes(&[7u8; 32]).expect("32 bytes")
+    }
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(s, 0).single().expect("valid")
+    }
+
+    #[test]
+    fn round_trip_and_unique_per_subscriber() {
+        let s = secret();
+        let a = s.issue(Purpose::Unsubscribe, 1, None);
+        let b = s.issue(Purpose::Unsubscribe, 2, None);
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 46);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+        assert_eq!(s.verify(&a, Purpose::Unsubscribe, at(0)), Ok(1));
+        assert_eq!(s.verify(&b, Purpose::Unsubscribe, at(0)), Ok(2));
+    }
+
+    #[test]
+    fn forged_wrong_purpose_expired_and_other_key_refused() {
+        let s = secret();
+        let t = s.issue(Purpose::Confirm, 42, Some(at(1000)));
+        assert_eq!(s.verify(&t, Purpose::Confirm, at(999)), Ok(42));
+        assert_eq!(
+            s.verify(&t, Purpose::Confirm, at(1000)),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            s.verify(&t, Purpose::Unsubscribe, at(0)),
+            Err(TokenError::WrongPurpose)
+        );
+        // Flip one bit in the subscriber id: the signature no longer matches.
+        let mut raw = URL_SAFE_NO_PAD.decode(&t).expect("b64");
+        raw[9] ^= 1;
+        let forged = URL_SAFE_NO_PAD.encode(&raw);
+        assert_eq!(
+            s.verify(&forged, Purpose::Confirm, at(0)),
+            Err(TokenError::BadSignature)
+        );
+        let other = Secret::from_bytes(&[8u8; 32]).expect("32 bytes");
+        assert_eq!(
+            other.verify(&t, Purpose::Confirm, at(0)),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            s.verify("", Purpose::Confirm, at(0)),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(
+            s.verify("!!!", Purpose::Confirm, at(0)),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(
+            s.verify(&t[..40], Purpose::Confirm, at(0)),
+            Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn weak_secrets_refused() {
+        assert!(matches!(
+            Secret::from_bytes(&[1u8; 16]),
+            Err(TokenError::WeakSecret(_))
+        ));
+        assert!(matches!(
+            Secret::from_hex("zz"),
+            Err(TokenError::WeakSecret(_))
+        ));
+        assert!(Secret::from_hex(&"ab".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn file_secret_is_created_once_and_env_wins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = Secret::load(dir.path(), None).expect("created");
+        let b = Secret::load(dir.path(), None).expect("read back");
+        let t = a.issue(Purpose::Unsubscribe, 5, None);
+        assert_eq!(b.verify(&t, Purpose::Unsubscribe, at(0)), Ok(5));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
+                .expect("file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let env = Secret::load(dir.path(), Some(&"cd".repeat(32))).expect("env");
+        assert_eq!(
+            env.verify(&t, Purpose::Unsubscribe, at(0)),
+            Err(TokenError::BadSignature)
+        );
+        assert!(format!("{env:?}").contains(".."));
+    }
+}
