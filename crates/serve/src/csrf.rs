@@ -69,14 +69,21 @@ impl Csrf {
     }
 
     /// Accept a form whose field and cookie carry the same genuine, fresh token.
-    pub fn verify(&self, field: Option<&str>, cookie: Option<&str>, now: DateTime<Utc>) -> Result<(), CsrfError> {
+    pub fn verify(
+        &self,
+        field: Option<&str>,
+        cookie: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), CsrfError> {
         let (Some(field), Some(cookie)) = (field, cookie) else {
             return Err(CsrfError::Missing);
         };
         if field.len() > 128 || !bool::from(field.as_bytes().ct_eq(cookie.as_bytes())) {
             return Err(CsrfError::Invalid);
         }
-        let bytes = URL_SAFE_NO_PAD.decode(field).map_err(|_| CsrfError::Invalid)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(field)
+            .map_err(|_| CsrfError::Invalid)?;
         if bytes.len() != LEN {
             return Err(CsrfError::Invalid);
         }
@@ -117,21 +124,42 @@ mod tests {
         let c = Csrf::new(3600).expect("random");
         let t = c.issue(at(1_000_000)).expect("random");
         assert_eq!(c.verify(Some(&t), Some(&t), at(1_000_100)), Ok(()));
-        assert_eq!(c.verify(Some(&t), None, at(1_000_100)), Err(CsrfError::Missing));
-        assert_eq!(c.verify(None, Some(&t), at(1_000_100)), Err(CsrfError::Missing));
+        assert_eq!(
+            c.verify(Some(&t), None, at(1_000_100)),
+            Err(CsrfError::Missing)
+        );
+        assert_eq!(
+            c.verify(None, Some(&t), at(1_000_100)),
+            Err(CsrfError::Missing)
+        );
         let other = c.issue(at(1_000_000)).expect("random");
         assert_ne!(t, other);
-        assert_eq!(c.verify(Some(&t), Some(&other), at(1_000_100)), Err(CsrfError::Invalid));
-        assert_eq!(c.verify(Some(&t), Some(&t), at(1_003_601)), Err(CsrfError::Expired));
+        assert_eq!(
+            c.verify(Some(&t), Some(&other), at(1_000_100)),
+            Err(CsrfError::Invalid)
+        );
+        assert_eq!(
+            c.verify(Some(&t), Some(&t), at(1_003_601)),
+            Err(CsrfError::Expired)
+        );
         // Another process's key.
         let c2 = Csrf::new(3600).expect("random");
-        assert_eq!(c2.verify(Some(&t), Some(&t), at(1_000_100)), Err(CsrfError::Invalid));
+        assert_eq!(
+            c2.verify(Some(&t), Some(&t), at(1_000_100)),
+            Err(CsrfError::Invalid)
+        );
         // A changed timestamp breaks the signature.
         let mut raw = URL_SAFE_NO_PAD.decode(&t).expect("b64");
         raw[7] ^= 1;
         let forged = URL_SAFE_NO_PAD.encode(&raw);
-        assert_eq!(c.verify(Some(&forged), Some(&forged), at(1_000_100)), Err(CsrfError::Invalid));
-        assert_eq!(c.verify(Some("x"), Some("x"), at(0)), Err(CsrfError::Invalid));
+        assert_eq!(
+            c.verify(Some(&forged), Some(&forged), at(1_000_100)),
+            Err(CsrfError::Invalid)
+        );
+        assert_eq!(
+            c.verify(Some("x"), Some("x"), at(0)),
+            Err(CsrfError::Invalid)
+        );
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub enum ServeError {
     #[error("cannot load content/: {0}")]
     Content(#[from] herald_content::LoadError),
     #[error("{0}")]
-    Config(herald_content::Diagnostic),
+    Config(Box<herald_content::Diagnostic>),
     #[error("[serve] public_url {0:?} is not an http(s) URL")]
     PublicUrl(String),
     #[error("the link secret: {0}")]
@@ -160,7 +160,9 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("listener", &self.listener).finish_non_exhaustive()
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
     }
 }
 
@@ -169,8 +171,12 @@ pub async fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
     let root = opts.root;
     let corpus = herald_content::load(&root)?;
     let config = &corpus.config;
-    let settings: ServeSettings = config.section("serve").map_err(ServeError::Config)?;
-    let mail: MailSettings = config.section("mail").map_err(ServeError::Config)?;
+    let settings: ServeSettings = config
+        .section("serve")
+        .map_err(|d| ServeError::Config(Box::new(d)))?;
+    let mail: MailSettings = config
+        .section("mail")
+        .map_err(|d| ServeError::Config(Box::new(d)))?;
     let state_dir = root.join(".herald");
     let secret = match opts.secret {
         Some(s) => s,
@@ -186,8 +192,15 @@ pub async fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })?;
     let local = listener.local_addr()?;
     let public_url = match &settings.public_url {
-        Some(u) if (u.starts_with("https://") || u.starts_with("http://")) && !u.contains(char::is_whitespace) => {
-            if u.ends_with('/') { u.clone() } else { format!("{u}/") }
+        Some(u)
+            if (u.starts_with("https://") || u.starts_with("http://"))
+                && !u.contains(char::is_whitespace) =>
+        {
+            if u.ends_with('/') {
+                u.clone()
+            } else {
+                format!("{u}/")
+            }
         }
         Some(u) => return Err(ServeError::PublicUrl(u.clone())),
         None => format!("http://{local}/"),
@@ -214,7 +227,11 @@ pub async fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
         Some(rebuild) => Some(watch(&root, rebuild, app.clone())?),
         None => None,
     };
-    tracing::info!("serving {} at {}", root.join("public").display(), app.public_url);
+    tracing::info!(
+        "serving {} at {}",
+        root.join("public").display(),
+        app.public_url
+    );
     Ok(Server {
         listener,
         app,
@@ -223,16 +240,23 @@ pub async fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
 }
 
 /// Debounced: an editor's save (several events) rebuilds once.
-fn watch(root: &Path, rebuild: Rebuild, app: Arc<App>) -> Result<Debouncer<notify::RecommendedWatcher>, ServeError> {
-    let mut debouncer = new_debouncer(Duration::from_millis(300), move |res: DebounceEventResult| match res {
-        Ok(events) if !events.is_empty() => {
-            tracing::info!("content/ changed ({} files): rebuilding", events.len());
-            rebuild();
-            app.reload_site();
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!("watching content/: {e}"),
-    })?;
+fn watch(
+    root: &Path,
+    rebuild: Rebuild,
+    app: Arc<App>,
+) -> Result<Debouncer<notify::RecommendedWatcher>, ServeError> {
+    let mut debouncer = new_debouncer(
+        Duration::from_millis(300),
+        move |res: DebounceEventResult| match res {
+            Ok(events) if !events.is_empty() => {
+                tracing::info!("content/ changed ({} files): rebuilding", events.len());
+                rebuild();
+                app.reload_site();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("watching content/: {e}"),
+        },
+    )?;
     debouncer
         .watcher()
         .watch(&herald_content::content_dir(root), RecursiveMode::Recursive)?;
@@ -241,7 +265,9 @@ fn watch(root: &Path, rebuild: Rebuild, app: Arc<App>) -> Result<Debouncer<notif
 
 impl Server {
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     /// Where confirmation links point (ends with `/`).
@@ -250,7 +276,10 @@ impl Server {
     }
 
     /// Answer requests until `shutdown` completes.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
         let sweeper = tokio::spawn(sweep(self.app.clone()));
         let router = web::router(self.app.clone());
         let result = axum::serve(
@@ -269,7 +298,8 @@ async fn sweep(app: Arc<App>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
-        let before = app.now() - chrono::Duration::hours(i64::from(app.settings.confirm_expiry_hours));
+        let before =
+            app.now() - chrono::Duration::hours(i64::from(app.settings.confirm_expiry_hours));
         let store = app.store.clone();
         match tokio::task::spawn_blocking(move || store.expire_pending(before)).await {
             Ok(Ok(n)) if n > 0 => tracing::info!("{n} unconfirmed subscriptions expired"),

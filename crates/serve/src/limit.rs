@@ -45,7 +45,9 @@ impl Limits {
 
     /// May a confirmation mail go to this (normalized) address now?
     pub fn address_allows(&self, address: &str) -> bool {
-        self.address.check_key(&address.to_ascii_lowercase()).is_ok()
+        self.address
+            .check_key(&address.to_ascii_lowercase())
+            .is_ok()
     }
 
     /// Forget keys whose limits have fully recovered, so memory stays bounded.

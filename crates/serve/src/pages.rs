@@ -56,12 +56,17 @@ pub fn page(site: &SiteInfo, title: &str, body: &str) -> String {
 
 /// A page that only says something: `paragraphs` are plain text.
 pub fn message(site: &SiteInfo, title: &str, paragraphs: &[&str]) -> String {
-    let body: String = paragraphs.iter().map(|p| format!("<p>{}</p>\n", escape(p))).collect();
+    let body: String = paragraphs
+        .iter()
+        .map(|p| format!("<p>{}</p>\n", escape(p)))
+        .collect();
     page(site, title, &body)
 }
 
 fn language_select(site: &SiteInfo, chosen: &str) -> String {
-    let mut out = String::from("<p><label for=\"lang\">Language</label>\n<select id=\"lang\" name=\"lang\">\n");
+    let mut out = String::from(
+        "<p><label for=\"lang\">Language</label>\n<select id=\"lang\" name=\"lang\">\n",
+    );
     for l in &site.languages {
         out.push_str(&format!(
             "<option value=\"{code}\" lang=\"{code}\"{sel}>{name}</option>\n",
@@ -78,7 +83,8 @@ fn topic_boxes(site: &SiteInfo, chosen: &[String]) -> String {
     if site.topics.is_empty() {
         return String::new();
     }
-    let mut out = String::from("<fieldset>\n<legend>Topics (none chosen: all statements)</legend>\n");
+    let mut out =
+        String::from("<fieldset>\n<legend>Topics (none chosen: all statements)</legend>\n");
     for t in &site.topics {
         out.push_str(&format!(
             "<p><label><input type=\"checkbox\" name=\"topics\" value=\"{v}\"{c}> {name}</label></p>\n",
@@ -102,7 +108,10 @@ pub fn subscribe_form(
 ) -> String {
     let mut body = String::new();
     if let Some(p) = problem {
-        body.push_str(&format!("<p role=\"alert\"><strong>{}</strong></p>\n", escape(p)));
+        body.push_str(&format!(
+            "<p role=\"alert\"><strong>{}</strong></p>\n",
+            escape(p)
+        ));
     }
     body.push_str(
         "<p>Statements are sent by email as they are published. You will receive a mail \
@@ -159,7 +168,10 @@ pub fn preferences_form(
 ) -> String {
     let mut body = String::new();
     if let Some(n) = notice {
-        body.push_str(&format!("<p role=\"status\"><strong>{}</strong></p>\n", escape(n)));
+        body.push_str(&format!(
+            "<p role=\"status\"><strong>{}</strong></p>\n",
+            escape(n)
+        ));
     }
     body.push_str(&format!(
         "<p>Subscription of <strong>{address}</strong>.</p>\n\
@@ -187,7 +199,14 @@ mod tests {
             default_language: "en".into(),
             topics: vec!["human-rights".into()],
         };
-        let html = subscribe_form(&site, "tok", "\"><script>x</script>", "ru", &["human-rights".into()], Some("<b>"));
+        let html = subscribe_form(
+            &site,
+            "tok",
+            "\"><script>x</script>",
+            "ru",
+            &["human-rights".into()],
+            Some("<b>"),
+        );
         assert!(!html.contains("<script>x"));
         assert!(html.contains("&lt;b&gt;"));
         assert!(html.contains("value=\"ru\" lang=\"ru\" selected"));

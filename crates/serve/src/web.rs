@@ -9,8 +9,10 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
 use axum::handler::HandlerWithoutStateExt;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use herald_mail::{NewSubscriber, Purpose, Status, StoreError, Subscriber, TokenError, parse_address};
+use axum::routing::get;
+use herald_mail::{
+    NewSubscriber, Purpose, Status, StoreError, Subscriber, TokenError, parse_address,
+};
 use tower_http::services::ServeDir;
 
 use crate::csrf::{self, CsrfError};
@@ -32,7 +34,10 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/subscribe", get(subscribe_page).post(subscribe))
         .route("/confirm", get(confirm_page).post(confirm))
         .route("/unsubscribe", get(unsubscribe_page).post(unsubscribe))
-        .route("/unsubscribe/{token}", get(unsubscribe_page_path).post(unsubscribe_path))
+        .route(
+            "/unsubscribe/{token}",
+            get(unsubscribe_page_path).post(unsubscribe_path),
+        )
         .route("/preferences", get(preferences_page).post(preferences))
         .fallback_service(files)
         .layer(DefaultBodyLimit::max(app.settings.body_limit))
@@ -42,12 +47,24 @@ pub(crate) fn router(app: Arc<App>) -> Router {
 
 async fn security_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     // Links carry tokens: never leak them to another site.
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
     res
 }
 
@@ -106,7 +123,10 @@ impl Fields {
         Fields(form_urlencoded::parse(bytes).into_owned().collect())
     }
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
     fn all(&self, key: &str) -> Vec<String> {
         self.0
@@ -145,18 +165,19 @@ fn csrf_cookie_of(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// A fresh CSRF token and the cookie that carries it.
-fn new_csrf(app: &App) -> Result<(String, HeaderValue), Response> {
-    let token = app
-        .csrf
-        .issue(app.now())
-        .map_err(|e| internal(app, "CSRF token", e))?;
-    let secure = if app.public_url.starts_with("https://") { "; Secure" } else { "" };
+fn new_csrf(app: &App) -> Result<(String, HeaderValue), String> {
+    let token = app.csrf.issue(app.now()).map_err(|e| e.to_string())?;
+    let secure = if app.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
     let max_age = u64::from(app.settings.form_expiry_minutes) * 60;
     let cookie = format!(
         "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}",
         csrf::COOKIE
     );
-    let value = HeaderValue::from_str(&cookie).map_err(|e| internal(app, "CSRF cookie", e))?;
+    let value = HeaderValue::from_str(&cookie).map_err(|e| e.to_string())?;
     Ok((token, value))
 }
 
@@ -170,11 +191,18 @@ struct Request {
 fn subscribe_form(app: &App, status: StatusCode, req: &Request, problem: Option<&str>) -> Response {
     let (token, cookie) = match new_csrf(app) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(e) => return internal(app, "CSRF token", e),
     };
     let mut res = html(
         status,
-        pages::subscribe_form(&app.site(), &token, &req.email, &req.lang, &req.topics, problem),
+        pages::subscribe_form(
+            &app.site(),
+            &token,
+            &req.email,
+            &req.lang,
+            &req.topics,
+            problem,
+        ),
     );
     res.headers_mut().append(header::SET_COOKIE, cookie);
     res
@@ -207,12 +235,20 @@ async fn subscribe(
     let f = Fields::parse(&body);
     let req = requested(&app, &f);
     let now = app.now();
-    match app.csrf.verify(f.get(csrf::FIELD), csrf_cookie_of(&headers), now) {
+    match app
+        .csrf
+        .verify(f.get(csrf::FIELD), csrf_cookie_of(&headers), now)
+    {
         Ok(()) => {}
         // The site's static pages carry no token: show this form, filled in, to
         // submit once more. Nothing is stored or sent before that.
         Err(CsrfError::Missing) if f.get(csrf::FIELD).is_none() => {
-            return subscribe_form(&app, StatusCode::OK, &req, Some("Check your details and press Subscribe."));
+            return subscribe_form(
+                &app,
+                StatusCode::OK,
+                &req,
+                Some("Check your details and press Subscribe."),
+            );
         }
         Err(e) => return subscribe_form(&app, StatusCode::FORBIDDEN, &req, Some(&e.to_string())),
     }
@@ -222,9 +258,12 @@ async fn subscribe(
             &app,
             StatusCode::TOO_MANY_REQUESTS,
             "Too many requests",
-            &["Too many subscriptions were asked for from your network. Please try again in a few minutes."],
+            &[
+                "Too many subscriptions were asked for from your network. Please try again in a few minutes.",
+            ],
         );
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
         return res;
     }
     let address = match parse_address(&req.email) {
@@ -233,7 +272,11 @@ async fn subscribe(
     };
     let site = app.site();
     if !site.languages.contains(&req.lang) {
-        let p = format!("Language {:?} is not one of {}.", req.lang, site.languages.join(", "));
+        let p = format!(
+            "Language {:?} is not one of {}.",
+            req.lang,
+            site.languages.join(", ")
+        );
         return subscribe_form(&app, StatusCode::BAD_REQUEST, &req, Some(&p));
     }
     if let Some(t) = req.topics.iter().find(|t| !site.topics.contains(t)) {
@@ -243,7 +286,12 @@ async fn subscribe(
     let referer = headers
         .get(header::REFERER)
         .and_then(|v| v.to_str().ok())
-        .map(|r| r.chars().filter(|c| !c.is_control()).take(200).collect::<String>());
+        .map(|r| {
+            r.chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect::<String>()
+        });
     let source = match referer {
         Some(r) => format!("web form ({r})"),
         None => "web form".to_string(),
@@ -291,9 +339,12 @@ async fn subscribe(
         // once the mailbox's owner confirms.
         if s.lang != req.lang || s.topics != req.topics {
             let store = app.store.clone();
-            let (lang, topics, languages) = (req.lang.clone(), req.topics.clone(), site.languages.clone());
+            let (lang, topics, languages) =
+                (req.lang.clone(), req.topics.clone(), site.languages.clone());
             let id = s.id;
-            if let Err(e) = blocking(move || store.set_preferences(id, &lang, &topics, &languages, now)).await {
+            if let Err(e) =
+                blocking(move || store.set_preferences(id, &lang, &topics, &languages, now)).await
+            {
                 return internal(&app, "subscribe", e);
             }
         }
@@ -305,7 +356,9 @@ async fn subscribe(
         StatusCode::OK,
         "Check your inbox",
         &[
-            &format!("If {address} can receive statements, a mail with a confirmation link is on its way."),
+            &format!(
+                "If {address} can receive statements, a mail with a confirmation link is on its way."
+            ),
             "Open the link in it to start your subscription. Nothing is sent before you confirm.",
         ],
     )
@@ -343,9 +396,16 @@ fn refused(app: &App, e: &TokenError) -> Response {
     };
     let hint = match e {
         TokenError::Expired => "Please subscribe again to get a new link.",
-        _ => "Please open the link from the mail as it is; if it was split over two lines, join them.",
+        _ => {
+            "Please open the link from the mail as it is; if it was split over two lines, join them."
+        }
     };
-    message(app, status, "This link does not work", &[&e.to_string(), hint])
+    message(
+        app,
+        status,
+        "This link does not work",
+        &[&e.to_string(), hint],
+    )
 }
 
 fn token_of(f: &Fields) -> &str {
@@ -459,7 +519,11 @@ fn unsubscribe_get(app: &App, token: &str, action: &str) -> Response {
             let prefs = app.secret.issue(Purpose::Preferences, id, None);
             html(
                 StatusCode::OK,
-                pages::unsubscribe_form(&app.site(), action, &format!("/preferences?token={prefs}")),
+                pages::unsubscribe_form(
+                    &app.site(),
+                    action,
+                    &format!("/preferences?token={prefs}"),
+                ),
             )
         }
     }
@@ -494,7 +558,9 @@ async fn unsubscribe_post(app: Arc<App>, token: String, body: Bytes) -> Response
     let store = app.store.clone();
     let result = blocking(move || -> Result<(), StoreError> {
         match store.subscriber(id)? {
-            Some(s) if s.status != Status::Unsubscribed => store.set_status(id, Status::Unsubscribed, None, now),
+            Some(s) if s.status != Status::Unsubscribed => {
+                store.set_status(id, Status::Unsubscribed, None, now)
+            }
             // Unknown (removed) or unsubscribed already: the reader's wish holds.
             _ => Ok(()),
         }
@@ -506,7 +572,9 @@ async fn unsubscribe_post(app: Arc<App>, token: String, body: Bytes) -> Response
             &app,
             StatusCode::OK,
             "You are unsubscribed",
-            &["You will receive no more statements by email. To come back, subscribe again from any page."],
+            &[
+                "You will receive no more statements by email. To come back, subscribe again from any page.",
+            ],
         ),
     }
 }
@@ -522,14 +590,28 @@ fn preferences_id(app: &App, token: &str) -> Result<i64, TokenError> {
         })
 }
 
-fn preferences_form(app: &App, status: StatusCode, token: &str, s: &Subscriber, notice: Option<&str>) -> Response {
+fn preferences_form(
+    app: &App,
+    status: StatusCode,
+    token: &str,
+    s: &Subscriber,
+    notice: Option<&str>,
+) -> Response {
     let (csrf, cookie) = match new_csrf(app) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(e) => return internal(app, "CSRF token", e),
     };
     let mut res = html(
         status,
-        pages::preferences_form(&app.site(), &csrf, token, &s.address, &s.lang, &s.topics, notice),
+        pages::preferences_form(
+            &app.site(),
+            &csrf,
+            token,
+            &s.address,
+            &s.lang,
+            &s.topics,
+            notice,
+        ),
     );
     res.headers_mut().append(header::SET_COOKIE, cookie);
     res
@@ -562,8 +644,17 @@ async fn preferences(State(app): Shared, headers: HeaderMap, body: Bytes) -> Res
         Ok(None) => return gone(&app),
         Ok(Some(s)) => s,
     };
-    if let Err(e) = app.csrf.verify(f.get(csrf::FIELD), csrf_cookie_of(&headers), now) {
-        return preferences_form(&app, StatusCode::FORBIDDEN, &token, &subscriber, Some(&e.to_string()));
+    if let Err(e) = app
+        .csrf
+        .verify(f.get(csrf::FIELD), csrf_cookie_of(&headers), now)
+    {
+        return preferences_form(
+            &app,
+            StatusCode::FORBIDDEN,
+            &token,
+            &subscriber,
+            Some(&e.to_string()),
+        );
     }
     let site = app.site();
     let lang = f.get("lang").unwrap_or("").to_string();
@@ -577,8 +668,18 @@ async fn preferences(State(app): Shared, headers: HeaderMap, body: Bytes) -> Res
     let (l, t) = (lang.clone(), topics.clone());
     match blocking(move || store.set_preferences(id, &l, &t, &languages, now)).await {
         Ok(()) => {
-            let updated = Subscriber { lang, topics, ..subscriber };
-            preferences_form(&app, StatusCode::OK, &token, &updated, Some("Your choices are saved."))
+            let updated = Subscriber {
+                lang,
+                topics,
+                ..subscriber
+            };
+            preferences_form(
+                &app,
+                StatusCode::OK,
+                &token,
+                &updated,
+                Some("Your choices are saved."),
+            )
         }
         // A bad language: the store's own message says which ones exist.
         Err(e) if !site.languages.contains(&lang) => {

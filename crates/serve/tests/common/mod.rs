@@ -83,7 +83,10 @@ impl Project {
 <link rel=\"stylesheet\" href=\"/style.css\"></head><body><main><h1>{title}</h1>{body}</main>{FORM}</body></html>"
             )
         };
-        self.write("style.css", b"body{font-family:sans-serif;max-width:40em;margin:2em auto}");
+        self.write(
+            "style.css",
+            b"body{font-family:sans-serif;max-width:40em;margin:2em auto}",
+        );
         self.write(
             "en/index.html",
             page(
@@ -100,7 +103,10 @@ impl Project {
             )
             .as_bytes(),
         );
-        self.write("en/2014/world-day-against-trafficking/world-day-against-trafficking.en.pdf", PDF);
+        self.write(
+            "en/2014/world-day-against-trafficking/world-day-against-trafficking.en.pdf",
+            PDF,
+        );
     }
 
     pub fn outbox(&self) -> Vec<PathBuf> {
@@ -134,7 +140,9 @@ pub fn secret() -> Secret {
 }
 
 pub fn start_time() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 28, 0, 0, 0).single().expect("valid")
+    Utc.with_ymd_and_hms(2026, 11, 28, 0, 0, 0)
+        .single()
+        .expect("valid")
 }
 
 pub struct Running {
@@ -224,7 +232,11 @@ pub fn csrf_of(html: &str, set_cookie: &str) -> (String, String) {
 
 /// GET /subscribe: a fresh form token and its cookie.
 pub async fn form_token(c: &reqwest::Client, run: &Running) -> (String, String) {
-    let res = c.get(run.url("/subscribe")).send().await.expect("GET /subscribe");
+    let res = c
+        .get(run.url("/subscribe"))
+        .send()
+        .await
+        .expect("GET /subscribe");
     let cookie = res
         .headers()
         .get("set-cookie")
@@ -237,11 +249,19 @@ pub async fn form_token(c: &reqwest::Client, run: &Running) -> (String, String) 
 }
 
 pub fn form(fields: &[(&str, &str)]) -> String {
-    form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish()
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish()
 }
 
 /// POST /subscribe with a valid token: (status, body).
-pub async fn subscribe(c: &reqwest::Client, run: &Running, email: &str, lang: &str, topics: &[&str]) -> (u16, String) {
+pub async fn subscribe(
+    c: &reqwest::Client,
+    run: &Running,
+    email: &str,
+    lang: &str,
+    topics: &[&str],
+) -> (u16, String) {
     let (token, cookie) = form_token(c, run).await;
     let mut fields = vec![("csrf", token.as_str()), ("email", email), ("lang", lang)];
     fields.extend(topics.iter().map(|t| ("topics", *t)));
@@ -272,7 +292,9 @@ pub async fn wait_for_mails(p: &Project, n: usize) -> Vec<PathBuf> {
 /// The confirmation link in a mail, read with a real MIME parser.
 pub fn confirm_link(eml: &Path) -> String {
     let bytes = std::fs::read(eml).expect("eml");
-    let msg = mail_parser::MessageParser::default().parse(&bytes).expect("parses");
+    let msg = mail_parser::MessageParser::default()
+        .parse(&bytes)
+        .expect("parses");
     let text = msg.body_text(0).expect("text part").to_string();
     text.split_whitespace()
         .find(|w| w.contains("/confirm?token="))
