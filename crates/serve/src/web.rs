@@ -1,0 +1,690 @@
+//! The routes: static files from `public/`, and the subscription endpoints.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
+use axum::handler::HandlerWithoutStateExt;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use herald_mail::{
+    NewSubscriber, Purpose, Status, StoreError, Subscriber, TokenError, parse_address,
+};
+use tower_http::services::ServeDir;
+
+use crate::csrf::{self, CsrfError};
+use crate::mailer::Confirmation;
+use crate::{App, pages};
+
+type Shared = State<Arc<App>>;
+
+/// Scripts only from the site itself (none inline), no framing, forms post only here.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let public = app.root.join("public");
+    let files = ServeDir::new(public)
+        .append_index_html_on_directories(true)
+        .not_found_service(not_found.into_service());
+    Router::new()
+        .route("/subscribe", get(subscribe_page).post(subscribe))
+        .route("/confirm", get(confirm_page).post(confirm))
+        .route("/unsubscribe", get(unsubscribe_page).post(unsubscribe))
+        .route(
+            "/unsubscribe/{token}",
+            get(unsubscribe_page_path).post(unsubscribe_path),
+        )
+        .route("/preferences", get(preferences_page).post(preferences))
+        .fallback_service(files)
+        .layer(DefaultBodyLimit::max(app.settings.body_limit))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(app)
+}
+
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // Links carry tokens: never leak them to another site.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    res
+}
+
+async fn not_found(State(()): State<()>) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "Not found. It may not be published yet.\n",
+    )
+        .into_response()
+}
+
+/// An HTML page that must not be cached (it may hold tokens).
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn message(app: &App, status: StatusCode, title: &str, paragraphs: &[&str]) -> Response {
+    html(status, pages::message(&app.site(), title, paragraphs))
+}
+
+fn internal(app: &App, what: &str, e: impl std::fmt::Display) -> Response {
+    tracing::error!("{what}: {e}");
+    message(
+        app,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        &["The request could not be completed. Please try again later."],
+    )
+}
+
+/// Run store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A form body or query string, with repeated keys (`topics=a&topics=b`).
+struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    fn parse(bytes: &[u8]) -> Fields {
+        Fields(form_urlencoded::parse(bytes).into_owned().collect())
+    }
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+    fn all(&self, key: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, v)| k == key && !v.is_empty())
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+fn query(q: &Option<String>) -> Fields {
+    Fields::parse(q.as_deref().unwrap_or("").as_bytes())
+}
+
+fn client_ip(app: &App, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    if app.settings.trust_forwarded_for
+        && let Some(ip) = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+            .next_back()
+    {
+        return ip;
+    }
+    peer.ip()
+}
+
+fn csrf_cookie_of(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| csrf::cookie(v, csrf::COOKIE))
+}
+
+/// A fresh CSRF token and the cookie that carries it.
+fn new_csrf(app: &App) -> Result<(String, HeaderValue), String> {
+    let token = app.csrf.issue(app.now()).map_err(|e| e.to_string())?;
+    let secure = if app.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let max_age = u64::from(app.settings.form_expiry_minutes) * 60;
+    let cookie = format!(
+        "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}",
+        csrf::COOKIE
+    );
+    let value = HeaderValue::from_str(&cookie).map_err(|e| e.to_string())?;
+    Ok((token, value))
+}
+
+/// What a reader asked for in the subscribe form.
+struct Request {
+    email: String,
+    lang: String,
+    topics: Vec<String>,
+}
+
+fn subscribe_form(app: &App, status: StatusCode, req: &Request, problem: Option<&str>) -> Response {
+    let (token, cookie) = match new_csrf(app) {
+        Ok(t) => t,
+        Err(e) => return internal(app, "CSRF token", e),
+    };
+    let mut res = html(
+        status,
+        pages::subscribe_form(
+            &app.site(),
+            &token,
+            &req.email,
+            &req.lang,
+            &req.topics,
+            problem,
+        ),
+    );
+    res.headers_mut().append(header::SET_COOKIE, cookie);
+    res
+}
+
+fn requested(app: &App, f: &Fields) -> Request {
+    let site = app.site();
+    Request {
+        email: f.get("email").unwrap_or("").trim().to_string(),
+        lang: f
+            .get("lang")
+            .filter(|l| !l.is_empty())
+            .unwrap_or(&site.default_language)
+            .to_string(),
+        topics: f.all("topics"),
+    }
+}
+
+async fn subscribe_page(State(app): Shared, RawQuery(q): RawQuery) -> Response {
+    let req = requested(&app, &query(&q));
+    subscribe_form(&app, StatusCode::OK, &req, None)
+}
+
+async fn subscribe(
+    State(app): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = Fields::parse(&body);
+    let req = requested(&app, &f);
+    let now = app.now();
+    match app
+        .csrf
+        .verify(f.get(csrf::FIELD), csrf_cookie_of(&headers), now)
+    {
+        Ok(()) => {}
+        // The site's static pages carry no token: show this form, filled in, to
+        // submit once more. Nothing is stored or sent before that.
+        Err(CsrfError::Missing) if f.get(csrf::FIELD).is_none() => {
+            return subscribe_form(
+                &app,
+                StatusCode::OK,
+                &req,
+                Some("Check your details and press Subscribe."),
+            );
+        }
+        Err(e) => return subscribe_form(&app, StatusCode::FORBIDDEN, &req, Some(&e.to_string())),
+    }
+    let ip = client_ip(&app, peer, &headers);
+    if !app.limits.ip_allows(ip) {
+        let mut res = message(
+            &app,
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            &[
+                "Too many subscriptions were asked for from your network. Please try again in a few minutes.",
+            ],
+        );
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return res;
+    }
+    let address = match parse_address(&req.email) {
+        Ok(a) => a,
+        Err(e) => return subscribe_form(&app, StatusCode::BAD_REQUEST, &req, Some(&e.to_string())),
+    };
+    let site = app.site();
+    if !site.languages.contains(&req.lang) {
+        let p = format!(
+            "Language {:?} is not one of {}.",
+            req.lang,
+            site.languages.join(", ")
+        );
+        return subscribe_form(&app, StatusCode::BAD_REQUEST, &req, Some(&p));
+    }
+    if let Some(t) = req.topics.iter().find(|t| !site.topics.contains(t)) {
+        let p = format!("There is no topic {t:?}.");
+        return subscribe_form(&app, StatusCode::BAD_REQUEST, &req, Some(&p));
+    }
+    let referer = headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .map(|r| {
+            r.chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect::<String>()
+        });
+    let source = match referer {
+        Some(r) => format!("web form ({r})"),
+        None => "web form".to_string(),
+    };
+    let new = NewSubscriber {
+        address: address.clone(),
+        name: String::new(),
+        lang: req.lang.clone(),
+        topics: req.topics.clone(),
+        status: Status::Pending,
+        consent_source: source,
+        consent_ip: Some(ip.to_string()),
+        consent_at: None,
+    };
+    let store = app.store.clone();
+    let languages = site.languages.clone();
+    // The subscriber who should get a confirmation mail, if any.
+    let outcome = blocking(move || -> Result<Option<Subscriber>, StoreError> {
+        let existing = match store.subscriber_by_address(&new.address)? {
+            Some(s) => s,
+            None => match store.add_subscriber(new.clone(), &languages, now) {
+                Ok(s) => return Ok(Some(s)),
+                // Added by a concurrent request since we looked.
+                Err(StoreError::Exists(_)) => store
+                    .subscriber_by_address(&new.address)?
+                    .ok_or(StoreError::NotFound(new.address.clone()))?,
+                Err(e) => return Err(e),
+            },
+        };
+        Ok(match existing.status {
+            // Confirmed already: nothing to do, and the answer must not say so.
+            Status::Confirmed => None,
+            Status::Pending | Status::Unsubscribed | Status::Bounced => Some(existing),
+        })
+    })
+    .await;
+    let subscriber = match outcome {
+        Ok(s) => s,
+        Err(e) => return internal(&app, "subscribe", e),
+    };
+    if let Some(s) = subscriber
+        && app.limits.address_allows(&s.address)
+    {
+        // Preferences of an unconfirmed row may change: they take effect only
+        // once the mailbox's owner confirms.
+        if s.lang != req.lang || s.topics != req.topics {
+            let store = app.store.clone();
+            let (lang, topics, languages) =
+                (req.lang.clone(), req.topics.clone(), site.languages.clone());
+            let id = s.id;
+            if let Err(e) =
+                blocking(move || store.set_preferences(id, &lang, &topics, &languages, now)).await
+            {
+                return internal(&app, "subscribe", e);
+            }
+        }
+        // Sent in the background: the answer takes as long whether or not a mail goes.
+        tokio::spawn(send_confirmation(app.clone(), s.id, s.address));
+    }
+    message(
+        &app,
+        StatusCode::OK,
+        "Check your inbox",
+        &[
+            &format!(
+                "If {address} can receive statements, a mail with a confirmation link is on its way."
+            ),
+            "Open the link in it to start your subscription. Nothing is sent before you confirm.",
+        ],
+    )
+}
+
+async fn send_confirmation(app: Arc<App>, id: i64, address: String) {
+    let now = app.now();
+    let expires = now + chrono::Duration::hours(i64::from(app.settings.confirm_expiry_hours));
+    let token = app.secret.issue(Purpose::Confirm, id, Some(expires));
+    let link = format!("{}confirm?token={token}", app.public_url);
+    let site = app.site();
+    let c = Confirmation {
+        subscriber_id: id,
+        address: &address,
+        site: &site.title,
+        organization: &app.organization,
+        link: &link,
+        expires,
+    };
+    let sent = match app.mailer.compose(&c, now) {
+        Ok(m) => app.mailer.send(m).await,
+        Err(e) => Err(e),
+    };
+    match sent {
+        Ok(()) => tracing::info!("confirmation mail sent to subscriber #{id}"),
+        Err(e) => tracing::error!("confirmation mail to subscriber #{id}: {e}"),
+    }
+}
+
+/// Why a link was not accepted, for the reader.
+fn refused(app: &App, e: &TokenError) -> Response {
+    let status = match e {
+        TokenError::Expired => StatusCode::GONE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let hint = match e {
+        TokenError::Expired => "Please subscribe again to get a new link.",
+        _ => {
+            "Please open the link from the mail as it is; if it was split over two lines, join them."
+        }
+    };
+    message(
+        app,
+        status,
+        "This link does not work",
+        &[&e.to_string(), hint],
+    )
+}
+
+fn token_of(f: &Fields) -> &str {
+    f.get("token").unwrap_or("")
+}
+
+async fn lookup(app: &Arc<App>, id: i64) -> Result<Option<Subscriber>, Response> {
+    let store = app.store.clone();
+    blocking(move || store.subscriber(id))
+        .await
+        .map_err(|e| internal(app, "subscriber", e))
+}
+
+fn used(app: &App) -> Response {
+    message(
+        app,
+        StatusCode::GONE,
+        "This link was already used",
+        &["The subscription is confirmed already; a confirmation link works once."],
+    )
+}
+
+fn gone(app: &App) -> Response {
+    message(
+        app,
+        StatusCode::GONE,
+        "This link does not work any more",
+        &["The subscription it was for no longer exists. Please subscribe again."],
+    )
+}
+
+/// GET never confirms: mail scanners follow links.
+async fn confirm_page(State(app): Shared, RawQuery(q): RawQuery) -> Response {
+    let f = query(&q);
+    let token = token_of(&f);
+    let id = match app.secret.verify(token, Purpose::Confirm, app.now()) {
+        Ok(id) => id,
+        Err(e) => return refused(&app, &e),
+    };
+    match lookup(&app, id).await {
+        Err(r) => r,
+        Ok(None) => gone(&app),
+        Ok(Some(s)) if s.status == Status::Confirmed => used(&app),
+        Ok(Some(_)) => html(StatusCode::OK, pages::confirm_form(&app.site(), token)),
+    }
+}
+
+async fn confirm(State(app): Shared, body: Bytes) -> Response {
+    let f = Fields::parse(&body);
+    let now = app.now();
+    let id = match app.secret.verify(token_of(&f), Purpose::Confirm, now) {
+        Ok(id) => id,
+        Err(e) => return refused(&app, &e),
+    };
+    let store = app.store.clone();
+    // Check and change in one step of the store's lock order: a replay racing the
+    // first use finds the row confirmed.
+    let result = blocking(move || -> Result<Option<Status>, StoreError> {
+        let Some(s) = store.subscriber(id)? else {
+            return Ok(None);
+        };
+        if s.status != Status::Confirmed {
+            store.set_status(id, Status::Confirmed, None, now)?;
+        }
+        Ok(Some(s.status))
+    })
+    .await;
+    match result {
+        Err(e) => internal(&app, "confirm", e),
+        Ok(None) => gone(&app),
+        Ok(Some(Status::Confirmed)) => used(&app),
+        Ok(Some(_)) => {
+            let prefs = app.secret.issue(Purpose::Preferences, id, None);
+            let link = format!("/preferences?token={prefs}");
+            html(
+                StatusCode::OK,
+                pages::page(
+                    &app.site(),
+                    "Subscription confirmed",
+                    &format!(
+                        "<p>Thank you. Statements will come by email as they are published.</p>\n\
+<p>Every mail has a link to unsubscribe. You can also <a href=\"{}\">change your language and topics</a>.</p>\n",
+                        herald_content::html::escape(&link)
+                    ),
+                ),
+            )
+        }
+    }
+}
+
+async fn unsubscribe_page(State(app): Shared, RawQuery(q): RawQuery) -> Response {
+    let f = query(&q);
+    let token = token_of(&f).to_string();
+    let action = format!("/unsubscribe?token={}", encode(&token));
+    unsubscribe_get(&app, &token, &action)
+}
+
+async fn unsubscribe_page_path(State(app): Shared, Path(token): Path<String>) -> Response {
+    let action = format!("/unsubscribe/{}", encode(&token));
+    unsubscribe_get(&app, &token, &action)
+}
+
+fn encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn unsubscribe_get(app: &App, token: &str, action: &str) -> Response {
+    match app.secret.verify(token, Purpose::Unsubscribe, app.now()) {
+        Err(e) => refused(app, &e),
+        Ok(id) => {
+            let prefs = app.secret.issue(Purpose::Preferences, id, None);
+            html(
+                StatusCode::OK,
+                pages::unsubscribe_form(
+                    &app.site(),
+                    action,
+                    &format!("/preferences?token={prefs}"),
+                ),
+            )
+        }
+    }
+}
+
+async fn unsubscribe(State(app): Shared, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    let token = token_of(&query(&q)).to_string();
+    unsubscribe_post(app, token, body).await
+}
+
+async fn unsubscribe_path(State(app): Shared, Path(token): Path<String>, body: Bytes) -> Response {
+    unsubscribe_post(app, token, body).await
+}
+
+/// RFC 8058 one-click: the body must be `List-Unsubscribe=One-Click`. The signed
+/// token is the proof, so no CSRF token (mail providers post without cookies).
+async fn unsubscribe_post(app: Arc<App>, token: String, body: Bytes) -> Response {
+    let f = Fields::parse(&body);
+    if f.get("List-Unsubscribe") != Some("One-Click") {
+        return message(
+            &app,
+            StatusCode::BAD_REQUEST,
+            "Not unsubscribed",
+            &["The request must carry List-Unsubscribe=One-Click (RFC 8058)."],
+        );
+    }
+    let now = app.now();
+    let id = match app.secret.verify(&token, Purpose::Unsubscribe, now) {
+        Ok(id) => id,
+        Err(e) => return refused(&app, &e),
+    };
+    let store = app.store.clone();
+    let result = blocking(move || -> Result<(), StoreError> {
+        match store.subscriber(id)? {
+            Some(s) if s.status != Status::Unsubscribed => {
+                store.set_status(id, Status::Unsubscribed, None, now)
+            }
+            // Unknown (removed) or unsubscribed already: the reader's wish holds.
+            _ => Ok(()),
+        }
+    })
+    .await;
+    match result {
+        Err(e) => internal(&app, "unsubscribe", e),
+        Ok(()) => message(
+            &app,
+            StatusCode::OK,
+            "You are unsubscribed",
+            &[
+                "You will receive no more statements by email. To come back, subscribe again from any page.",
+            ],
+        ),
+    }
+}
+
+/// The preferences link, or a bulletin's unsubscribe link, opens the preferences.
+fn preferences_id(app: &App, token: &str) -> Result<i64, TokenError> {
+    let now = app.now();
+    app.secret
+        .verify(token, Purpose::Preferences, now)
+        .or_else(|e| match e {
+            TokenError::WrongPurpose => app.secret.verify(token, Purpose::Unsubscribe, now),
+            e => Err(e),
+        })
+}
+
+fn preferences_form(
+    app: &App,
+    status: StatusCode,
+    token: &str,
+    s: &Subscriber,
+    notice: Option<&str>,
+) -> Response {
+    let (csrf, cookie) = match new_csrf(app) {
+        Ok(t) => t,
+        Err(e) => return internal(app, "CSRF token", e),
+    };
+    let mut res = html(
+        status,
+        pages::preferences_form(
+            &app.site(),
+            &csrf,
+            token,
+            &s.address,
+            &s.lang,
+            &s.topics,
+            notice,
+        ),
+    );
+    res.headers_mut().append(header::SET_COOKIE, cookie);
+    res
+}
+
+async fn preferences_page(State(app): Shared, RawQuery(q): RawQuery) -> Response {
+    let f = query(&q);
+    let token = token_of(&f);
+    let id = match preferences_id(&app, token) {
+        Ok(id) => id,
+        Err(e) => return refused(&app, &e),
+    };
+    match lookup(&app, id).await {
+        Err(r) => r,
+        Ok(None) => gone(&app),
+        Ok(Some(s)) => preferences_form(&app, StatusCode::OK, token, &s, None),
+    }
+}
+
+async fn preferences(State(app): Shared, headers: HeaderMap, body: Bytes) -> Response {
+    let f = Fields::parse(&body);
+    let token = token_of(&f).to_string();
+    let id = match preferences_id(&app, &token) {
+        Ok(id) => id,
+        Err(e) => return refused(&app, &e),
+    };
+    let now = app.now();
+    let subscriber = match lookup(&app, id).await {
+        Err(r) => return r,
+        Ok(None) => return gone(&app),
+        Ok(Some(s)) => s,
+    };
+    if let Err(e) = app
+        .csrf
+        .verify(f.get(csrf::FIELD), csrf_cookie_of(&headers), now)
+    {
+        return preferences_form(
+            &app,
+            StatusCode::FORBIDDEN,
+            &token,
+            &subscriber,
+            Some(&e.to_string()),
+        );
+    }
+    let site = app.site();
+    let lang = f.get("lang").unwrap_or("").to_string();
+    let topics = f.all("topics");
+    if let Some(t) = topics.iter().find(|t| !site.topics.contains(t)) {
+        let p = format!("There is no topic {t:?}.");
+        return preferences_form(&app, StatusCode::BAD_REQUEST, &token, &subscriber, Some(&p));
+    }
+    let store = app.store.clone();
+    let languages = site.languages.clone();
+    let (l, t) = (lang.clone(), topics.clone());
+    match blocking(move || store.set_preferences(id, &l, &t, &languages, now)).await {
+        Ok(()) => {
+            let updated = Subscriber {
+                lang,
+                topics,
+                ..subscriber
+            };
+            preferences_form(
+                &app,
+                StatusCode::OK,
+                &token,
+                &updated,
+                Some("Your choices are saved."),
+            )
+        }
+        // A bad language: the store's own message says which ones exist.
+        Err(e) if !site.languages.contains(&lang) => {
+            preferences_form(&app, StatusCode::BAD_REQUEST, &token, &subscriber, Some(&e))
+        }
+        Err(e) => internal(&app, "preferences", e),
+    }
+}

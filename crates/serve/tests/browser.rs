@@ -1,0 +1,284 @@
+//! End to end in Debian's headless Chromium, driven over the DevTools protocol:
+//! open the index, follow a statement, download its PDF, subscribe with the page's
+//! form, confirm from the mail, unsubscribe from a bulletin's link. Screenshots of
+//! the index and the statement go to `target/artifacts/`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use herald_mail::{Purpose, Status};
+use serde_json::{Value, json};
+use tungstenite::{Message, WebSocket};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+struct Browser {
+    child: Child,
+    ws: WebSocket<TcpStream>,
+    session: String,
+    next: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Browser {
+    fn launch() -> Browser {
+        let profile = tempfile::tempdir().expect("profile");
+        // Download PDFs instead of opening them in the built-in viewer.
+        std::fs::create_dir_all(profile.path().join("Default")).expect("profile dir");
+        std::fs::write(
+            profile.path().join("Default/Preferences"),
+            r#"{"plugins":{"always_open_pdf_externally":true},"download":{"prompt_for_download":false}}"#,
+        )
+        .expect("preferences");
+        let mut child = Command::new(CHROMIUM)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--window-size=1200,900",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("chromium starts (run .ci/setup-serve.sh)");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let url = loop {
+            let line = lines.next().expect("DevTools line").expect("utf-8");
+            if let Some(u) = line.strip_prefix("DevTools listening on ") {
+                break u.trim().to_string();
+            }
+        };
+        // Keep draining stderr so chromium never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        let hostport = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .expect("host")
+            .to_string();
+        let stream = TcpStream::connect(&hostport).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let (ws, _) = tungstenite::client(url.as_str(), stream).expect("websocket");
+        let mut b = Browser {
+            child,
+            ws,
+            session: String::new(),
+            next: 0,
+            _profile: profile,
+        };
+        let targets = b.call(None, "Target.getTargets", json!({}));
+        let page = targets["targetInfos"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .find(|t| t["type"] == "page")
+            .expect("a page")["targetId"]
+            .clone();
+        let attached = b.call(
+            None,
+            "Target.attachToTarget",
+            json!({"targetId": page, "flatten": true}),
+        );
+        b.session = attached["sessionId"].as_str().expect("session").to_string();
+        b.page("Page.enable", json!({}));
+        b
+    }
+
+    /// Send a command and wait for its answer, skipping events.
+    fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let id = self.next;
+        let mut msg = json!({"id": id, "method": method, "params": params});
+        if let Some(s) = session {
+            msg["sessionId"] = json!(s);
+        }
+        self.ws.send(Message::text(msg.to_string())).expect("send");
+        loop {
+            let m = self.ws.read().expect("read");
+            let Message::Text(t) = m else { continue };
+            let v: Value = serde_json::from_str(&t).expect("json");
+            if v["id"] == id {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    fn page(&mut self, method: &str, params: Value) -> Value {
+        let s = self.session.clone();
+        self.call(Some(&s), method, params)
+    }
+
+    fn eval(&mut self, js: &str) -> Value {
+        let r = self.page(
+            "Runtime.evaluate",
+            json!({"expression": js, "returnByValue": true}),
+        );
+        r["result"]["value"].clone()
+    }
+
+    /// Wait until the page at a URL containing `part` has loaded.
+    fn wait_for(&mut self, part: &str) {
+        let start = Instant::now();
+        loop {
+            let href = self
+                .eval("location.href")
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let ready = self.eval("document.readyState");
+            if href.contains(part) && ready == "complete" {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "never reached {part}, at {href}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn goto(&mut self, url: &str) {
+        self.page("Page.navigate", json!({"url": url}));
+        self.wait_for(url);
+    }
+
+    fn text(&mut self) -> String {
+        self.eval("document.body.innerText")
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn screenshot(&mut self, path: &Path) {
+        let r = self.page("Page.captureScreenshot", json!({"format": "png"}));
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().expect("data"))
+            .expect("base64");
+        assert!(png.starts_with(b"\x89PNG"));
+        std::fs::write(path, png).expect("write screenshot");
+    }
+}
+
+fn artifacts() -> PathBuf {
+    let dir = workspace().join("target/artifacts");
+    std::fs::create_dir_all(&dir).expect("artifacts");
+    dir
+}
+
+#[test]
+fn reader_subscribes_confirms_and_unsubscribes_in_chromium() {
+    let p = Project::new("");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let run = rt.block_on(start(&p));
+    let mut b = Browser::launch();
+    let downloads = tempfile::tempdir().expect("downloads");
+    b.call(
+        None,
+        "Browser.setDownloadBehavior",
+        json!({"behavior": "allow", "downloadPath": downloads.path().to_str().expect("utf-8")}),
+    );
+
+    // The index, then the statement by its link.
+    b.goto(&run.url("/en/"));
+    assert!(b.text().contains("World Day against Trafficking"));
+    b.screenshot(&artifacts().join("serve-index.png"));
+    b.eval("document.querySelector('#first').click()");
+    b.wait_for("/en/2014/world-day-against-trafficking/");
+    b.screenshot(&artifacts().join("serve-statement.png"));
+
+    // Its PDF, downloaded by following the link.
+    b.eval("document.querySelector('#pdf').click()");
+    let pdf = downloads
+        .path()
+        .join("world-day-against-trafficking.en.pdf");
+    let start = Instant::now();
+    while !pdf.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no PDF downloaded"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(std::fs::read(&pdf).expect("pdf"), PDF);
+
+    // The page's own subscribe form (no token: the service asks once more).
+    b.eval(
+        "document.querySelector('#subscribe-email').value = 'browser@example.org';\
+         document.querySelector('#subscribe-lang').value = 'ru';\
+         document.querySelector('input[value=migration]').checked = true;\
+         document.querySelector('#subscribe-button').click()",
+    );
+    b.wait_for("/subscribe");
+    assert!(b.text().contains("Check your details"), "{}", b.text());
+    b.eval("document.querySelector('#subscribe').click()");
+    let start = Instant::now();
+    while !b.text().contains("Check your inbox") {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", b.text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = p.subscriber("browser@example.org").expect("stored");
+    assert_eq!(
+        (s.status, s.lang.as_str(), s.topics.clone()),
+        (Status::Pending, "ru", vec!["migration".to_string()])
+    );
+
+    // The confirmation mail, and its link opened in the browser.
+    let mails = rt.block_on(wait_for_mails(&p, 1));
+    let link = confirm_link(&mails[0]);
+    b.goto(&link);
+    assert_eq!(
+        p.status("browser@example.org"),
+        Some(Status::Pending),
+        "GET must not confirm"
+    );
+    b.eval("document.querySelector('#confirm').click()");
+    let start = Instant::now();
+    while !b.text().contains("Subscription confirmed") {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", b.text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(p.status("browser@example.org"), Some(Status::Confirmed));
+
+    // A bulletin's unsubscribe link (as herald-mail makes it), opened and clicked.
+    let token = secret().issue(Purpose::Unsubscribe, s.id, None);
+    b.goto(&run.url(&format!("/unsubscribe/{token}")));
+    assert_eq!(
+        p.status("browser@example.org"),
+        Some(Status::Confirmed),
+        "GET must not unsubscribe"
+    );
+    b.eval("document.querySelector('#unsubscribe').click()");
+    let start = Instant::now();
+    while !b.text().contains("You are unsubscribed") {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", b.text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(p.status("browser@example.org"), Some(Status::Unsubscribed));
+    drop(run);
+}

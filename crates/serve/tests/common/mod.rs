@@ -1,0 +1,307 @@
+//! A project in a temporary folder (the sample content, a small published site,
+//! [serve] settings) and a server on 127.0.0.1:0 to talk to.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeZone, Utc};
+use herald_mail::{MailStore, Secret, Status, Subscriber};
+use herald_serve::{Rebuild, ServeOptions};
+
+pub const SECRET: [u8; 32] = [42u8; 32];
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A minimal PDF, so the browser test has a real file to download.
+pub const PDF: &[u8] = b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n";
+
+const FORM: &str = r#"<section class="subscribe"><h2>Subscribe by email</h2>
+<form method="post" action="/subscribe">
+<p><label for="subscribe-email">Email</label>
+<input id="subscribe-email" name="email" type="email" required></p>
+<p><label for="subscribe-lang">Language</label><select id="subscribe-lang" name="lang">
+<option value="en" selected>English</option><option value="ru">Русский</option><option value="kk">Қазақша</option></select></p>
+<fieldset><legend>Topics</legend>
+<label><input type="checkbox" name="topics" value="migration"> Migration</label>
+<label><input type="checkbox" name="topics" value="trafficking"> Trafficking</label>
+</fieldset>
+<p><button type="submit" id="subscribe-button">Subscribe</button></p>
+</form></section>"#;
+
+impl Project {
+    /// The sample content, `serve` settings appended to herald.toml, and `public/` as
+    /// a publish would have written it (the embargoed 2027 statement absent).
+    pub fn new(serve: &str) -> Project {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_dir(&workspace().join("content"), &dir.path().join("content"));
+        let toml = dir.path().join("content/herald.toml");
+        let mut text = std::fs::read_to_string(&toml).expect("herald.toml");
+        text.push_str("\n[serve]\n");
+        text.push_str(serve);
+        std::fs::write(&toml, text).expect("write herald.toml");
+        let p = Project { dir };
+        p.write_site();
+        p
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, bytes: &[u8]) {
+        let path = self.root().join("public").join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, bytes).expect("write");
+    }
+
+    fn write_site(&self) {
+        let page = |title: &str, body: &str| {
+            format!(
+                "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+<link rel=\"stylesheet\" href=\"/style.css\"></head><body><main><h1>{title}</h1>{body}</main>{FORM}</body></html>"
+            )
+        };
+        self.write(
+            "style.css",
+            b"body{font-family:sans-serif;max-width:40em;margin:2em auto}",
+        );
+        self.write(
+            "en/index.html",
+            page(
+                "UN Kazakhstan — Official Statements",
+                "<ul><li><a id=\"first\" href=\"/en/2014/world-day-against-trafficking/\">Joint statement on the first World Day against Trafficking in Persons</a></li></ul>",
+            )
+            .as_bytes(),
+        );
+        self.write(
+            "en/2014/world-day-against-trafficking/index.html",
+            page(
+                "Joint statement on the first World Day against Trafficking in Persons",
+                "<p>Statement text.</p><p><a id=\"pdf\" href=\"world-day-against-trafficking.en.pdf\">PDF</a></p>",
+            )
+            .as_bytes(),
+        );
+        self.write(
+            "en/2014/world-day-against-trafficking/world-day-against-trafficking.en.pdf",
+            PDF,
+        );
+    }
+
+    pub fn outbox(&self) -> Vec<PathBuf> {
+        let dir = self.root().join("outbox");
+        let mut v: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        v.sort();
+        v
+    }
+
+    pub fn store(&self) -> MailStore {
+        MailStore::open(&self.root().join(".herald/herald.db")).expect("store")
+    }
+
+    pub fn subscriber(&self, address: &str) -> Option<Subscriber> {
+        self.store().subscriber_by_address(address).expect("query")
+    }
+
+    pub fn status(&self, address: &str) -> Option<Status> {
+        self.subscriber(address).map(|s| s.status)
+    }
+}
+
+pub fn secret() -> Secret {
+    Secret::from_bytes(&SECRET).expect("secret")
+}
+
+pub fn start_time() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 28, 0, 0, 0)
+        .single()
+        .expect("valid")
+}
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub clock: Arc<Mutex<DateTime<Utc>>>,
+    pub rebuilds: Arc<AtomicUsize>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub fn advance(&self, d: chrono::Duration) {
+        let mut t = self.clock.lock().expect("clock");
+        *t += d;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path.trim_start_matches('/'))
+    }
+
+    pub fn rebuilds(&self) -> usize {
+        self.rebuilds.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+pub async fn start(project: &Project) -> Running {
+    let clock = Arc::new(Mutex::new(start_time()));
+    let c = clock.clone();
+    let rebuilds = Arc::new(AtomicUsize::new(0));
+    let r = rebuilds.clone();
+    let rebuild: Rebuild = Arc::new(move || {
+        r.fetch_add(1, Ordering::SeqCst);
+    });
+    let opts = ServeOptions {
+        root: project.root().to_path_buf(),
+        listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        clock: Arc::new(move || *c.lock().expect("clock")),
+        rebuild: Some(rebuild),
+        secret: Some(secret()),
+    };
+    let server = herald_serve::bind(opts).await.expect("bind");
+    let addr = server.local_addr();
+    let base = server.public_url().to_string();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server
+            .run_until(async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server");
+    });
+    Running {
+        addr,
+        base,
+        clock,
+        rebuilds,
+        stop: Some(tx),
+        task,
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// The value of `name="csrf"` in a form page, and the cookie pair to send back.
+pub fn csrf_of(html: &str, set_cookie: &str) -> (String, String) {
+    let marker = "name=\"csrf\" value=\"";
+    let at = html.find(marker).expect("csrf field") + marker.len();
+    let token = html[at..].split('"').next().expect("value").to_string();
+    let cookie = set_cookie.split(';').next().expect("cookie").to_string();
+    (token, cookie)
+}
+
+/// GET /subscribe: a fresh form token and its cookie.
+pub async fn form_token(c: &reqwest::Client, run: &Running) -> (String, String) {
+    let res = c
+        .get(run.url("/subscribe"))
+        .send()
+        .await
+        .expect("GET /subscribe");
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .expect("set-cookie")
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    let html = res.text().await.expect("body");
+    csrf_of(&html, &cookie)
+}
+
+pub fn form(fields: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish()
+}
+
+/// POST /subscribe with a valid token: (status, body).
+pub async fn subscribe(
+    c: &reqwest::Client,
+    run: &Running,
+    email: &str,
+    lang: &str,
+    topics: &[&str],
+) -> (u16, String) {
+    let (token, cookie) = form_token(c, run).await;
+    let mut fields = vec![("csrf", token.as_str()), ("email", email), ("lang", lang)];
+    fields.extend(topics.iter().map(|t| ("topics", *t)));
+    let res = c
+        .post(run.url("/subscribe"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", cookie)
+        .body(form(&fields))
+        .send()
+        .await
+        .expect("POST /subscribe");
+    let status = res.status().as_u16();
+    (status, res.text().await.expect("body"))
+}
+
+/// Wait (up to 5 s) for the outbox to hold `n` mails.
+pub async fn wait_for_mails(p: &Project, n: usize) -> Vec<PathBuf> {
+    for _ in 0..100 {
+        let v = p.outbox();
+        if v.len() >= n {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    p.outbox()
+}
+
+/// The confirmation link in a mail, read with a real MIME parser.
+pub fn confirm_link(eml: &Path) -> String {
+    let bytes = std::fs::read(eml).expect("eml");
+    let msg = mail_parser::MessageParser::default()
+        .parse(&bytes)
+        .expect("parses");
+    let text = msg.body_text(0).expect("text part").to_string();
+    text.split_whitespace()
+        .find(|w| w.contains("/confirm?token="))
+        .expect("a confirmation link")
+        .to_string()
+}
+
+pub fn token_of(link: &str) -> String {
+    link.rsplit_once("token=").expect("token").1.to_string()
+}
