@@ -51,6 +51,8 @@ pub struct Settings {
     /// The tag: URI authority for feed ids.
     pub authority: String,
     pub mail: herald_mail::MailSettings,
+    /// `herald serve` runs at the site's origin: pages carry its subscribe form.
+    pub subscribe: bool,
 }
 
 fn channel_err(channel: &'static str, e: impl std::fmt::Display) -> Error {
@@ -84,7 +86,11 @@ impl Settings {
         let authority = feed.authority(config);
         let mail: herald_mail::MailSettings =
             config.section("mail").map_err(|d| channel_err("mail", d))?;
+        let serve: herald_serve::ServeSettings = config
+            .section("serve")
+            .map_err(|d| channel_err("serve", d))?;
         Ok(Settings {
+            subscribe: serve.public_url.is_some(),
             mail,
             schedules,
             feed,
@@ -221,12 +227,25 @@ fn feed(ctx: &Ctx<'_>, flow: &Flow) -> Result<String, Error> {
 }
 
 fn site(ctx: &Ctx<'_>, flow: &Flow) -> Result<(), Error> {
+    let mut topics: Vec<String> = ctx
+        .due
+        .iter()
+        .flat_map(|s| s.meta.topics.iter().cloned())
+        .collect();
+    topics.sort();
+    topics.dedup();
+    // Same origin as the pages (the CSP of `herald serve` allows no other).
+    let form = herald_site::SubscribeForm {
+        action: "/subscribe".into(),
+        languages: ctx.corpus.config.languages.clone(),
+        topics,
+    };
     let input = herald_site::SiteInput {
         corpus: ctx.corpus,
         published: ctx.due,
         pdfs: herald_site::PdfLinks::Sizes(&flow.pdf_sizes),
         feeds: &FeedKind::ALL,
-        subscribe: None,
+        subscribe: ctx.settings.subscribe.then_some(&form),
     };
     herald_site::render(&input, ctx.sink).map_err(|e| channel_err("site", e))?;
     Ok(())
@@ -240,8 +259,9 @@ pub struct MailCtx<'a> {
     pub due: &'a [&'a Statement],
     pub now: DateTime<Utc>,
     pub dry_run: bool,
-    /// (id, lang) published for the first time in this run.
-    pub newly_published: &'a [(String, String)],
+    /// Due statement versions the mail channel has not queued yet (a crash or
+    /// `--no-mail` may have left some from earlier runs).
+    pub unqueued: &'a [&'a Statement],
     pub cancel: &'a AtomicBool,
 }
 
@@ -255,8 +275,8 @@ fn progress() -> indicatif::ProgressBar {
     }
 }
 
-/// Queue bulletins for the statements published for the first time in this run,
-/// then deliver every pending bulletin (including those a crash left pending).
+/// Queue bulletins for due statement versions not queued before, then deliver
+/// every pending bulletin (including those a crash left pending).
 pub fn mail(ctx: &MailCtx<'_>) -> Result<Option<ChannelReport>, Error> {
     let settings = &ctx.settings.mail;
     if ctx.dry_run {
@@ -264,17 +284,8 @@ pub fn mail(ctx: &MailCtx<'_>) -> Result<Option<ChannelReport>, Error> {
     }
     let store =
         herald_mail::MailStore::open(&ctx.paths.ledger).map_err(|e| channel_err("mail", e))?;
-    let fresh: Vec<&Statement> = ctx
-        .due
-        .iter()
-        .copied()
-        .filter(|s| {
-            ctx.newly_published
-                .iter()
-                .any(|(id, lang)| *id == s.id && *lang == s.lang)
-        })
-        .collect();
-    let queued = herald_mail::queue(&store, ctx.corpus, settings, &fresh, ctx.now)
+    // Idempotent: herald-mail never queues a subscriber twice for one statement.
+    let queued = herald_mail::queue(&store, ctx.corpus, settings, ctx.unqueued, ctx.now)
         .map_err(|e| channel_err("mail", e))?;
     let secret = herald_mail::Secret::from_env_or_file(&ctx.paths.state)
         .map_err(|e| channel_err("mail", e))?;

@@ -45,6 +45,12 @@ pub enum Command {
     },
     /// Stay running: publish as embargoes lift and schedule slots come due.
     Run,
+    /// Serve `public/` for preview and handle subscriptions (see docs/serve.md).
+    Serve {
+        /// Listen here instead of `[serve] listen` (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Manage bulletin subscribers.
     Subscribers {
         #[command(subcommand)]
@@ -223,6 +229,43 @@ pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
                 .unwrap_or(crate::schedule::DEFAULT_LOCK_WAIT);
             drop(corpus);
             crate::run::run_forever(root, &Utc::now, wait, &mut out)?;
+            Ok(exit::OK)
+        }
+        Command::Serve { listen } => {
+            crate::check(&root)?;
+            let mut opts = herald_serve::ServeOptions::new(root.clone());
+            opts.listen = *listen;
+            // Content edits republish (embargo respected, exactly once), under the lock.
+            let rebuild_root = root.clone();
+            opts.rebuild = Some(std::sync::Arc::new(move || {
+                let now = Utc::now();
+                let result = crate::lock::Lock::acquire(
+                    &crate::Paths::new(&rebuild_root).state,
+                    crate::schedule::DEFAULT_LOCK_WAIT,
+                )
+                .map_err(Error::from)
+                .and_then(|_lock| {
+                    crate::publish(&PublishOptions {
+                        root: rebuild_root.clone(),
+                        now,
+                        dry_run: false,
+                        started_at: now,
+                        mail: true,
+                        cancel: None,
+                    })
+                });
+                match result {
+                    Ok(r) => {
+                        let mut err = std::io::stderr();
+                        print_report(&mut err, &r);
+                    }
+                    Err(e) => eprintln!("herald serve: rebuild failed: {e}"),
+                }
+            }));
+            herald_serve::run(opts).map_err(|e| Error::Channel {
+                channel: "serve",
+                message: e.to_string(),
+            })?;
             Ok(exit::OK)
         }
         Command::Subscribers { command } => {

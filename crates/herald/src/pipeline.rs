@@ -253,6 +253,11 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
 
     if opts.mail {
         let cancel = opts.cancel.clone().unwrap_or_default();
+        let unqueued: Vec<&Statement> = due
+            .iter()
+            .copied()
+            .filter(|s| is_new(s, Channel::Mail))
+            .collect();
         let mail = channels::mail(&channels::MailCtx {
             corpus: &corpus,
             settings: &channel_settings,
@@ -261,10 +266,30 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
             due: &due,
             now,
             dry_run: opts.dry_run,
-            newly_published: &new_statements,
+            unqueued: &unqueued,
             cancel: &cancel,
         })?;
         if let Some(rep) = mail {
+            // Queued bulletins are in the mail tables now; remember that these
+            // versions need no queueing again.
+            if !unqueued.is_empty() {
+                ledger.commit(&Record {
+                    now,
+                    started_at: opts.started_at,
+                    publications: unqueued
+                        .iter()
+                        .map(|s| {
+                            (
+                                s.id.as_str(),
+                                s.lang.as_str(),
+                                Channel::Mail.name(),
+                                s.digest.as_str(),
+                            )
+                        })
+                        .collect(),
+                    ..Default::default()
+                })?;
+            }
             reports.push(rep);
         }
     }
