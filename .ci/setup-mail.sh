@@ -6,6 +6,7 @@ export DEBIAN_FRONTEND=noninteractive
 need=()
 command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 command -v spamassassin >/dev/null 2>&1 || need+=(spamassassin)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   # Postfix asks how to configure itself: install it unconfigured, and keep it stopped.
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
