@@ -58,6 +58,10 @@ impl Project {
         copy_dir(&workspace().join("content"), &dir.path().join("content"));
         let toml = dir.path().join("content/herald.toml");
         let mut text = std::fs::read_to_string(&toml).expect("herald.toml");
+        // The test's own [serve] settings replace the sample's.
+        if let Some(at) = text.find("\n[serve]") {
+            text.truncate(at);
+        }
         text.push_str("\n[serve]\n");
         text.push_str(serve);
         std::fs::write(&toml, text).expect("write herald.toml");
