@@ -46,8 +46,6 @@ pub struct Settings {
     pub feed: herald_feed::FeedSettings,
     pub site: herald_site::SiteSettings,
     pub pdf: herald_pdf::PdfSettings,
-    /// Parsed fonts and hyphenation patterns, made once per publish.
-    pub pdf_renderer: herald_pdf::Renderer,
     /// The tag: URI authority for feed ids.
     pub authority: String,
     pub mail: herald_mail::MailSettings,
@@ -81,8 +79,6 @@ impl Settings {
             herald_site::SiteSettings::from_config(config).map_err(|e| channel_err("site", e))?;
         let pdf =
             herald_pdf::PdfSettings::from_config(config).map_err(|e| channel_err("pdf", e))?;
-        let pdf_renderer =
-            herald_pdf::Renderer::new(config, &pdf).map_err(|e| channel_err("pdf", e))?;
         let authority = feed.authority(config);
         let mail: herald_mail::MailSettings =
             config.section("mail").map_err(|d| channel_err("mail", d))?;
@@ -96,7 +92,6 @@ impl Settings {
             feed,
             site,
             pdf,
-            pdf_renderer,
             authority,
         })
     }
@@ -153,35 +148,45 @@ pub fn run(ch: Channel, ctx: &Ctx<'_>, flow: &mut Flow) -> Result<ChannelReport,
 }
 
 /// Render the PDFs of new statement versions (and any whose file went missing);
-/// keep the others as they are.
+/// keep the others as they are. Fonts are parsed only when something renders.
 fn pdf(ctx: &Ctx<'_>, flow: &mut Flow) -> Result<(), Error> {
     let previous: HashMap<&str, &str> = ctx
         .previous_outputs
         .iter()
         .map(|(p, d)| (p.as_str(), d.as_str()))
         .collect();
-    let sizes: Vec<(String, u64)> = ctx
-        .due
+    let mut todo: Vec<&Statement> = Vec::new();
+    for s in ctx.due {
+        let path = urls::pdf(s);
+        if !(ctx.is_new)(s, Channel::Pdf)
+            && let (Some(digest), Ok(meta)) = (
+                previous.get(path.as_str()),
+                ctx.paths.public.join(&path).metadata(),
+            )
+        {
+            ctx.sink.keep(&path, digest)?;
+            flow.pdf_sizes.insert(path, meta.len());
+        } else {
+            todo.push(s);
+        }
+    }
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let renderer = herald_pdf::Renderer::new(&ctx.corpus.config, &ctx.settings.pdf)
+        .map_err(|e| channel_err("pdf", e))?;
+    let rendered: Vec<(String, u64)> = todo
         .par_iter()
         .map(|s| {
             let path = urls::pdf(s);
-            let on_disk = ctx.paths.public.join(&path);
-            if !(ctx.is_new)(s, Channel::Pdf)
-                && let (Some(digest), Ok(meta)) = (previous.get(path.as_str()), on_disk.metadata())
-            {
-                ctx.sink.keep(&path, digest)?;
-                return Ok((path, meta.len()));
-            }
-            let bytes = ctx
-                .settings
-                .pdf_renderer
+            let bytes = renderer
                 .render(&ctx.corpus.config, s)
                 .map_err(|e| channel_err("pdf", format!("{}: {e}", s.path.display())))?;
             ctx.sink.put(&path, &bytes)?;
             Ok((path, bytes.len() as u64))
         })
         .collect::<Result<_, Error>>()?;
-    flow.pdf_sizes = sizes.into_iter().collect();
+    flow.pdf_sizes.extend(rendered);
     Ok(())
 }
 

@@ -148,6 +148,15 @@ where
     }
 }
 
+/// `[schedule] lock_wait_seconds`, read from herald.toml alone (publish itself
+/// loads and validates everything; loading it twice would double the cost).
+fn lock_wait(root: &Path) -> std::time::Duration {
+    herald_content::Config::load(&crate::Paths::new(root).content.join("herald.toml"))
+        .ok()
+        .and_then(|c| crate::schedule::Schedules::from_config(&c).ok())
+        .map_or(crate::schedule::DEFAULT_LOCK_WAIT, |s| s.lock_wait)
+}
+
 fn mail_err(e: &dyn std::fmt::Display) -> Error {
     Error::Channel {
         channel: "mail",
@@ -189,12 +198,7 @@ pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
             dry_run,
             no_mail,
         } => {
-            // Validate before waiting for the lock: a bad file is reported at once.
-            let corpus = crate::check(&root)?;
-            let wait = crate::schedule::Schedules::from_config(&corpus.config)
-                .map(|s| s.lock_wait)
-                .unwrap_or(crate::schedule::DEFAULT_LOCK_WAIT);
-            drop(corpus);
+            let wait = lock_wait(&root);
             let _lock = if *dry_run {
                 None
             } else {
@@ -223,11 +227,8 @@ pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
             Ok(if attention { exit::ATTENTION } else { exit::OK })
         }
         Command::Run => {
-            let corpus = crate::check(&root)?;
-            let wait = crate::schedule::Schedules::from_config(&corpus.config)
-                .map(|s| s.lock_wait)
-                .unwrap_or(crate::schedule::DEFAULT_LOCK_WAIT);
-            drop(corpus);
+            crate::check(&root)?;
+            let wait = lock_wait(&root);
             crate::run::run_forever(root, &Utc::now, wait, &mut out)?;
             Ok(exit::OK)
         }

@@ -309,6 +309,11 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
 /// Validate everything; the corpus on success.
 pub fn check(root: &Path) -> Result<Corpus, Error> {
     let corpus = herald_content::load(root)?;
-    channels::Settings::load(&corpus)?;
+    let settings = channels::Settings::load(&corpus)?;
+    // Publish parses fonts only when a PDF renders; check catches a bad font list now.
+    herald_pdf::Renderer::new(&corpus.config, &settings.pdf).map_err(|e| Error::Channel {
+        channel: "pdf",
+        message: e.to_string(),
+    })?;
     Ok(corpus)
 }

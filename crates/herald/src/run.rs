@@ -116,16 +116,11 @@ pub fn run_forever(
     let paths = Paths::new(&root);
     let mut seen = content_stamp(&paths.content);
     let mut dirty = true; // catch up once on start
+    // Known until the content changes or a cycle runs: loading content every poll
+    // would cost a full validation each POLL.
+    let mut wake: Option<DateTime<Utc>> = None;
     while !stop.load(Ordering::SeqCst) {
         let now = clock();
-        let wake = match next_wake(&root, now) {
-            Ok(w) => w,
-            Err(e) => {
-                // Bad content while running: report and wait for the editor to fix it.
-                let _ = writeln!(out, "herald run: {e}");
-                None
-            }
-        };
         if dirty || wake.is_some_and(|w| w <= now) {
             dirty = false;
             match Lock::acquire(&paths.state, lock_wait) {
@@ -144,6 +139,14 @@ pub fn run_forever(
                     let _ = writeln!(out, "herald run: {e}");
                 }
             }
+            wake = match next_wake(&root, now) {
+                Ok(w) => w,
+                Err(e) => {
+                    // Bad content while running: report and wait for the editor to fix it.
+                    let _ = writeln!(out, "herald run: {e}");
+                    None
+                }
+            };
             let _ = out.flush();
             continue;
         }

@@ -28,16 +28,21 @@ pub fn print(root: &Path, now: DateTime<Utc>, out: &mut impl Write) -> Result<()
     };
     let mut per_channel: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     if let Some(l) = &ledger {
-        let pubs = l.publications()?;
+        let pubs: std::collections::HashSet<(String, String, String, String)> = l
+            .publications()?
+            .into_iter()
+            .map(|p| (p.statement, p.lang, p.channel, p.version))
+            .collect();
         for s in &due {
             for ch in crate::channels::Channel::PUBLIC {
                 let e = per_channel.entry(ch.name().to_string()).or_default();
-                let current = pubs.iter().any(|p| {
-                    p.statement == s.id
-                        && p.lang == s.lang
-                        && p.channel == ch.name()
-                        && p.version == s.digest
-                });
+                let key = (
+                    s.id.clone(),
+                    s.lang.clone(),
+                    ch.name().to_string(),
+                    s.digest.clone(),
+                );
+                let current = pubs.contains(&key);
                 if current {
                     e.0 += 1;
                 } else {
