@@ -21,8 +21,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use herald_mail::{MailSettings, MailStore, Secret, StoreError, TokenError};
-use notify::RecursiveMode;
-use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
+use notify::{EventKind, RecursiveMode, Watcher};
 
 pub use pages::SiteInfo;
 pub use settings::ServeSettings;
@@ -155,7 +154,7 @@ impl App {
 pub struct Server {
     listener: tokio::net::TcpListener,
     app: Arc<App>,
-    _watcher: Option<Debouncer<notify::RecommendedWatcher>>,
+    _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl std::fmt::Debug for Server {
@@ -239,28 +238,66 @@ pub async fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
     })
 }
 
-/// Debounced: an editor's save (several events) rebuilds once.
+/// How long `content/` must stay quiet after a change before the rebuild runs, so
+/// an editor's save (several events) rebuilds once.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// Only changes count. inotify also reports opens and reads, and the rebuild itself
+/// reads every statement: counting those would rebuild forever.
+fn is_change(kind: &EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
+    }
+}
+
+/// Watches `content/` and calls `rebuild` on a thread of its own once a burst of
+/// changes has been quiet for [`QUIET`]. The thread ends when the watcher is dropped.
 fn watch(
     root: &Path,
     rebuild: Rebuild,
     app: Arc<App>,
-) -> Result<Debouncer<notify::RecommendedWatcher>, ServeError> {
-    let mut debouncer = new_debouncer(
-        Duration::from_millis(300),
-        move |res: DebounceEventResult| match res {
-            Ok(events) if !events.is_empty() => {
-                tracing::info!("content/ changed ({} files): rebuilding", events.len());
-                rebuild();
-                app.reload_site();
+) -> Result<notify::RecommendedWatcher, ServeError> {
+    let (tx, rx) = std::sync::mpsc::channel::<notify::Result<notify::Event>>();
+    let mut watcher = notify::recommended_watcher(move |res| {
+        // The receiver is gone only when the server is: nothing left to tell.
+        let _ = tx.send(res);
+    })?;
+    watcher.watch(&herald_content::content_dir(root), RecursiveMode::Recursive)?;
+    std::thread::Builder::new()
+        .name("herald-serve-watch".into())
+        .spawn(move || {
+            use std::sync::mpsc::RecvTimeoutError;
+            let mut changed: Vec<PathBuf> = Vec::new();
+            loop {
+                let next = if changed.is_empty() {
+                    rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+                } else {
+                    rx.recv_timeout(QUIET)
+                };
+                match next {
+                    Ok(Ok(event)) if is_change(&event.kind) => {
+                        for path in event.paths {
+                            if !changed.contains(&path) {
+                                changed.push(path);
+                            }
+                        }
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!("watching content/: {e}"),
+                    Err(RecvTimeoutError::Timeout) => {
+                        tracing::info!("content/ changed ({} files): rebuilding", changed.len());
+                        changed.clear();
+                        rebuild();
+                        app.reload_site();
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("watching content/: {e}"),
-        },
-    )?;
-    debouncer
-        .watcher()
-        .watch(&herald_content::content_dir(root), RecursiveMode::Recursive)?;
-    Ok(debouncer)
+        })?;
+    Ok(watcher)
 }
 
 impl Server {

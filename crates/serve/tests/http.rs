@@ -476,4 +476,7 @@ async fn content_changes_trigger_a_rebuild() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(run.rebuilds(), 1, "one save, one rebuild");
+    // The rebuild reads every statement; reads are not changes, so no second one.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(run.rebuilds(), 1, "reading content/ must not rebuild again");
 }
