@@ -1,4 +1,5 @@
 //! End-to-end: the real `herald` CLI on a copy of the sample content.
 
+mod digest;
 mod publish;
 mod schedule;

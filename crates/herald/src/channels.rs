@@ -65,14 +65,6 @@ impl Settings {
         let config = &corpus.config;
         let schedules = crate::schedule::Schedules::from_config(config)
             .map_err(|d| Error::Content(herald_content::LoadError::Invalid(d)))?;
-        if schedules.digest().is_some() {
-            // Refuse rather than accept a schedule that would silently send nothing.
-            return Err(channel_err(
-                "mail",
-                "[schedule] digest: digest bulletins are not available yet; remove the key \
-                 (each statement is mailed as its own bulletin when published)",
-            ));
-        }
         let feed =
             herald_feed::FeedSettings::from_config(config).map_err(|e| channel_err("feed", e))?;
         let site =
@@ -281,26 +273,58 @@ fn progress() -> indicatif::ProgressBar {
 }
 
 /// Queue bulletins for due statement versions not queued before, then deliver
-/// every pending bulletin (including those a crash left pending).
+/// every pending bulletin (including those a crash left pending). With a
+/// `[schedule] digest`, nothing is queued here: the digest job queues.
 pub fn mail(ctx: &MailCtx<'_>) -> Result<Option<ChannelReport>, Error> {
-    let settings = &ctx.settings.mail;
     if ctx.dry_run {
         return Ok(None);
     }
     let store =
         herald_mail::MailStore::open(&ctx.paths.ledger).map_err(|e| channel_err("mail", e))?;
     // Idempotent: herald-mail never queues a subscriber twice for one statement.
-    let queued = herald_mail::queue(&store, ctx.corpus, settings, ctx.unqueued, ctx.now)
-        .map_err(|e| channel_err("mail", e))?;
-    let secret = herald_mail::Secret::from_env_or_file(&ctx.paths.state)
-        .map_err(|e| channel_err("mail", e))?;
-    let report = herald_mail::deliver(
+    let queued = if ctx.settings.schedules.digest().is_some() {
+        0
+    } else {
+        herald_mail::queue(
+            &store,
+            ctx.corpus,
+            &ctx.settings.mail,
+            ctx.unqueued,
+            ctx.now,
+        )
+        .map_err(|e| channel_err("mail", e))?
+    };
+    deliver_pending(
         &store,
         ctx.corpus,
-        settings,
-        &secret,
+        ctx.settings,
+        ctx.paths,
         ctx.now,
         ctx.cancel,
+        queued,
+    )
+    .map(Some)
+}
+
+/// Deliver every pending bulletin and digest; the report names `queued` as new.
+fn deliver_pending(
+    store: &herald_mail::MailStore,
+    corpus: &Corpus,
+    settings: &Settings,
+    paths: &Paths,
+    now: DateTime<Utc>,
+    cancel: &AtomicBool,
+    queued: usize,
+) -> Result<ChannelReport, Error> {
+    let secret =
+        herald_mail::Secret::from_env_or_file(&paths.state).map_err(|e| channel_err("mail", e))?;
+    let report = herald_mail::deliver(
+        store,
+        corpus,
+        &settings.mail,
+        &secret,
+        now,
+        cancel,
         &progress(),
     )
     .map_err(|e| channel_err("mail", e))?;
@@ -322,34 +346,132 @@ pub fn mail(ctx: &MailCtx<'_>) -> Result<Option<ChannelReport>, Error> {
             report.ambiguous.len() + report.recovered_ambiguous
         ));
     }
-    Ok(Some(ChannelReport {
+    Ok(ChannelReport {
         channel: "mail",
         new: queued,
         live: report.sent,
         note,
         ..Default::default()
-    }))
+    })
 }
 
-/// A schedule slot came due. Every job is a catch-up publish, which the cycle that
-/// calls this has just run; the slot is recorded so a missed one runs once.
+/// A schedule slot came due. The cycle that calls this has just published what is
+/// due; the caller records the slot after this returns, so a missed one runs once.
+/// `digest` queues one digest of every due statement that no bulletin or digest has
+/// carried yet (by statement id: corrections are not sent again), records those
+/// statements as mailed, and delivers. Other jobs need nothing beyond the publish.
 pub fn run_job(
-    _corpus: &Corpus,
-    _paths: &Paths,
-    _ledger: &Ledger,
-    _name: &str,
-    _slot: DateTime<Utc>,
-    _now: DateTime<Utc>,
-    _cancel: &AtomicBool,
-) -> Result<(), Error> {
-    Ok(())
+    corpus: &Corpus,
+    paths: &Paths,
+    ledger: &mut Ledger,
+    name: &str,
+    slot: DateTime<Utc>,
+    now: DateTime<Utc>,
+    cancel: &AtomicBool,
+) -> Result<Option<ChannelReport>, Error> {
+    if name != crate::schedule::DIGEST {
+        return Ok(None);
+    }
+    let settings = Settings::load(corpus)?;
+    let mailed: std::collections::HashSet<String> = ledger
+        .publications()?
+        .into_iter()
+        .filter(|p| p.channel == Channel::Mail.name())
+        .map(|p| p.statement)
+        .collect();
+    let due = corpus.due(now);
+    let fresh: Vec<&Statement> = due
+        .iter()
+        .copied()
+        .filter(|s| !mailed.contains(&s.id))
+        .collect();
+    let store = herald_mail::MailStore::open(&paths.ledger).map_err(|e| channel_err("mail", e))?;
+    // Idempotent per slot: a crash before the record below queues nobody twice.
+    let key = herald_mail::digest_key(slot);
+    let queued = herald_mail::queue_digest(&store, corpus, &settings.mail, &key, &fresh, now)
+        .map_err(|e| channel_err("mail", e))?;
+    if !fresh.is_empty() {
+        ledger.commit(&crate::ledger::Record {
+            now,
+            started_at: now,
+            publications: fresh
+                .iter()
+                .map(|s| {
+                    (
+                        s.id.as_str(),
+                        s.lang.as_str(),
+                        Channel::Mail.name(),
+                        s.digest.as_str(),
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        })?;
+    }
+    let mut report = deliver_pending(&store, corpus, &settings, paths, now, cancel, queued)?;
+    report.note = format!("digest {key}: {}", report.note);
+    Ok(Some(report))
 }
 
+/// `herald status`'s mail lines: bulletins per state, and with a digest, how many
+/// published statements wait for the next one.
 pub fn status_lines(
-    _corpus: &Corpus,
-    _ledger: &Ledger,
-    _now: DateTime<Utc>,
-    _out: &mut impl Write,
+    corpus: &Corpus,
+    ledger: &Ledger,
+    now: DateTime<Utc>,
+    out: &mut impl Write,
 ) -> Result<(), Error> {
+    let paths = Paths::new(&corpus.root);
+    let store = herald_mail::MailStore::open(&paths.ledger).map_err(|e| channel_err("mail", e))?;
+    let counts = store
+        .bulletin_counts()
+        .map_err(|e| channel_err("mail", e))?;
+    let line = if counts.is_empty() {
+        "none yet".to_string()
+    } else {
+        counts
+            .iter()
+            .map(|(state, n)| format!("{n} {state}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(out, "  bulletins: {line}");
+    if counts.iter().any(|(s, n)| {
+        *n > 0
+            && matches!(
+                s,
+                herald_mail::BulletinState::Ambiguous | herald_mail::BulletinState::Failed
+            )
+    }) {
+        let _ = writeln!(
+            out,
+            "    see `herald mail status`; `herald mail retry --ambiguous` re-sends the ambiguous ones"
+        );
+    }
+    let digest = crate::schedule::Schedules::from_config(&corpus.config)
+        .ok()
+        .and_then(|s| s.digest().and_then(|d| d.next_after(now)));
+    if let Some(next) = digest {
+        let mailed: std::collections::HashSet<String> = ledger
+            .publications()?
+            .into_iter()
+            .filter(|p| p.channel == Channel::Mail.name())
+            .map(|p| p.statement)
+            .collect();
+        let mut waiting: Vec<&str> = corpus
+            .due(now)
+            .into_iter()
+            .filter(|s| s.meta.bulletin && !mailed.contains(&s.id))
+            .map(|s| s.id.as_str())
+            .collect();
+        waiting.sort_unstable();
+        waiting.dedup();
+        let _ = writeln!(
+            out,
+            "  digest: {} statement(s) wait for the next digest, {} UTC",
+            waiting.len(),
+            next.format("%Y-%m-%d %H:%M")
+        );
+    }
     Ok(())
 }

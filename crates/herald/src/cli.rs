@@ -211,15 +211,26 @@ pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
             for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
                 signal_hook::flag::register(sig, cancel.clone())?;
             }
-            let report = crate::publish(&PublishOptions {
-                root,
-                now: now.unwrap_or(clock),
+            let at = now.unwrap_or(clock);
+            let mut report = crate::publish(&PublishOptions {
+                root: root.clone(),
+                now: at,
                 dry_run: *dry_run,
                 started_at: clock,
                 mail: !*no_mail,
-                cancel: Some(cancel),
+                cancel: Some(cancel.clone()),
             })?;
+            // Schedule slots (the digest) are mail: they wait for a run that sends.
+            let mut jobs = Vec::new();
+            if !*dry_run && !*no_mail {
+                let (ran, reports) = crate::run::run_due_jobs(&root, at, &cancel)?;
+                report.channels.extend(reports);
+                jobs = ran;
+            }
             print_report(&mut out, &report);
+            for (job, slot) in jobs {
+                let _ = writeln!(out, "  ran {job} for slot {}", crate::ledger::stamp(slot));
+            }
             let attention = report
                 .channels
                 .iter()

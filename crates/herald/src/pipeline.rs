@@ -272,7 +272,8 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         if let Some(rep) = mail {
             // Queued bulletins are in the mail tables now; remember that these
             // versions need no queueing again.
-            if !unqueued.is_empty() {
+            // With a digest, the digest job records what it carried.
+            if !unqueued.is_empty() && channel_settings.schedules.digest().is_none() {
                 ledger.commit(&Record {
                     now,
                     started_at: opts.started_at,

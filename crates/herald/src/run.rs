@@ -55,7 +55,7 @@ pub fn cycle(
     clock: DateTime<Utc>,
     cancel: &Arc<AtomicBool>,
 ) -> Result<Cycle, Error> {
-    let report = publish(&PublishOptions {
+    let mut report = publish(&PublishOptions {
         root: root.to_path_buf(),
         now,
         dry_run: false,
@@ -63,12 +63,31 @@ pub fn cycle(
         mail: true,
         cancel: Some(cancel.clone()),
     })?;
+    let (jobs, reports) = run_due_jobs(root, now, cancel)?;
+    report.channels.extend(reports);
+    Ok(Cycle { report, jobs })
+}
+
+/// Run every schedule job with a slot due at `now` (after a publish), once for all
+/// its missed slots, and record the latest slot. The caller holds the lock.
+pub fn run_due_jobs(
+    root: &Path,
+    now: DateTime<Utc>,
+    cancel: &AtomicBool,
+) -> Result<
+    (
+        Vec<(String, DateTime<Utc>)>,
+        Vec<crate::pipeline::ChannelReport>,
+    ),
+    Error,
+> {
     let corpus = herald_content::load(root)?;
     let schedules = Schedules::from_config(&corpus.config)
         .map_err(|d| Error::Content(herald_content::LoadError::Invalid(d)))?;
     let paths = Paths::new(root);
     let mut ledger = Ledger::open(&paths.ledger)?;
     let mut jobs = Vec::new();
+    let mut reports = Vec::new();
     for (name, schedule) in schedules.iter() {
         let last = ledger
             .get_state(&job_key(name))?
@@ -78,12 +97,27 @@ pub fn cycle(
             if cancel.load(Ordering::SeqCst) {
                 break;
             }
-            crate::channels::run_job(&corpus, &paths, &ledger, name, due.last, now, cancel)?;
+            let report = crate::channels::run_job(
+                &corpus,
+                &paths,
+                &mut ledger,
+                name,
+                due.last,
+                now,
+                cancel,
+            )?;
+            // Stopped by a signal mid-send: the slot stays due, so the next run
+            // finishes it (its queued rows are idempotent).
+            if cancel.load(Ordering::SeqCst) {
+                reports.extend(report);
+                break;
+            }
             ledger.set_state(&job_key(name), &stamp(due.last))?;
             jobs.push((name.to_string(), due.last));
+            reports.extend(report);
         }
     }
-    Ok(Cycle { report, jobs })
+    Ok((jobs, reports))
 }
 
 /// The next instant anything is due after `now`: an embargo lifting or a slot.

@@ -29,7 +29,10 @@ const MARK: &str = "HERALDxUNSUBSCRIBExTOKENxMARK";
 
 const DEFAULT_HTML: &str = include_str!("templates/bulletin.html");
 const DEFAULT_TEXT: &str = include_str!("templates/bulletin.txt");
-/// Below `content/`: `templates/mail/bulletin.html` and `templates/mail/bulletin.txt`.
+const DEFAULT_DIGEST_HTML: &str = include_str!("templates/digest.html");
+const DEFAULT_DIGEST_TEXT: &str = include_str!("templates/digest.txt");
+/// Below `content/`: `templates/mail/bulletin.html`, `bulletin.txt`, `digest.html`
+/// and `digest.txt`.
 pub const TEMPLATE_DIR: &str = "templates/mail";
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +117,10 @@ struct Labels {
     pdf: &'static str,
     unsubscribe: &'static str,
     why: String,
+    /// The subject of a digest of `n` statements.
+    digest: fn(&str, usize) -> String,
+    /// Before the title of a correction bulletin.
+    correction: &'static str,
 }
 
 fn labels(lang: &str, org: &str) -> Labels {
@@ -123,18 +130,27 @@ fn labels(lang: &str, org: &str) -> Labels {
             pdf: "Скачать PDF",
             unsubscribe: "Отписаться",
             why: format!("Вы получили это письмо, потому что подписались на заявления: {org}."),
+            digest: |org, n| format!("{org}: новые заявления ({n})"),
+            correction: "Исправление",
         },
         "kk" => Labels {
             read_online: "Сайтта оқу",
             pdf: "PDF жүктеп алу",
             unsubscribe: "Жазылымнан бас тарту",
             why: format!("Сіз бұл хатты {org} мәлімдемелеріне жазылғандықтан алдыңыз."),
+            digest: |org, n| format!("{org}: жаңа мәлімдемелер ({n})"),
+            correction: "Түзету",
         },
         _ => Labels {
             read_online: "Read online",
             pdf: "Download the PDF",
             unsubscribe: "Unsubscribe",
             why: format!("You receive this because you subscribed to statements from {org}."),
+            digest: |org, n| match n {
+                1 => format!("{org}: 1 new statement"),
+                n => format!("{org}: {n} new statements"),
+            },
+            correction: "Correction",
         },
     }
 }
@@ -343,6 +359,8 @@ impl<'a> Composer<'a> {
         for (name, default) in [
             ("bulletin.html", DEFAULT_HTML),
             ("bulletin.txt", DEFAULT_TEXT),
+            ("digest.html", DEFAULT_DIGEST_HTML),
+            ("digest.txt", DEFAULT_DIGEST_TEXT),
         ] {
             let source = read_override(&dir.join(name))?.unwrap_or_else(|| default.to_string());
             env.add_template_owned(name.to_string(), source)
@@ -450,6 +468,93 @@ impl<'a> Composer<'a> {
             text,
             html,
             pdf,
+        })
+    }
+
+    /// [`Composer::prepare`], for a subscriber who had an earlier version: the
+    /// subject says it is a correction.
+    pub fn prepare_correction(&self, statement: &Statement) -> Result<Prepared, ComposeError> {
+        let mut p = self.prepare(statement)?;
+        let label = labels(&statement.lang, "").correction;
+        p.subject = clean_line(&format!("{label}: {}", statement.meta.title), 250);
+        Ok(p)
+    }
+
+    /// Render a digest once per language and set of statements: one entry per
+    /// statement (title, place and date, summary, page and PDF links), newest first
+    /// as given. `key` names the digest (its slot) in the ledger.
+    pub fn prepare_digest(
+        &self,
+        key: &str,
+        lang: &str,
+        statements: &[&Statement],
+    ) -> Result<Prepared, ComposeError> {
+        let config = &self.corpus.config;
+        let org = &config.organization;
+        let l = labels(lang, org.short());
+        let subject = clean_line(&(l.digest)(org.short(), statements.len()), 250);
+        let unsubscribe_url = format!("{}{MARK}", self.unsubscribe_url);
+        let url = |u: &str, html: bool| {
+            if html {
+                minijinja::Value::from_safe_string(herald_content::html::escape(u))
+            } else {
+                minijinja::Value::from(u)
+            }
+        };
+        let ctx = |html: bool| {
+            let items: Vec<minijinja::Value> = statements
+                .iter()
+                .map(|s| {
+                    minijinja::context! {
+                        id => &s.id,
+                        lang => &s.lang,
+                        title => &s.meta.title,
+                        date => local_date(s),
+                        summary => &s.meta.summary,
+                        place => &s.meta.place,
+                        occasion => &s.meta.occasion,
+                        issuers => &s.meta.issuers,
+                        topics => &s.meta.topics,
+                        page_url => url(&absolute_url(&config.base_url, &urls::page(s)), html),
+                        pdf_url => url(&absolute_url(&config.base_url, &urls::pdf(s)), html),
+                    }
+                })
+                .collect();
+            minijinja::context! {
+                lang => lang,
+                site_title => &config.title,
+                subject => &subject,
+                statements => items,
+                organization => minijinja::context! {
+                    name => &org.name,
+                    short_name => org.short(),
+                    address => &org.address,
+                    url => &org.url,
+                    email => &org.email,
+                },
+                unsubscribe_url => url(&unsubscribe_url, html),
+                labels => minijinja::context! {
+                    read_online => l.read_online, pdf => l.pdf,
+                    unsubscribe => l.unsubscribe, why => &l.why,
+                },
+            }
+        };
+        let render = |name: &str| {
+            self.env
+                .get_template(name)
+                .and_then(|t| t.render(ctx(name.ends_with(".html"))))
+                .map_err(|source| ComposeError::Template {
+                    name: name.into(),
+                    source,
+                })
+        };
+        Ok(Prepared {
+            statement_id: key.to_string(),
+            lang: lang.to_string(),
+            html: render("digest.html")?,
+            text: render("digest.txt")?,
+            subject,
+            pdf: None,
         })
     }
 

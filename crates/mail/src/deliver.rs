@@ -171,9 +171,9 @@ pub fn queue(
             .collect();
         topics.sort();
         topics.dedup();
-        let done = store.bulletined(id)?;
+        let done = store.first_queued(id)?;
         for sub in &subscribers {
-            if done.contains(&sub.id) || !sub.wants(&topics) {
+            if !sub.wants(&topics) {
                 continue;
             }
             if sub.consent_at.is_some_and(|c| c > published) {
@@ -182,13 +182,25 @@ pub fn queue(
             let Some(s) = pick(&versions, &sub.lang, &corpus.config.default_language) else {
                 continue;
             };
+            // Had it already: only a correction goes out, when configured, and only
+            // for an `updated` later than their first bulletin (a typo fix that keeps
+            // `updated` sends nothing); once per `updated` (the row is unique).
+            let version = match (done.get(&sub.id), s.meta.updated) {
+                (None, _) => s.digest.clone(),
+                (Some(first), Some(updated))
+                    if settings.corrections && updated.with_timezone(&Utc) > *first =>
+                {
+                    format!("{CORRECTION_PREFIX}{}", updated.to_rfc3339())
+                }
+                (Some(_), _) => continue,
+            };
             rows.push(NewBulletin {
                 statement_id: id.to_string(),
-                version: s.digest.clone(),
+                message_id: message_id(id, &version, sub.id, &domain),
+                version,
                 lang: s.lang.clone(),
                 subscriber_id: sub.id,
                 address: sub.address.clone(),
-                message_id: message_id(id, &s.digest, sub.id, &domain),
             });
             if rows.len() == CHUNK {
                 added += store.queue_bulletins(&rows, now)?;
@@ -198,6 +210,150 @@ pub fn queue(
     }
     added += store.queue_bulletins(&rows, now)?;
     Ok(added)
+}
+
+/// A correction's row carries this and the statement's `updated` as its version.
+pub const CORRECTION_PREFIX: &str = "correction:";
+
+/// A digest's rows carry `digest:` and its slot as their statement id, and the ids
+/// of the statements in it, space-separated, as their version.
+pub const DIGEST_PREFIX: &str = "digest:";
+
+/// The ledger key of the digest for one schedule slot.
+pub fn digest_key(slot: DateTime<Utc>) -> String {
+    format!(
+        "{DIGEST_PREFIX}{}",
+        slot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+}
+
+/// Record a pending digest for every confirmed subscriber who should get at least
+/// one of `statements` (due versions, any language; the pipeline passes those no
+/// bulletin or digest has carried yet): one message listing them, each in the
+/// subscriber's language where a translation exists. Idempotent per `key`: a
+/// subscriber already queued for this digest is never queued again. Returns how
+/// many rows were added.
+pub fn queue_digest(
+    store: &MailStore,
+    corpus: &Corpus,
+    settings: &MailSettings,
+    key: &str,
+    statements: &[&Statement],
+    now: DateTime<Utc>,
+) -> Result<usize, DeliverError> {
+    if !settings.enabled {
+        return Ok(0);
+    }
+    let mut ids: Vec<&str> = statements.iter().map(|s| s.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    struct Item<'a> {
+        id: &'a str,
+        versions: Vec<&'a Statement>,
+        topics: Vec<String>,
+        published: DateTime<Utc>,
+    }
+    let mut items: Vec<Item<'_>> = ids
+        .into_iter()
+        .filter_map(|id| {
+            let versions: Vec<&Statement> = corpus
+                .translations(id)
+                .filter(|s| s.is_due(now) && s.meta.bulletin)
+                .collect();
+            let published = versions.first()?.meta.publish_at.with_timezone(&Utc);
+            let mut topics: Vec<String> = versions
+                .iter()
+                .flat_map(|s| s.meta.topics.iter().cloned())
+                .collect();
+            topics.sort();
+            topics.dedup();
+            Some(Item {
+                id,
+                versions,
+                topics,
+                published,
+            })
+        })
+        .collect();
+    // Newest first, as on the site's index.
+    items.sort_by(|a, b| b.published.cmp(&a.published).then(a.id.cmp(b.id)));
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let subscribers = store.subscribers(Some(Status::Confirmed))?;
+    let domain = sender_domain(corpus, settings);
+    let done = store.bulletined(key)?;
+    const CHUNK: usize = 4096;
+    let mut rows = Vec::with_capacity(CHUNK);
+    let mut added = 0;
+    for sub in &subscribers {
+        if done.contains(&sub.id) {
+            continue;
+        }
+        let version = items
+            .iter()
+            .filter(|i| sub.wants(&i.topics) && !sub.consent_at.is_some_and(|c| c > i.published))
+            .filter(|i| pick(&i.versions, &sub.lang, &corpus.config.default_language).is_some())
+            .map(|i| i.id)
+            .collect::<Vec<_>>()
+            .join(" ");
+        if version.is_empty() {
+            continue;
+        }
+        rows.push(NewBulletin {
+            statement_id: key.to_string(),
+            message_id: message_id(key, &version, sub.id, &domain),
+            version,
+            lang: sub.lang.clone(),
+            subscriber_id: sub.id,
+            address: sub.address.clone(),
+        });
+        if rows.len() == CHUNK {
+            added += store.queue_bulletins(&rows, now)?;
+            rows.clear();
+        }
+    }
+    added += store.queue_bulletins(&rows, now)?;
+    Ok(added)
+}
+
+/// Render what one pending row sends: a statement's bulletin, or a digest. `None`
+/// when nothing of it is left in `content/`.
+fn prepare_row(
+    composer: &Composer<'_>,
+    corpus: &Corpus,
+    row: &Bulletin,
+    now: DateTime<Utc>,
+) -> Result<Option<Prepared>, ComposeError> {
+    if !row.statement_id.starts_with(DIGEST_PREFIX) {
+        let correction = row.version.starts_with(CORRECTION_PREFIX);
+        return corpus
+            .get(&row.statement_id, &row.lang)
+            .map(|s| {
+                if correction {
+                    composer.prepare_correction(s)
+                } else {
+                    composer.prepare(s)
+                }
+            })
+            .transpose();
+    }
+    let default = &corpus.config.default_language;
+    let statements: Vec<&Statement> = row
+        .version
+        .split(' ')
+        .filter_map(|id| {
+            let versions: Vec<&Statement> =
+                corpus.translations(id).filter(|s| s.is_due(now)).collect();
+            pick(&versions, &row.lang, default)
+        })
+        .collect();
+    if statements.is_empty() {
+        return Ok(None);
+    }
+    composer
+        .prepare_digest(&row.statement_id, &row.lang, &statements)
+        .map(Some)
 }
 
 /// One pending row, ready to go.
@@ -243,7 +399,7 @@ pub fn deliver(
         return Ok(report);
     }
     let composer = Composer::new(corpus, settings, secret)?;
-    let mut prepared: HashMap<(String, String), Arc<Prepared>> = HashMap::new();
+    let mut prepared: HashMap<(String, String, String), Arc<Prepared>> = HashMap::new();
     let mut jobs = VecDeque::with_capacity(pending.len());
     for row in pending {
         let skip = match names.get(&row.subscriber_id) {
@@ -251,12 +407,17 @@ pub fn deliver(
             Some((_, status)) => Some(format!("subscriber is {status}")),
             None => Some("subscriber was removed".to_string()),
         };
-        let key = (row.statement_id.clone(), row.lang.clone());
+        // A digest's version lists its statements: rows with the same list share one render.
+        let key = (
+            row.statement_id.clone(),
+            row.lang.clone(),
+            row.version.clone(),
+        );
         let prep = match prepared.get(&key) {
             Some(p) => Some(p.clone()),
-            None => match corpus.get(&row.statement_id, &row.lang) {
-                Some(s) => {
-                    let p = Arc::new(composer.prepare(s)?);
+            None => match prepare_row(&composer, corpus, &row, now)? {
+                Some(p) => {
+                    let p = Arc::new(p);
                     prepared.insert(key, p.clone());
                     Some(p)
                 }

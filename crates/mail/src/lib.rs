@@ -18,7 +18,10 @@ pub mod token;
 
 pub use cli::{MailCommand, SubscribersCommand, run_mail, run_subscribers};
 pub use compose::{ComposeError, Composer};
-pub use deliver::{DeliverError, DeliveryReport, Outcome, deliver, queue};
+pub use deliver::{
+    CORRECTION_PREFIX, DIGEST_PREFIX, DeliverError, DeliveryReport, Outcome, deliver, digest_key,
+    queue, queue_digest,
+};
 pub use settings::{DkimAlgorithm, DkimSettings, MailSettings, SmtpSettings, TlsMode};
 pub use store::{
     Bulletin, BulletinState, MailStore, NewSubscriber, Status, StoreError, Subscriber,

@@ -43,6 +43,10 @@ pub struct MailSettings {
     pub unsubscribe_mailto: Option<String>,
     /// Attach the statement's PDF (from `public/`) besides linking to it.
     pub attach_pdf: bool,
+    /// Mail a correction bulletin ("Correction: <title>") to those who had a statement
+    /// when its `updated` changes. Off by default: corrections update the site, feeds
+    /// and PDF only. (With a digest schedule, corrections are never mailed.)
+    pub corrections: bool,
     pub dkim: Option<DkimSettings>,
 }
 
@@ -63,6 +67,7 @@ impl Default for MailSettings {
             unsubscribe_url: None,
             unsubscribe_mailto: None,
             attach_pdf: false,
+            corrections: false,
             dkim: None,
         }
     }

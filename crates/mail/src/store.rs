@@ -671,6 +671,26 @@ impl MailStore {
         Ok(ids)
     }
 
+    /// For each subscriber with a row for `statement_id`, when their first was queued.
+    pub fn first_queued(
+        &self,
+        statement_id: &str,
+    ) -> Result<std::collections::HashMap<i64, DateTime<Utc>>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT subscriber_id, MIN(queued_at) FROM mail_bulletins
+             WHERE statement_id = ?1 GROUP BY subscriber_id",
+        )?;
+        let rows = stmt
+            .query_map([statement_id], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(id, at)| Ok((id, parse_ts("mail_bulletins.queued_at", &at)?)))
+            .collect()
+    }
+
     /// Rows in `state`, by id.
     pub fn bulletins(&self, state: Option<BulletinState>) -> Result<Vec<Bulletin>, StoreError> {
         let conn = self.conn()?;

@@ -270,3 +270,46 @@ fn embargoed_and_pre_consent_statements_are_not_queued() {
     let rows = store.bulletins(None).expect("rows");
     assert!(rows.iter().all(|r| r.statement_id == STATEMENT));
 }
+
+#[test]
+fn a_digest_reaches_each_subscriber_once_in_their_language() {
+    let corpus = corpus();
+    let server = SmtpServer::start();
+    let store = MailStore::in_memory().expect("store");
+    let addresses = subscribers(&store, 300);
+    let settings = smtp_settings(&server);
+    let due = corpus.due(now());
+    let slot = now();
+    let key = herald_mail::digest_key(slot);
+    assert_eq!(key, "digest:2014-07-31T06:00:00Z");
+    let queue =
+        || herald_mail::queue_digest(&store, &corpus, &settings, &key, &due, now()).expect("queue");
+    assert_eq!(queue(), 300);
+    // The same slot again (a crash before the pipeline recorded it) adds nobody.
+    assert_eq!(queue(), 0);
+    let report = run(&store, &corpus, &settings);
+    assert_eq!(report.sent, 300, "{report:?}");
+    let per = server.per_recipient();
+    assert!(addresses.iter().all(|a| per.get(a) == Some(&1)), "{per:?}");
+    let by_rcpt: HashMap<String, Vec<u8>> = server
+        .received()
+        .into_iter()
+        .map(|r| (r.to[0].clone(), r.data))
+        .collect();
+    for (i, address) in addresses.iter().enumerate() {
+        let lang = LANGS[i % 3];
+        let msg = MessageParser::default()
+            .parse(by_rcpt[address].as_slice())
+            .expect("parses");
+        let title = &corpus.get(STATEMENT, lang).expect("translation").meta.title;
+        let text = msg.body_text(0).expect("text part");
+        assert!(text.contains(title.as_str()), "{address}: {text}");
+        assert!(msg.header("List-Unsubscribe-Post").is_some());
+        assert_eq!(
+            msg.header_raw("Content-Language").map(str::trim),
+            Some(lang)
+        );
+    }
+    assert_eq!(run(&store, &corpus, &settings).sent, 0);
+    assert_eq!(server.count(), 300);
+}
