@@ -68,19 +68,19 @@ pub fn cycle(
     Ok(Cycle { report, jobs })
 }
 
+/// The jobs that ran, (name, slot), and the reports of those that did work.
+pub type JobsRun = (
+    Vec<(String, DateTime<Utc>)>,
+    Vec<crate::pipeline::ChannelReport>,
+);
+
 /// Run every schedule job with a slot due at `now` (after a publish), once for all
 /// its missed slots, and record the latest slot. The caller holds the lock.
 pub fn run_due_jobs(
     root: &Path,
     now: DateTime<Utc>,
     cancel: &AtomicBool,
-) -> Result<
-    (
-        Vec<(String, DateTime<Utc>)>,
-        Vec<crate::pipeline::ChannelReport>,
-    ),
-    Error,
-> {
+) -> Result<JobsRun, Error> {
     let corpus = herald_content::load(root)?;
     let schedules = Schedules::from_config(&corpus.config)
         .map_err(|d| Error::Content(herald_content::LoadError::Invalid(d)))?;

@@ -292,7 +292,7 @@ pub fn queue_digest(
         }
         let version = items
             .iter()
-            .filter(|i| sub.wants(&i.topics) && !sub.consent_at.is_some_and(|c| c > i.published))
+            .filter(|i| sub.wants(&i.topics) && sub.consent_at.is_none_or(|c| c <= i.published))
             .filter(|i| pick(&i.versions, &sub.lang, &corpus.config.default_language).is_some())
             .map(|i| i.id)
             .collect::<Vec<_>>()
