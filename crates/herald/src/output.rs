@@ -98,23 +98,33 @@ impl AtomicSink {
     }
 }
 
+/// A temporary file created with the mode an ordinary new file gets (0666 less the
+/// umask), not tempfile's private 0600: the output is for a web server to read.
+fn temp_builder() -> tempfile::Builder<'static, 'static> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(".herald-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(fs::Permissions::from_mode(0o666));
+    }
+    b
+}
+
 /// Write `bytes` to `target` atomically, using `tmp_dir` for the temporary file.
 pub fn write_atomic(target: &Path, tmp_dir: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = target.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".herald-")
+    let mut tmp = temp_builder()
         .tempfile_in(tmp_dir)
-        .or_else(|_| tempfile::Builder::new().prefix(".herald-").tempfile_in(dir))?;
+        .or_else(|_| temp_builder().tempfile_in(dir))?;
     tmp.write_all(bytes)?;
     tmp.flush()?;
     match tmp.persist(target) {
         Ok(_) => Ok(()),
         // Different file systems: retry beside the target, where rename is atomic.
         Err(e) if e.error.kind() == io::ErrorKind::CrossesDevices => {
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".herald-")
-                .tempfile_in(dir)?;
+            let mut tmp = temp_builder().tempfile_in(dir)?;
             tmp.write_all(bytes)?;
             tmp.persist(target).map(|_| ()).map_err(|e| e.error)
         }
@@ -203,6 +213,24 @@ mod tests {
         );
         sink.put("en/index.html", b"changed")?;
         assert_eq!(fs::read(public.join("en/index.html"))?, b"changed");
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn output_files_get_an_ordinary_files_mode() -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let public = dir.path().join("public");
+        let sink = AtomicSink::new(&public, &dir.path().join("tmp"), false)?;
+        sink.put("en/index.html", b"hello")?;
+        // The same umask applies to both: a web server must read what it may read.
+        fs::write(dir.path().join("plain"), b"hello")?;
+        let mode = |p: &Path| fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(
+            mode(&public.join("en/index.html"))?,
+            mode(&dir.path().join("plain"))?
+        );
         Ok(())
     }
 

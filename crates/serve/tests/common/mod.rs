@@ -1,4 +1,4 @@
-//! A project in a temporary folder (the sample content, a small published site,
+//! A project in a temporary folder (the sample content, its real published site,
 //! [serve] settings) and a server on 127.0.0.1:0 to talk to.
 #![allow(dead_code)]
 
@@ -34,22 +34,6 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A minimal PDF, so the browser test has a real file to download.
-pub const PDF: &[u8] = b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n";
-
-const FORM: &str = r#"<section class="subscribe"><h2>Subscribe by email</h2>
-<form method="post" action="/subscribe">
-<p><label for="subscribe-email">Email</label>
-<input id="subscribe-email" name="email" type="email" required></p>
-<p><label for="subscribe-lang">Language</label><select id="subscribe-lang" name="lang">
-<option value="en" selected>English</option><option value="ru">Русский</option><option value="kk">Қазақша</option></select></p>
-<fieldset><legend>Topics</legend>
-<label><input type="checkbox" name="topics" value="migration"> Migration</label>
-<label><input type="checkbox" name="topics" value="trafficking"> Trafficking</label>
-</fieldset>
-<p><button type="submit" id="subscribe-button">Subscribe</button></p>
-</form></section>"#;
-
 impl Project {
     /// The sample content, `serve` settings appended to herald.toml, and `public/` as
     /// a publish would have written it (the embargoed 2027 statement absent).
@@ -80,37 +64,49 @@ impl Project {
         std::fs::write(path, bytes).expect("write");
     }
 
+    /// `public/` as a publish at [`start_time`] writes it: the real site (with the
+    /// subscribe form) and PDFs, from herald-site and herald-pdf.
     fn write_site(&self) {
-        let page = |title: &str, body: &str| {
-            format!(
-                "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
-<link rel=\"stylesheet\" href=\"/style.css\"></head><body><main><h1>{title}</h1>{body}</main>{FORM}</body></html>"
-            )
+        let corpus = herald_content::load(self.root()).expect("sample content loads");
+        let due = corpus.due(start_time());
+        let config = &corpus.config;
+        let pdf_settings = herald_pdf::PdfSettings::from_config(config).expect("[pdf]");
+        let renderer = herald_pdf::Renderer::new(config, &pdf_settings).expect("renderer");
+        let mut sizes = std::collections::HashMap::new();
+        for s in &due {
+            let bytes = renderer.render(config, s).expect("pdf");
+            let path = herald_content::urls::pdf(s);
+            sizes.insert(path.clone(), bytes.len() as u64);
+            self.write(&path, &bytes);
+        }
+        let mut topics: Vec<String> = due.iter().flat_map(|s| s.meta.topics.clone()).collect();
+        topics.sort();
+        topics.dedup();
+        let form = herald_site::SubscribeForm {
+            action: "/subscribe".into(),
+            languages: config.languages.clone(),
+            topics,
         };
-        self.write(
-            "style.css",
-            b"body{font-family:sans-serif;max-width:40em;margin:2em auto}",
-        );
-        self.write(
-            "en/index.html",
-            page(
-                "UN Kazakhstan — Official Statements",
-                "<ul><li><a id=\"first\" href=\"/en/2014/world-day-against-trafficking/\">Joint statement on the first World Day against Trafficking in Persons</a></li></ul>",
-            )
-            .as_bytes(),
-        );
-        self.write(
-            "en/2014/world-day-against-trafficking/index.html",
-            page(
-                "Joint statement on the first World Day against Trafficking in Persons",
-                "<p>Statement text.</p><p><a id=\"pdf\" href=\"world-day-against-trafficking.en.pdf\">PDF</a></p>",
-            )
-            .as_bytes(),
-        );
-        self.write(
-            "en/2014/world-day-against-trafficking/world-day-against-trafficking.en.pdf",
-            PDF,
-        );
+        let sink = herald_content::urls::MemorySink::default();
+        herald_site::render(
+            &herald_site::SiteInput {
+                corpus: &corpus,
+                published: &due,
+                pdfs: herald_site::PdfLinks::Sizes(&sizes),
+                feeds: &[],
+                subscribe: Some(&form),
+            },
+            &sink,
+        )
+        .expect("site");
+        for (path, bytes) in sink.0.lock().expect("sink").iter() {
+            self.write(path, bytes);
+        }
+    }
+
+    /// The bytes of a file below `public/`.
+    pub fn public(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.root().join("public").join(rel)).expect("public file")
     }
 
     pub fn outbox(&self) -> Vec<PathBuf> {
