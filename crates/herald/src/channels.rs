@@ -355,6 +355,40 @@ fn deliver_pending(
     })
 }
 
+/// Ids of the statements a bulletin or digest has carried (any version).
+fn mailed_ids(ledger: &Ledger) -> Result<std::collections::HashSet<String>, Error> {
+    Ok(ledger
+        .publications()?
+        .into_iter()
+        .filter(|p| p.channel == Channel::Mail.name())
+        .map(|p| p.statement)
+        .collect())
+}
+
+/// The ledger record that these statement versions are queued for mail.
+pub fn mailed_record<'a>(
+    now: DateTime<Utc>,
+    started_at: DateTime<Utc>,
+    statements: &[&'a Statement],
+) -> crate::ledger::Record<'a> {
+    crate::ledger::Record {
+        now,
+        started_at,
+        publications: statements
+            .iter()
+            .map(|s| {
+                (
+                    s.id.as_str(),
+                    s.lang.as_str(),
+                    Channel::Mail.name(),
+                    s.digest.as_str(),
+                )
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
 /// A schedule slot came due. The cycle that calls this has just published what is
 /// due; the caller records the slot after this returns, so a missed one runs once.
 /// `digest` queues one digest of every due statement that no bulletin or digest has
@@ -373,12 +407,7 @@ pub fn run_job(
         return Ok(None);
     }
     let settings = Settings::load(corpus)?;
-    let mailed: std::collections::HashSet<String> = ledger
-        .publications()?
-        .into_iter()
-        .filter(|p| p.channel == Channel::Mail.name())
-        .map(|p| p.statement)
-        .collect();
+    let mailed = mailed_ids(ledger)?;
     let due = corpus.due(now);
     let fresh: Vec<&Statement> = due
         .iter()
@@ -391,22 +420,7 @@ pub fn run_job(
     let queued = herald_mail::queue_digest(&store, corpus, &settings.mail, &key, &fresh, now)
         .map_err(|e| channel_err("mail", e))?;
     if !fresh.is_empty() {
-        ledger.commit(&crate::ledger::Record {
-            now,
-            started_at: now,
-            publications: fresh
-                .iter()
-                .map(|s| {
-                    (
-                        s.id.as_str(),
-                        s.lang.as_str(),
-                        Channel::Mail.name(),
-                        s.digest.as_str(),
-                    )
-                })
-                .collect(),
-            ..Default::default()
-        })?;
+        ledger.commit(&mailed_record(now, now, &fresh))?;
     }
     let mut report = deliver_pending(&store, corpus, &settings, paths, now, cancel, queued)?;
     report.note = format!("digest {key}: {}", report.note);
@@ -452,12 +466,7 @@ pub fn status_lines(
         .ok()
         .and_then(|s| s.digest().and_then(|d| d.next_after(now)));
     if let Some(next) = digest {
-        let mailed: std::collections::HashSet<String> = ledger
-            .publications()?
-            .into_iter()
-            .filter(|p| p.channel == Channel::Mail.name())
-            .map(|p| p.statement)
-            .collect();
+        let mailed = mailed_ids(ledger)?;
         let mut waiting: Vec<&str> = corpus
             .due(now)
             .into_iter()

@@ -274,22 +274,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
             // versions need no queueing again.
             // With a digest, the digest job records what it carried.
             if !unqueued.is_empty() && channel_settings.schedules.digest().is_none() {
-                ledger.commit(&Record {
-                    now,
-                    started_at: opts.started_at,
-                    publications: unqueued
-                        .iter()
-                        .map(|s| {
-                            (
-                                s.id.as_str(),
-                                s.lang.as_str(),
-                                Channel::Mail.name(),
-                                s.digest.as_str(),
-                            )
-                        })
-                        .collect(),
-                    ..Default::default()
-                })?;
+                ledger.commit(&channels::mailed_record(now, opts.started_at, &unqueued))?;
             }
             reports.push(rep);
         }

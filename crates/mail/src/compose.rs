@@ -399,15 +399,6 @@ impl<'a> Composer<'a> {
         );
         let org = &config.organization;
         let unsubscribe_url = format!("{}{MARK}", self.unsubscribe_url);
-        // In HTML, URLs are escaped by `escape` (which leaves `/` alone; minijinja's
-        // escaper writes every slash as `&#x2f;`).
-        let url = |u: &str, html: bool| {
-            if html {
-                minijinja::Value::from_safe_string(herald_content::html::escape(u))
-            } else {
-                minijinja::Value::from(u)
-            }
-        };
         let ctx = |html: bool| {
             minijinja::context! {
                 lang => &statement.lang,
@@ -422,13 +413,7 @@ impl<'a> Composer<'a> {
                     issuers => &statement.meta.issuers,
                     topics => &statement.meta.topics,
                 },
-                organization => minijinja::context! {
-                    name => &org.name,
-                    short_name => org.short(),
-                    address => &org.address,
-                    url => &org.url,
-                    email => &org.email,
-                },
+                organization => org_value(org),
                 body_html => &body_html,
                 body_text => doc.plain_text(),
                 page_url => url(&page_url, html),
@@ -440,15 +425,7 @@ impl<'a> Composer<'a> {
                 },
             }
         };
-        let render = |name: &str| {
-            self.env
-                .get_template(name)
-                .and_then(|t| t.render(ctx(name.ends_with(".html"))))
-                .map_err(|source| ComposeError::Template {
-                    name: name.into(),
-                    source,
-                })
-        };
+        let render = |name: &str| self.render(name, &ctx);
         let html = render("bulletin.html")?;
         let text = render("bulletin.txt")?;
         let pdf = if self.settings.attach_pdf {
@@ -494,13 +471,6 @@ impl<'a> Composer<'a> {
         let l = labels(lang, org.short());
         let subject = clean_line(&(l.digest)(org.short(), statements.len()), 250);
         let unsubscribe_url = format!("{}{MARK}", self.unsubscribe_url);
-        let url = |u: &str, html: bool| {
-            if html {
-                minijinja::Value::from_safe_string(herald_content::html::escape(u))
-            } else {
-                minijinja::Value::from(u)
-            }
-        };
         let ctx = |html: bool| {
             let items: Vec<minijinja::Value> = statements
                 .iter()
@@ -525,13 +495,7 @@ impl<'a> Composer<'a> {
                 site_title => &config.title,
                 subject => &subject,
                 statements => items,
-                organization => minijinja::context! {
-                    name => &org.name,
-                    short_name => org.short(),
-                    address => &org.address,
-                    url => &org.url,
-                    email => &org.email,
-                },
+                organization => org_value(org),
                 unsubscribe_url => url(&unsubscribe_url, html),
                 labels => minijinja::context! {
                     read_online => l.read_online, pdf => l.pdf,
@@ -539,15 +503,7 @@ impl<'a> Composer<'a> {
                 },
             }
         };
-        let render = |name: &str| {
-            self.env
-                .get_template(name)
-                .and_then(|t| t.render(ctx(name.ends_with(".html"))))
-                .map_err(|source| ComposeError::Template {
-                    name: name.into(),
-                    source,
-                })
-        };
+        let render = |name: &str| self.render(name, &ctx);
         Ok(Prepared {
             statement_id: key.to_string(),
             lang: lang.to_string(),
@@ -623,9 +579,44 @@ impl<'a> Composer<'a> {
         })
     }
 
+    /// Render template `name` with the context `ctx(html)` gives.
+    fn render(
+        &self,
+        name: &str,
+        ctx: &dyn Fn(bool) -> minijinja::Value,
+    ) -> Result<String, ComposeError> {
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render(ctx(name.ends_with(".html"))))
+            .map_err(|source| ComposeError::Template {
+                name: name.into(),
+                source,
+            })
+    }
+
     /// The sender, for envelopes and reports.
     pub fn from(&self) -> &Mailbox {
         &self.from
+    }
+}
+
+/// A URL for a template. In HTML it is escaped by `escape` (which leaves `/` alone;
+/// minijinja's escaper writes every slash as `&#x2f;`).
+fn url(u: &str, html: bool) -> minijinja::Value {
+    if html {
+        minijinja::Value::from_safe_string(herald_content::html::escape(u))
+    } else {
+        minijinja::Value::from(u)
+    }
+}
+
+fn org_value(org: &herald_content::config::Organization) -> minijinja::Value {
+    minijinja::context! {
+        name => &org.name,
+        short_name => org.short(),
+        address => &org.address,
+        url => &org.url,
+        email => &org.email,
     }
 }
 

@@ -131,6 +131,46 @@ fn pick<'a>(versions: &[&'a Statement], lang: &str, default: &str) -> Option<&'a
         .copied()
 }
 
+/// The statements of `statements` by id (sorted), each with its due translations
+/// that are to be mailed, their topics and when it was published.
+struct Group<'a> {
+    id: &'a str,
+    versions: Vec<&'a Statement>,
+    topics: Vec<String>,
+    published: DateTime<Utc>,
+}
+
+fn groups<'a>(
+    corpus: &'a Corpus,
+    statements: &[&'a Statement],
+    now: DateTime<Utc>,
+) -> Vec<Group<'a>> {
+    let mut ids: Vec<&str> = statements.iter().map(|s| s.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter()
+        .filter_map(|id| {
+            let versions: Vec<&Statement> = corpus
+                .translations(id)
+                .filter(|s| s.is_due(now) && s.meta.bulletin)
+                .collect();
+            let published = versions.first()?.meta.publish_at.with_timezone(&Utc);
+            let mut topics: Vec<String> = versions
+                .iter()
+                .flat_map(|s| s.meta.topics.iter().cloned())
+                .collect();
+            topics.sort();
+            topics.dedup();
+            Some(Group {
+                id,
+                versions,
+                topics,
+                published,
+            })
+        })
+        .collect()
+}
+
 /// Record a pending bulletin for every confirmed subscriber who should get each of
 /// `statements` (newly published ones, any language version), in their language.
 /// Idempotent: a subscriber already queued for a statement is never queued again,
@@ -148,29 +188,14 @@ pub fn queue(
     }
     let subscribers = store.subscribers(Some(Status::Confirmed))?;
     let domain = sender_domain(corpus, settings);
-    let mut ids: Vec<&str> = statements.iter().map(|s| s.id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    // Rows go to the store in chunks, so 100,000 recipients never sit in memory at
-    // once; each insert is idempotent, so a crash between chunks loses nothing.
-    const CHUNK: usize = 4096;
-    let mut rows = Vec::with_capacity(CHUNK);
-    let mut added = 0;
-    for id in ids {
-        let versions: Vec<&Statement> = corpus
-            .translations(id)
-            .filter(|s| s.is_due(now) && s.meta.bulletin)
-            .collect();
-        let Some(first) = versions.first() else {
-            continue;
-        };
-        let published = first.meta.publish_at.with_timezone(&Utc);
-        let mut topics: Vec<String> = versions
-            .iter()
-            .flat_map(|s| s.meta.topics.iter().cloned())
-            .collect();
-        topics.sort();
-        topics.dedup();
+    let mut batch = Batch::new(store, now);
+    for Group {
+        id,
+        versions,
+        topics,
+        published,
+    } in groups(corpus, statements, now)
+    {
         let done = store.first_queued(id)?;
         for sub in &subscribers {
             if !sub.wants(&topics) {
@@ -194,22 +219,53 @@ pub fn queue(
                 }
                 (Some(_), _) => continue,
             };
-            rows.push(NewBulletin {
+            batch.push(NewBulletin {
                 statement_id: id.to_string(),
                 message_id: message_id(id, &version, sub.id, &domain),
                 version,
                 lang: s.lang.clone(),
                 subscriber_id: sub.id,
                 address: sub.address.clone(),
-            });
-            if rows.len() == CHUNK {
-                added += store.queue_bulletins(&rows, now)?;
-                rows.clear();
-            }
+            })?;
         }
     }
-    added += store.queue_bulletins(&rows, now)?;
-    Ok(added)
+    batch.finish()
+}
+
+/// Rows go to the store in chunks, so 100,000 recipients never sit in memory at
+/// once; each insert is idempotent, so a crash between chunks loses nothing.
+struct Batch<'a> {
+    store: &'a MailStore,
+    now: DateTime<Utc>,
+    rows: Vec<NewBulletin>,
+    added: usize,
+}
+
+impl<'a> Batch<'a> {
+    const CHUNK: usize = 4096;
+
+    fn new(store: &'a MailStore, now: DateTime<Utc>) -> Batch<'a> {
+        Batch {
+            store,
+            now,
+            rows: Vec::with_capacity(Self::CHUNK),
+            added: 0,
+        }
+    }
+
+    fn push(&mut self, row: NewBulletin) -> Result<(), StoreError> {
+        self.rows.push(row);
+        if self.rows.len() == Self::CHUNK {
+            self.added += self.store.queue_bulletins(&self.rows, self.now)?;
+            self.rows.clear();
+        }
+        Ok(())
+    }
+
+    /// How many rows were new.
+    fn finish(self) -> Result<usize, DeliverError> {
+        Ok(self.added + self.store.queue_bulletins(&self.rows, self.now)?)
+    }
 }
 
 /// A correction's row carries this and the statement's `updated` as its version.
@@ -244,37 +300,7 @@ pub fn queue_digest(
     if !settings.enabled {
         return Ok(0);
     }
-    let mut ids: Vec<&str> = statements.iter().map(|s| s.id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    struct Item<'a> {
-        id: &'a str,
-        versions: Vec<&'a Statement>,
-        topics: Vec<String>,
-        published: DateTime<Utc>,
-    }
-    let mut items: Vec<Item<'_>> = ids
-        .into_iter()
-        .filter_map(|id| {
-            let versions: Vec<&Statement> = corpus
-                .translations(id)
-                .filter(|s| s.is_due(now) && s.meta.bulletin)
-                .collect();
-            let published = versions.first()?.meta.publish_at.with_timezone(&Utc);
-            let mut topics: Vec<String> = versions
-                .iter()
-                .flat_map(|s| s.meta.topics.iter().cloned())
-                .collect();
-            topics.sort();
-            topics.dedup();
-            Some(Item {
-                id,
-                versions,
-                topics,
-                published,
-            })
-        })
-        .collect();
+    let mut items = groups(corpus, statements, now);
     // Newest first, as on the site's index.
     items.sort_by(|a, b| b.published.cmp(&a.published).then(a.id.cmp(b.id)));
     if items.is_empty() {
@@ -283,9 +309,7 @@ pub fn queue_digest(
     let subscribers = store.subscribers(Some(Status::Confirmed))?;
     let domain = sender_domain(corpus, settings);
     let done = store.bulletined(key)?;
-    const CHUNK: usize = 4096;
-    let mut rows = Vec::with_capacity(CHUNK);
-    let mut added = 0;
+    let mut batch = Batch::new(store, now);
     for sub in &subscribers {
         if done.contains(&sub.id) {
             continue;
@@ -300,21 +324,16 @@ pub fn queue_digest(
         if version.is_empty() {
             continue;
         }
-        rows.push(NewBulletin {
+        batch.push(NewBulletin {
             statement_id: key.to_string(),
             message_id: message_id(key, &version, sub.id, &domain),
             version,
             lang: sub.lang.clone(),
             subscriber_id: sub.id,
             address: sub.address.clone(),
-        });
-        if rows.len() == CHUNK {
-            added += store.queue_bulletins(&rows, now)?;
-            rows.clear();
-        }
+        })?;
     }
-    added += store.queue_bulletins(&rows, now)?;
-    Ok(added)
+    batch.finish()
 }
 
 /// Render what one pending row sends: a statement's bulletin, or a digest. `None`
