@@ -196,3 +196,164 @@ fn missed_slot_runs_once_after_restart() {
     );
     assert!(third.jobs.is_empty(), "{:?}", third.jobs);
 }
+
+/// postfix's `smtp-sink` on a free loopback port, dumping every message into `dir`.
+struct SmtpSink {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn smtp_sink(dir: &std::path::Path) -> SmtpSink {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).expect("mkdir");
+    // smtp-sink drops to the postfix user before it writes.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let bin = if std::path::Path::new("/usr/sbin/smtp-sink").exists() {
+        "/usr/sbin/smtp-sink"
+    } else {
+        "smtp-sink"
+    };
+    let child = Command::new(bin)
+        .args(["-u", "postfix", "-d"])
+        .arg(format!("{}/m.%H%M%S.", dir.display()))
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("64")
+        .spawn()
+        .expect("smtp-sink (run .ci/setup-mail.sh)");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "smtp-sink did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    SmtpSink { child, port }
+}
+
+/// Recipients of every message smtp-sink received, one entry per message.
+fn received(dir: &std::path::Path) -> Vec<String> {
+    snapshot(dir)
+        .into_iter()
+        .filter_map(|(_, bytes, _)| {
+            String::from_utf8_lossy(&bytes)
+                .lines()
+                .find_map(|l| l.strip_prefix("X-Rcpt-Args: <"))
+                .map(|r| r.trim_end_matches('>').to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn sigterm_mid_send_then_restart_sends_nobody_twice() {
+    let dir = sample_project();
+    let root = dir.path();
+    let mail_dir = root.join("sink");
+    let sink = smtp_sink(&mail_dir);
+    let toml = root.join("content/herald.toml");
+    let mut text = std::fs::read_to_string(&toml).expect("herald.toml");
+    // A rate limit so that the send takes seconds and the signal lands in it.
+    text.push_str(&format!(
+        "\n[mail]\nrate_limit = 400\nconcurrency = 4\n\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
+        sink.port
+    ));
+    std::fs::write(&toml, text).expect("write herald.toml");
+    // 2,000 readers of the labour statement only (one bulletin each).
+    let mut csv = String::from("address,lang,topics,status,consent_at\n");
+    for i in 0..2000 {
+        let lang = ["en", "ru", "kk"][i % 3];
+        csv.push_str(&format!(
+            "reader{i}@example.org,{lang},labour,confirmed,2010-01-01T00:00:00Z\n"
+        ));
+    }
+    let csv_path = root.join("readers.csv");
+    std::fs::write(&csv_path, csv).expect("csv");
+    let import = herald(
+        BIN,
+        root,
+        &["subscribers", "import", csv_path.to_str().expect("utf-8")],
+    );
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+
+    let mut child = Command::new(BIN)
+        .arg("--root")
+        .arg(root)
+        .arg("run")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    while received(&mail_dir).len() < 300 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the send never got going"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "run ended on its own"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(5),
+            "still running 5 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    std::thread::sleep(Duration::from_millis(200));
+    let at_stop = received(&mail_dir).len();
+    assert!(
+        at_stop < 2000,
+        "the signal came too late to test anything ({at_stop})"
+    );
+
+    // The restart finishes the send; nobody is mailed twice, nobody is left out.
+    let again = herald(BIN, root, &["publish"]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let mut got = received(&mail_dir);
+    assert_eq!(got.len(), 2000, "sent before the signal: {at_stop}");
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 2000, "someone got a bulletin twice");
+    let conn = rusqlite::Connection::open(root.join(".herald/herald.db")).expect("ledger");
+    let sent: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM mail_bulletins WHERE state = 'sent'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(sent, 2000);
+}
