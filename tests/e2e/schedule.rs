@@ -117,27 +117,20 @@ fn two_processes_only_one_publishes() {
     assert_eq!(published.iter().filter(|p| **p).count(), 1, "{outs:?}");
 }
 
-#[test]
-fn run_exits_cleanly_on_sigterm() {
-    let dir = sample_project();
-    let root = dir.path();
-    let mut child = Command::new(BIN)
+/// `herald run` in `root`, its output captured.
+fn spawn_run(root: &std::path::Path) -> std::process::Child {
+    Command::new(BIN)
         .arg("--root")
         .arg(root)
         .arg("run")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn");
-    // Wait for the catch-up publish on start.
-    let start = Instant::now();
-    while !root.join("public/index.html").exists() && start.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        root.join("public/index.html").exists(),
-        "run did not publish on start"
-    );
+        .expect("spawn")
+}
+
+/// Send SIGTERM; the process must exit with 0 within 5 s.
+fn sigterm_exits_cleanly(child: &mut std::process::Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -155,6 +148,23 @@ fn run_exits_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn run_exits_cleanly_on_sigterm() {
+    let dir = sample_project();
+    let root = dir.path();
+    let mut child = spawn_run(root);
+    // Wait for the catch-up publish on start.
+    let start = Instant::now();
+    while !root.join("public/index.html").exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        root.join("public/index.html").exists(),
+        "run did not publish on start"
+    );
+    sigterm_exits_cleanly(&mut child);
     let out = child.wait_with_output().expect("output");
     assert!(String::from_utf8_lossy(&out.stdout).contains("stopped by signal"));
 }
@@ -290,14 +300,7 @@ fn sigterm_mid_send_then_restart_sends_nobody_twice() {
         String::from_utf8_lossy(&import.stderr)
     );
 
-    let mut child = Command::new(BIN)
-        .arg("--root")
-        .arg(root)
-        .arg("run")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_run(root);
     let start = Instant::now();
     while received(&mail_dir).len() < 300 {
         assert!(
@@ -310,23 +313,7 @@ fn sigterm_mid_send_then_restart_sends_nobody_twice() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let stopped = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(5),
-            "still running 5 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(0));
+    sigterm_exits_cleanly(&mut child);
     std::thread::sleep(Duration::from_millis(200));
     let at_stop = received(&mail_dir).len();
     assert!(

@@ -389,23 +389,18 @@ pub fn mailed_record<'a>(
     }
 }
 
-/// A schedule slot came due. The cycle that calls this has just published what is
-/// due; the caller records the slot after this returns, so a missed one runs once.
-/// `digest` queues one digest of every due statement that no bulletin or digest has
-/// carried yet (by statement id: corrections are not sent again), records those
-/// statements as mailed, and delivers. Other jobs need nothing beyond the publish.
-pub fn run_job(
+/// The digest's slot came due (after a publish; the caller records the slot after
+/// this returns, so a missed one runs once). Queues one digest of every due statement
+/// that no bulletin or digest has carried yet (by statement id: corrections are not
+/// sent again), records those statements as mailed, and delivers.
+pub fn digest(
     corpus: &Corpus,
     paths: &Paths,
     ledger: &mut Ledger,
-    name: &str,
     slot: DateTime<Utc>,
     now: DateTime<Utc>,
     cancel: &AtomicBool,
-) -> Result<Option<ChannelReport>, Error> {
-    if name != crate::schedule::DIGEST {
-        return Ok(None);
-    }
+) -> Result<ChannelReport, Error> {
     let settings = Settings::load(corpus)?;
     let mailed = mailed_ids(ledger)?;
     let due = corpus.due(now);
@@ -424,7 +419,7 @@ pub fn run_job(
     }
     let mut report = deliver_pending(&store, corpus, &settings, paths, now, cancel, queued)?;
     report.note = format!("digest {key}: {}", report.note);
-    Ok(Some(report))
+    Ok(report)
 }
 
 /// `herald status`'s mail lines: bulletins per state, and with a digest, how many

@@ -75,17 +75,21 @@ pub type JobsRun = (
 );
 
 /// Run every schedule job with a slot due at `now` (after a publish), once for all
-/// its missed slots, and record the latest slot. The caller holds the lock.
+/// its missed slots, and record the latest slot. The caller holds the lock. Only
+/// herald.toml is read unless the digest is due: the publish before this has just
+/// validated every statement, and a second full load would double a cron run's cost.
 pub fn run_due_jobs(
     root: &Path,
     now: DateTime<Utc>,
     cancel: &AtomicBool,
 ) -> Result<JobsRun, Error> {
-    let corpus = herald_content::load(root)?;
-    let schedules = Schedules::from_config(&corpus.config)
-        .map_err(|d| Error::Content(herald_content::LoadError::Invalid(d)))?;
+    let invalid = |d| Error::Content(herald_content::LoadError::Invalid(d));
     let paths = Paths::new(root);
+    let config = herald_content::Config::load(&paths.content.join("herald.toml"))
+        .map_err(|d| invalid(herald_content::Diagnostics(vec![d])))?;
+    let schedules = Schedules::from_config(&config).map_err(invalid)?;
     let mut ledger = Ledger::open(&paths.ledger)?;
+    let mut corpus = None;
     let mut jobs = Vec::new();
     let mut reports = Vec::new();
     for (name, schedule) in schedules.iter() {
@@ -93,29 +97,34 @@ pub fn run_due_jobs(
             .get_state(&job_key(name))?
             .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
             .map(|d| d.with_timezone(&Utc));
-        if let Some(due) = schedule.due_slots(last, now) {
-            if cancel.load(Ordering::SeqCst) {
-                break;
-            }
-            let report = crate::channels::run_job(
-                &corpus,
+        let Some(due) = schedule.due_slots(last, now) else {
+            continue;
+        };
+        if cancel.load(Ordering::SeqCst) {
+            break;
+        }
+        // Other jobs are catch-up publishes, which the caller has just run.
+        if name == crate::schedule::DIGEST {
+            let corpus = match &corpus {
+                Some(c) => c,
+                None => corpus.insert(herald_content::load(root)?),
+            };
+            reports.push(crate::channels::digest(
+                corpus,
                 &paths,
                 &mut ledger,
-                name,
                 due.last,
                 now,
                 cancel,
-            )?;
+            )?);
             // Stopped by a signal mid-send: the slot stays due, so the next run
             // finishes it (its queued rows are idempotent).
             if cancel.load(Ordering::SeqCst) {
-                reports.extend(report);
                 break;
             }
-            ledger.set_state(&job_key(name), &stamp(due.last))?;
-            jobs.push((name.to_string(), due.last));
-            reports.extend(report);
         }
+        ledger.set_state(&job_key(name), &stamp(due.last))?;
+        jobs.push((name.to_string(), due.last));
     }
     Ok((jobs, reports))
 }

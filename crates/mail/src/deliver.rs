@@ -25,7 +25,9 @@ use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter,
 
 use crate::compose::{ComposeError, Composed, Composer, Prepared, Recipient, message_id};
 use crate::settings::{MailSettings, SMTP_PASSWORD_ENV, SMTP_USERNAME_ENV, SmtpSettings, TlsMode};
-use crate::store::{Bulletin, BulletinState, MailStore, NewBulletin, Status, StoreError};
+use crate::store::{
+    Bulletin, BulletinState, MailStore, NewBulletin, Status, StoreError, Subscriber,
+};
 use crate::token::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +142,14 @@ struct Group<'a> {
     published: DateTime<Utc>,
 }
 
+impl Group<'_> {
+    /// Whether `sub` should get it: their topics match, and they consented before
+    /// it was published.
+    fn is_for(&self, sub: &Subscriber) -> bool {
+        sub.wants(&self.topics) && sub.consent_at.is_none_or(|c| c <= self.published)
+    }
+}
+
 fn groups<'a>(
     corpus: &'a Corpus,
     statements: &[&'a Statement],
@@ -189,22 +199,14 @@ pub fn queue(
     let subscribers = store.subscribers(Some(Status::Confirmed))?;
     let domain = sender_domain(corpus, settings);
     let mut batch = Batch::new(store, now);
-    for Group {
-        id,
-        versions,
-        topics,
-        published,
-    } in groups(corpus, statements, now)
-    {
+    for group in groups(corpus, statements, now) {
+        let (id, versions) = (group.id, &group.versions);
         let done = store.first_queued(id)?;
         for sub in &subscribers {
-            if !sub.wants(&topics) {
+            if !group.is_for(sub) {
                 continue;
             }
-            if sub.consent_at.is_some_and(|c| c > published) {
-                continue;
-            }
-            let Some(s) = pick(&versions, &sub.lang, &corpus.config.default_language) else {
+            let Some(s) = pick(versions, &sub.lang, &corpus.config.default_language) else {
                 continue;
             };
             // Had it already: only a correction goes out, when configured, and only
@@ -316,8 +318,7 @@ pub fn queue_digest(
         }
         let version = items
             .iter()
-            .filter(|i| sub.wants(&i.topics) && sub.consent_at.is_none_or(|c| c <= i.published))
-            .filter(|i| pick(&i.versions, &sub.lang, &corpus.config.default_language).is_some())
+            .filter(|i| i.is_for(sub))
             .map(|i| i.id)
             .collect::<Vec<_>>()
             .join(" ");

@@ -270,7 +270,7 @@ fn watch(
         .name("herald-serve-watch".into())
         .spawn(move || {
             use std::sync::mpsc::RecvTimeoutError;
-            let mut changed: Vec<PathBuf> = Vec::new();
+            let mut changed: std::collections::HashSet<PathBuf> = Default::default();
             loop {
                 let next = if changed.is_empty() {
                     rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
@@ -278,13 +278,7 @@ fn watch(
                     rx.recv_timeout(QUIET)
                 };
                 match next {
-                    Ok(Ok(event)) if is_change(&event.kind) => {
-                        for path in event.paths {
-                            if !changed.contains(&path) {
-                                changed.push(path);
-                            }
-                        }
-                    }
+                    Ok(Ok(event)) if is_change(&event.kind) => changed.extend(event.paths),
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => tracing::warn!("watching content/: {e}"),
                     Err(RecvTimeoutError::Timeout) => {

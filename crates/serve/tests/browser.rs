@@ -110,6 +110,19 @@ impl Browser {
 
     /// Send a command and wait for its answer, skipping events.
     fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        match self.try_call(session, method, params) {
+            Ok(v) => v,
+            Err(e) => panic!("{method}: {e}"),
+        }
+    }
+
+    /// [`Browser::call`], with the error answer returned rather than a panic.
+    fn try_call(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Value> {
         self.next += 1;
         let id = self.next;
         let mut msg = json!({"id": id, "method": method, "params": params});
@@ -122,8 +135,10 @@ impl Browser {
             let Message::Text(t) = m else { continue };
             let v: Value = serde_json::from_str(&t).expect("json");
             if v["id"] == id {
-                assert!(v.get("error").is_none(), "{method}: {v}");
-                return v["result"].clone();
+                return match v.get("error") {
+                    Some(_) => Err(v),
+                    None => Ok(v["result"].clone()),
+                };
             }
         }
     }
@@ -133,12 +148,38 @@ impl Browser {
         self.call(Some(&s), method, params)
     }
 
+    /// Run `js` in the page. A click that navigates may end its own evaluation with
+    /// "Inspected target navigated or closed": the action ran, so that is success.
     fn eval(&mut self, js: &str) -> Value {
-        let r = self.page(
-            "Runtime.evaluate",
-            json!({"expression": js, "returnByValue": true}),
-        );
-        r["result"]["value"].clone()
+        match self.evaluate(js) {
+            Ok(v) => v,
+            Err(e) if e.to_string().contains("navigated or closed") => Value::Null,
+            Err(e) => panic!("Runtime.evaluate {js}: {e}"),
+        }
+    }
+
+    /// Read a value from the page; during a navigation, ask again the page that loads.
+    fn read(&mut self, js: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            match self.evaluate(js) {
+                Ok(v) => return v,
+                Err(e)
+                    if e.to_string().contains("navigated or closed")
+                        && start.elapsed() < Duration::from_secs(20) =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("Runtime.evaluate {js}: {e}"),
+            }
+        }
+    }
+
+    fn evaluate(&mut self, js: &str) -> Result<Value, Value> {
+        let s = self.session.clone();
+        let params = json!({"expression": js, "returnByValue": true});
+        self.try_call(Some(&s), "Runtime.evaluate", params)
+            .map(|r| r["result"]["value"].clone())
     }
 
     /// Wait until the page at a URL containing `part` has loaded.
@@ -146,11 +187,11 @@ impl Browser {
         let start = Instant::now();
         loop {
             let href = self
-                .eval("location.href")
+                .read("location.href")
                 .as_str()
                 .unwrap_or("")
                 .to_string();
-            let ready = self.eval("document.readyState");
+            let ready = self.read("document.readyState");
             if href.contains(part) && ready == "complete" {
                 return;
             }
@@ -168,7 +209,7 @@ impl Browser {
     }
 
     fn text(&mut self) -> String {
-        self.eval("document.body.innerText")
+        self.read("document.body.innerText")
             .as_str()
             .unwrap_or("")
             .to_string()
