@@ -20,6 +20,25 @@ pub const LOCK_FILE: &str = "lock";
 
 const MAX_PAUSE: Duration = Duration::from_millis(200);
 
+/// How long a refused process waits for a holder that has just taken the lock to write
+/// its details (it writes them right after locking, so this is normally microseconds).
+const HOLDER_GRACE: Duration = Duration::from_secs(1);
+
+/// The holder's details, asking again for up to `grace` while the file is empty or half
+/// written: the holder locks first and writes second, so a refusal can fall in between.
+fn read_holder(path: &Path, grace: Duration) -> Option<Holder> {
+    let begun = Instant::now();
+    loop {
+        let holder = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| Holder::from_file(&t));
+        if holder.is_some() || begun.elapsed() >= grace {
+            return holder;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Who holds the lock, as written in the lock file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
@@ -126,9 +145,7 @@ impl Lock {
             }
             let waited = begun.elapsed();
             if waited >= wait {
-                let holder = std::fs::read_to_string(&path)
-                    .ok()
-                    .and_then(|t| Holder::from_file(&t));
+                let holder = read_holder(&path, HOLDER_GRACE);
                 return Err(LockError::Busy {
                     path,
                     holder,
@@ -343,6 +360,33 @@ mod tests {
             .expect_err("a file is in the way");
         assert!(matches!(err, LockError::CreateDir { .. }), "{err:?}");
         assert!(err.to_string().contains("not-a-dir"), "{err}");
+    }
+
+    #[test]
+    fn a_refusal_waits_briefly_for_a_holder_that_has_not_written_yet() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join(LOCK_FILE);
+        std::fs::write(&path, "").expect("write");
+        let h = Holder {
+            pid: 31938,
+            started: Utc::now(),
+        };
+        let text = h.to_file();
+        let writer = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                std::fs::write(path, text).expect("write");
+            })
+        };
+        assert_eq!(
+            read_holder(&path, Duration::from_secs(5)).map(|h| h.pid),
+            Some(31938)
+        );
+        writer.join().expect("thread");
+        // A holder that never writes: no pid rather than a guess, once the grace is over.
+        std::fs::write(&path, "pid=1").expect("write");
+        assert_eq!(read_holder(&path, Duration::from_millis(30)), None);
     }
 
     #[test]
