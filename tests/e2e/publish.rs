@@ -63,6 +63,84 @@ fn second_publish_changes_nothing() {
     assert_eq!(after, counts, "ledger rows added");
 }
 
+const SETTLED: &str = "no input changed since the last run";
+
+#[test]
+fn a_settled_run_reads_nothing_yet_notices_every_change() {
+    let dir = sample_project();
+    let root = dir.path();
+    let add = herald(
+        BIN,
+        root,
+        &["subscribers", "add", "desk@example.org", "--lang", "en"],
+    );
+    assert!(add.status.success());
+    let publish = |extra: &[&str], now: &str| {
+        let mut args = vec!["publish", "--now", now];
+        args.extend_from_slice(extra);
+        ok(&herald(BIN, root, &args))
+    };
+    let mails = || snapshot(&root.join("outbox")).len();
+
+    // Files first, mail later: a run with mail is not settled by a run without.
+    let first = publish(&["--no-mail"], BEFORE_EMBARGO);
+    assert!(!first.contains(SETTLED), "{first}");
+    assert_eq!(mails(), 0);
+    let files_only = publish(&["--no-mail"], BEFORE_EMBARGO);
+    assert!(files_only.contains(SETTLED), "{files_only}");
+    // (Nothing to mail yet: the subscriber consented after these statements came out.)
+    let with_mail = publish(&[], BEFORE_EMBARGO);
+    assert!(!with_mail.contains(SETTLED), "{with_mail}");
+    let settled = publish(&[], BEFORE_EMBARGO);
+    assert!(settled.contains(SETTLED), "{settled}");
+    assert!(settled.contains("mail"), "{settled}");
+    assert!(
+        settled.contains(EMBARGOED_SLUG),
+        "still listed under embargo: {settled}"
+    );
+
+    // An edited statement is read again and published as a new version.
+    let file = root.join("content/statements/2014/world-day-against-trafficking.en.md");
+    let text = fs::read_to_string(&file).expect("fs");
+    fs::write(
+        &file,
+        format!("{text}\nA sentence added after publication.\n"),
+    )
+    .expect("fs");
+    let edited = publish(&["--no-mail"], BEFORE_EMBARGO);
+    assert!(!edited.contains(SETTLED), "{edited}");
+    assert!(
+        mentions(&root.join("public"), "A sentence added after publication").len() > 1,
+        "page and feeds carry the edit"
+    );
+    assert!(publish(&["--no-mail"], BEFORE_EMBARGO).contains(SETTLED));
+
+    // A deleted output is written again.
+    let sitemap = root.join("public/sitemap.xml");
+    let before = fs::read(&sitemap).expect("fs");
+    fs::remove_file(&sitemap).expect("fs");
+    let repaired = publish(&["--no-mail"], BEFORE_EMBARGO);
+    assert!(!repaired.contains(SETTLED), "{repaired}");
+    assert_eq!(fs::read(&sitemap).expect("fs"), before);
+
+    // A new template override is an input too.
+    let templates = root.join("content/templates");
+    fs::create_dir_all(&templates).expect("fs");
+    fs::write(templates.join("unused-note.txt"), "notes").expect("fs");
+    assert!(!publish(&["--no-mail"], BEFORE_EMBARGO).contains(SETTLED));
+
+    // The second an embargo lifts, the last summary no longer holds.
+    let lifted = publish(&[], AT_EMBARGO);
+    assert!(!lifted.contains(SETTLED), "{lifted}");
+    assert!(!mentions(&root.join("public"), EMBARGOED_SLUG).is_empty());
+    let sent = mails();
+    assert!(sent > 0, "the lifted statement is mailed: {lifted}");
+    assert!(publish(&[], AT_EMBARGO).contains(SETTLED));
+    assert_eq!(mails(), sent);
+    // And back before it: the full path decides, it does not trust the summary.
+    assert!(!publish(&["--no-mail"], BEFORE_EMBARGO).contains(SETTLED));
+}
+
 #[test]
 fn embargo_holds_until_the_second() {
     let dir = sample_project();

@@ -56,15 +56,10 @@ fn shown(root: &Path, path: &Path) -> PathBuf {
     path.strip_prefix(root).unwrap_or(path).to_path_buf()
 }
 
-/// Load and validate everything. Reports every problem in every file at once.
-pub fn load(root: &Path) -> Result<Corpus, LoadError> {
-    let content = content_dir(root);
-    let config_path = content.join("herald.toml");
-    let config = Config::load(&config_path).map_err(|mut d| {
-        d.file = shown(root, &d.file);
-        LoadError::Invalid(Diagnostics(vec![d]))
-    })?;
-    let dir = content.join("statements");
+/// Every statement file below `content/statements/`, sorted by path (hidden files
+/// skipped), as [`load`] reads them.
+pub fn statement_files(root: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let dir = content_dir(root).join("statements");
     let mut files = Vec::new();
     if dir.exists() {
         for entry in walkdir::WalkDir::new(&dir).sort_by_file_name() {
@@ -81,6 +76,19 @@ pub fn load(root: &Path) -> Result<Corpus, LoadError> {
             }
         }
     }
+    Ok(files)
+}
+
+/// Load and validate everything. Reports every problem in every file at once.
+pub fn load(root: &Path) -> Result<Corpus, LoadError> {
+    let content = content_dir(root);
+    let config_path = content.join("herald.toml");
+    let config = Config::load(&config_path).map_err(|mut d| {
+        d.file = shown(root, &d.file);
+        LoadError::Invalid(Diagnostics(vec![d]))
+    })?;
+    let dir = content.join("statements");
+    let files = statement_files(root)?;
     let parsed: Vec<Result<Statement, Vec<Diagnostic>>> = files
         .par_iter()
         .map(|path| {

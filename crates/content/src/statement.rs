@@ -171,10 +171,39 @@ fn suggest(key: &str) -> String {
     }
 }
 
-/// First control character other than tab, newline and carriage return.
+/// The first control character other than tab and line breaks: C0, DEL or C1.
 fn find_control(s: &str) -> Option<(usize, char)> {
-    s.char_indices()
-        .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    // Every file is scanned, so skip clean 64-byte blocks with a test the compiler
+    // vectorizes; only a block holding a candidate byte is decoded.
+    const BLOCK: usize = 64;
+    let bytes = s.as_bytes();
+    // C0 and DEL are single bytes; C1 (U+0080..U+009F) is encoded as 0xC2 0x80..0x9F.
+    let candidate = |b: u8| b < 0x20 || b == 0x7f || b == 0xc2;
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = (start + BLOCK).min(bytes.len());
+        if bytes[start..end]
+            .iter()
+            .fold(false, |acc, &b| acc | candidate(b))
+        {
+            // A block boundary may split a character: decode from the block's first char.
+            let from = (0..=start)
+                .rev()
+                .find(|&i| s.is_char_boundary(i))
+                .unwrap_or(0);
+            let to = (end..=bytes.len())
+                .find(|&i| s.is_char_boundary(i))
+                .unwrap_or(bytes.len());
+            if let Some((i, c)) = s[from..to]
+                .char_indices()
+                .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+            {
+                return Some((from + i, c));
+            }
+        }
+        start = end;
+    }
+    None
 }
 
 fn summary_from(doc: &Document) -> String {
@@ -615,4 +644,40 @@ pub fn instant(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|d| Utc.from_utc_datetime(&d.naive_utc()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_control;
+
+    fn naive(s: &str) -> Option<(usize, char)> {
+        s.char_indices()
+            .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    }
+
+    #[test]
+    fn block_scan_finds_what_a_char_scan_finds() {
+        let fillers = ["a", "ә", "«", "\u{a0}", "ж", "\t", "\r\n", "😀"];
+        let controls = ['\u{7}', '\u{7f}', '\u{85}', '\u{9f}', '\u{0}', '\u{1b}'];
+        for filler in fillers {
+            for len in [0, 1, 62, 63, 64, 65, 127, 128, 200] {
+                let clean = filler.repeat(len);
+                assert_eq!(find_control(&clean), None, "{filler:?} x {len}");
+                for c in controls {
+                    for at in [0, clean.len() / 2, clean.len()] {
+                        // Insert at a char boundary at or before `at`.
+                        let at = (0..=at)
+                            .rev()
+                            .find(|&i| clean.is_char_boundary(i))
+                            .expect("0 is a boundary");
+                        let mut s = clean.clone();
+                        s.insert(at, c);
+                        s.push('\u{8}');
+                        assert_eq!(find_control(&s), naive(&s), "{s:?}");
+                        assert_eq!(find_control(&s), Some((at, c)), "{s:?}");
+                    }
+                }
+            }
+        }
+    }
 }

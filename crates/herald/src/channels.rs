@@ -89,6 +89,17 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// The public channels this configuration runs, in [`Channel::PUBLIC`] order.
+    pub fn public_channels(&self) -> Vec<Channel> {
+        Channel::PUBLIC
+            .iter()
+            .copied()
+            .filter(|ch| *ch != Channel::Pdf || self.pdf.enabled)
+            .collect()
+    }
+}
+
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")

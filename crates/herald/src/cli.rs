@@ -312,7 +312,12 @@ pub fn print_report(out: &mut dyn Write, r: &PublishReport) {
         },
         r.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
-    if r.unchanged {
+    if r.settled {
+        let _ = writeln!(
+            out,
+            "  nothing new: no input changed since the last run, and no embargo has lifted"
+        );
+    } else if r.unchanged {
         let _ = writeln!(
             out,
             "  nothing new: every due statement is already published"

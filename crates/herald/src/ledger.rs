@@ -182,6 +182,13 @@ impl Ledger {
             .map_err(|e| self.err(e))
     }
 
+    pub fn clear_state(&mut self, key: &str) -> Result<(), LedgerError> {
+        self.conn
+            .execute("DELETE FROM state WHERE key = ?1", [key])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     pub fn outputs(&self) -> Result<Vec<(String, String)>, LedgerError> {
         let mut stmt = self
             .conn

@@ -8,6 +8,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use herald_content::{Corpus, Statement};
 use sha2::{Digest, Sha256};
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::channels::{self, Channel};
 use crate::ledger::{Entry, Ledger, Record};
@@ -56,6 +57,8 @@ pub struct PublishReport {
     pub dry_run: bool,
     /// True when nothing was due that the ledger had not recorded and no input changed.
     pub unchanged: bool,
+    /// True when the last run's summary answered: no input had changed, nothing was read.
+    pub settled: bool,
     pub channels: Vec<ChannelReport>,
     /// (id, lang) of statement versions published for the first time on any channel.
     pub new_statements: Vec<(String, String)>,
@@ -118,16 +121,158 @@ fn entries_for(
     (all, minted)
 }
 
+/// Ledger state key of [`Settled`].
+const SETTLED: &str = "settled";
+
+/// What a completed publish leaves behind so that the next one, when no input changed
+/// and `now` crosses no embargo, can say so without parsing a single statement.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Settled {
+    /// [`input_digest`] as read before the run loaded anything.
+    inputs: String,
+    /// The due set is the same for every `now` in `[from, until)`: the latest lifted
+    /// embargo and the next one to lift.
+    from: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    live: usize,
+    channels: Vec<String>,
+    embargoed: Vec<(String, String, DateTime<chrono::FixedOffset>)>,
+    /// The mail channel ran: every due version is queued (or waits for the digest).
+    mail: bool,
+}
+
+/// One digest of everything a publish reads: herald's version, herald.toml, the
+/// template overrides and every statement file (path and bytes), with XXH3-128: it
+/// detects change, nobody forges it (whoever can write content can publish). Read in parallel;
+/// a file that cannot be read makes the digest unique, so the full path reports it.
+fn input_digest(paths: &Paths) -> Result<String, Error> {
+    use rayon::prelude::*;
+    let mut files = herald_content::statement_files(&paths.root)?;
+    files.push(paths.content.join("herald.toml"));
+    if let Ok(walk) = std::fs::read_dir(&paths.templates) {
+        let mut names: Vec<PathBuf> = walk.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        names.sort();
+        files.extend(names);
+    }
+    let digests: Vec<u128> = files
+        .par_iter()
+        .map(|p| {
+            let mut h = Xxh3::new();
+            h.update(p.to_string_lossy().as_bytes());
+            h.update(&[0]);
+            match std::fs::read(p) {
+                Ok(b) => h.update(&b),
+                Err(e) => h.update(format!("unreadable: {e} {:?}", Instant::now()).as_bytes()),
+            }
+            h.digest128()
+        })
+        .collect();
+    let mut h = Xxh3::new();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    for d in digests {
+        h.update(&d.to_le_bytes());
+    }
+    Ok(format!("{:032x}", h.digest128()))
+}
+
+/// The report of a publish that has nothing to do, from the last run's [`Settled`]
+/// alone; `None` when anything may have changed (then the full path decides).
+fn settled_report(
+    opts: &PublishOptions,
+    paths: &Paths,
+    inputs: &str,
+    t0: Instant,
+) -> Result<Option<PublishReport>, Error> {
+    if !paths.ledger.exists() {
+        return Ok(None);
+    }
+    let ledger = Ledger::open(&paths.ledger)?;
+    let Some(settled) = ledger
+        .get_state(SETTLED)?
+        .and_then(|v| serde_json::from_str::<Settled>(&v).ok())
+    else {
+        return Ok(None);
+    };
+    let in_window =
+        settled.from.is_none_or(|f| f <= opts.now) && settled.until.is_none_or(|u| opts.now < u);
+    if settled.inputs != inputs || !in_window || (opts.mail && !settled.mail) {
+        return Ok(None);
+    }
+    let outputs = ledger.outputs()?;
+    let intact = {
+        use rayon::prelude::*;
+        outputs
+            .par_iter()
+            .all(|(p, _)| paths.public.join(p).is_file())
+    };
+    if !intact {
+        return Ok(None);
+    }
+    let mut channels: Vec<ChannelReport> = settled
+        .channels
+        .iter()
+        .filter_map(|name| Channel::ALL.iter().find(|c| c.name() == name))
+        .map(|ch| ChannelReport {
+            channel: ch.name(),
+            live: settled.live,
+            ..Default::default()
+        })
+        .collect();
+    if opts.mail {
+        let store = herald_mail::MailStore::open(&paths.ledger).map_err(|e| Error::Channel {
+            channel: "mail",
+            message: e.to_string(),
+        })?;
+        let work = store.has_work().map_err(|e| Error::Channel {
+            channel: "mail",
+            message: e.to_string(),
+        })?;
+        if work {
+            return Ok(None);
+        }
+        channels.push(ChannelReport {
+            channel: Channel::Mail.name(),
+            note: "0 bulletin(s) queued, 0 sent".into(),
+            ..Default::default()
+        });
+    }
+    Ok(Some(PublishReport {
+        now: opts.now,
+        dry_run: opts.dry_run,
+        unchanged: true,
+        settled: true,
+        channels,
+        new_statements: Vec::new(),
+        embargoed: settled
+            .embargoed
+            .into_iter()
+            .map(|(id, lang, publish_at)| Embargoed {
+                id,
+                lang,
+                publish_at,
+            })
+            .collect(),
+        removed_files: 0,
+        elapsed_ms: t0.elapsed().as_millis(),
+    }))
+}
+
 /// Publish everything due at `opts.now` that the ledger has not recorded.
 pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     let t0 = Instant::now();
     let paths = Paths::new(&opts.root);
+    // Read before loading: an edit made while this run works changes the digest, so
+    // the next run cannot mistake it for settled.
+    let inputs = input_digest(&paths)?;
+    if let Some(report) = settled_report(opts, &paths, &inputs, t0)? {
+        return Ok(report);
+    }
     // Validation first: nothing is written while any statement is invalid.
     let corpus = herald_content::load(&opts.root)?;
     let channel_settings = channels::Settings::load(&corpus)?;
     let now = opts.now;
     let due = corpus.due(now);
-    let embargoed = corpus
+    let embargoed: Vec<Embargoed> = corpus
         .embargoed(now)
         .into_iter()
         .map(|s| Embargoed {
@@ -138,6 +283,10 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         .collect();
 
     let mut ledger = Ledger::open(&paths.ledger)?;
+    if !opts.dry_run {
+        // Whatever this run does, the last run's summary no longer describes it.
+        ledger.clear_state(SETTLED)?;
+    }
     let recorded: HashSet<(String, String, String, String)> = ledger
         .publications()?
         .into_iter()
@@ -160,11 +309,12 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         .collect();
     let (entries, minted) = entries_for(&channel_settings, &due, &known);
 
+    let public = channel_settings.public_channels();
     let mut reports: Vec<ChannelReport> = Vec::new();
     let mut publications: Vec<(&str, &str, &'static str, &str)> = Vec::new();
     let mut new_statements: Vec<(String, String)> = Vec::new();
     for s in &due {
-        if Channel::PUBLIC.iter().any(|ch| is_new(s, *ch)) {
+        if public.iter().any(|ch| is_new(s, *ch)) {
             new_statements.push((s.id.clone(), s.lang.clone()));
         }
     }
@@ -191,7 +341,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
             dry_run: opts.dry_run,
         };
         let mut flow = channels::Flow::default();
-        for ch in Channel::PUBLIC {
+        for ch in &public {
             let before = sink.stats();
             let mut rep = channels::run(*ch, &ctx, &mut flow)?;
             let after = sink.stats();
@@ -205,7 +355,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         }
         manifest_changed = Some(manifest);
     } else {
-        for ch in Channel::PUBLIC {
+        for ch in &public {
             reports.push(ChannelReport {
                 channel: ch.name(),
                 live: due.len(),
@@ -215,7 +365,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     }
 
     for s in &due {
-        for ch in Channel::PUBLIC {
+        for ch in &public {
             if is_new(s, *ch) {
                 publications.push((&s.id, &s.lang, ch.name(), &s.digest));
             }
@@ -280,10 +430,37 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         }
     }
 
+    if !opts.dry_run {
+        let settled = Settled {
+            inputs,
+            from: due
+                .iter()
+                .map(|s| s.meta.publish_at.with_timezone(&Utc))
+                .max(),
+            until: embargoed
+                .iter()
+                .map(|e| e.publish_at.with_timezone(&Utc))
+                .min(),
+            live: due.len(),
+            channels: public.iter().map(|c| c.name().to_string()).collect(),
+            embargoed: embargoed
+                .iter()
+                .map(|e| (e.id.clone(), e.lang.clone(), e.publish_at))
+                .collect(),
+            mail: opts.mail,
+        };
+        let json = serde_json::to_string(&settled).map_err(|e| Error::Channel {
+            channel: "ledger",
+            message: e.to_string(),
+        })?;
+        ledger.set_state(SETTLED, &json)?;
+    }
+
     Ok(PublishReport {
         now,
         dry_run: opts.dry_run,
         unchanged: nothing_new && unchanged_inputs && outputs_intact,
+        settled: false,
         channels: reports,
         new_statements,
         embargoed,

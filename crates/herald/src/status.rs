@@ -21,6 +21,7 @@ pub fn print(root: &Path, now: DateTime<Utc>, out: &mut impl Write) -> Result<()
         tz
     );
     let due = corpus.due(now);
+    let public = crate::channels::Settings::load(&corpus)?.public_channels();
     let ledger = if paths.ledger.exists() {
         Some(Ledger::open(&paths.ledger)?)
     } else {
@@ -34,7 +35,7 @@ pub fn print(root: &Path, now: DateTime<Utc>, out: &mut impl Write) -> Result<()
             .map(|p| (p.statement, p.lang, p.channel, p.version))
             .collect();
         for s in &due {
-            for ch in crate::channels::Channel::PUBLIC {
+            for ch in &public {
                 let e = per_channel.entry(ch.name().to_string()).or_default();
                 let key = (
                     s.id.clone(),

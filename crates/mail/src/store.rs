@@ -716,6 +716,15 @@ impl MailStore {
             .collect()
     }
 
+    /// Whether any row is pending or left in `sending`: a run has mail to deliver.
+    pub fn has_work(&self) -> Result<bool, StoreError> {
+        Ok(self.conn()?.query_row(
+            "SELECT EXISTS (SELECT 1 FROM mail_bulletins WHERE state IN ('pending', 'sending'))",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Rows a crash left in `sending`: to `ambiguous` (the server may have the
     /// message) or, when `resend` (an idempotent outbox), back to `pending`.
     pub fn recover_interrupted(

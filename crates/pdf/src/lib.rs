@@ -47,6 +47,8 @@ pub enum Paper {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PdfSettings {
+    /// Render PDFs (default true). When false, pages and feeds link no PDF.
+    pub enabled: bool,
     /// `"a4"` (default) or `"letter"`.
     pub paper: Paper,
     /// Body text size in points (6 to 24; default 10.5).
@@ -61,6 +63,7 @@ pub struct PdfSettings {
 impl Default for PdfSettings {
     fn default() -> Self {
         PdfSettings {
+            enabled: true,
             paper: Paper::A4,
             font_size: 10.5,
             fonts: Vec::new(),
