@@ -86,6 +86,31 @@ pub fn run(args: &[String]) -> ExitCode {
                 }
             }
         }
+        // The site alone, as issue 2 measures it: the same corpus without PDFs and feeds.
+        let site_only = std::env::temp_dir().join(format!("herald-bench-{n}-site"));
+        let _ = std::fs::remove_dir_all(&site_only);
+        let prepared = crate::corpus::generate(n, &site_only)
+            .map_err(|e| e.to_string())
+            .and_then(|_| {
+                let toml = site_only.join("content/herald.toml");
+                let mut text = std::fs::read_to_string(&toml).map_err(|e| e.to_string())?;
+                text.push_str("\n[pdf]\nenabled = false\n\n[feed]\nenabled = false\n");
+                std::fs::write(&toml, text).map_err(|e| e.to_string())
+            });
+        if let Err(e) = prepared {
+            eprintln!("corpus: {e}");
+            return ExitCode::FAILURE;
+        }
+        match time(&bin, &site_only, &["publish", "--now", now]) {
+            Ok((s, mb)) => {
+                println!("| {n} | {files} | cold publish, site only | {s:.3} | {mb:.0} |")
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&site_only);
         let _ = std::fs::remove_dir_all(&dir);
     }
     ExitCode::SUCCESS

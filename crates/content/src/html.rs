@@ -23,16 +23,23 @@ pub fn escape(s: &str) -> String {
 }
 
 pub fn escape_into(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
+    // Copy the runs between special characters whole: every page goes through here.
+    // The five are ASCII, so each index is a character boundary.
+    let mut run = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let entity = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#39;",
+            _ => continue,
+        };
+        out.push_str(&s[run..i]);
+        out.push_str(entity);
+        run = i + 1;
     }
+    out.push_str(&s[run..]);
 }
 
 /// Join a possibly relative URL onto a base ending in `/`.
@@ -278,6 +285,17 @@ pub fn to_html(doc: &Document, opts: &HtmlOptions<'_>) -> String {
 mod tests {
     use super::*;
     use crate::markdown::parse;
+
+    #[test]
+    fn escape_keeps_every_other_character() {
+        assert_eq!(
+            escape("Қазақ <b>&amp;</b> \"ә\" 'ü' — 😀&"),
+            "Қазақ &lt;b&gt;&amp;amp;&lt;/b&gt; &quot;ә&quot; &#39;ü&#39; — 😀&amp;"
+        );
+        assert_eq!(escape(""), "");
+        assert_eq!(escape("<"), "&lt;");
+        assert_eq!(escape("простой текст"), "простой текст");
+    }
 
     #[test]
     fn escapes_and_absolutizes() {

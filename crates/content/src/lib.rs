@@ -180,6 +180,16 @@ impl Corpus {
         self.statements.iter().filter(move |s| s.id == id)
     }
 
+    /// Every statement's language versions, by id, in `herald.toml` order: one pass,
+    /// for callers that look up many ids ([`Corpus::translations`] scans every time).
+    pub fn by_id(&self) -> HashMap<&str, Vec<&Statement>> {
+        let mut map: HashMap<&str, Vec<&Statement>> = HashMap::new();
+        for s in &self.statements {
+            map.entry(s.id.as_str()).or_default().push(s);
+        }
+        map
+    }
+
     pub fn get(&self, id: &str, lang: &str) -> Option<&Statement> {
         self.statements
             .iter()

@@ -14,6 +14,8 @@ pub const MAX_LIMIT: usize = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FeedSettings {
+    /// Write feeds (default true). When false, pages link no feed.
+    pub enabled: bool,
     /// The `tag:` URI authority (RFC 4151) for new entry ids: a domain name or an
     /// e-mail address the organization owns. Defaults to the host of `base_url`.
     pub authority: Option<String>,
@@ -30,6 +32,7 @@ pub struct FeedSettings {
 impl Default for FeedSettings {
     fn default() -> Self {
         Self {
+            enabled: true,
             authority: None,
             since: None,
             limit: DEFAULT_LIMIT,

@@ -95,7 +95,11 @@ impl Settings {
         Channel::PUBLIC
             .iter()
             .copied()
-            .filter(|ch| *ch != Channel::Pdf || self.pdf.enabled)
+            .filter(|ch| match ch {
+                Channel::Pdf => self.pdf.enabled,
+                Channel::Feed => self.feed.enabled,
+                _ => true,
+            })
             .collect()
     }
 }
@@ -141,12 +145,14 @@ pub fn run(ch: Channel, ctx: &Ctx<'_>, flow: &mut Flow) -> Result<ChannelReport,
         live: ctx.due.len(),
         ..Default::default()
     };
+    let begun = std::time::Instant::now();
     match ch {
         Channel::Pdf => pdf(ctx, flow)?,
         Channel::Feed => report.note = feed(ctx, flow)?,
         Channel::Site => site(ctx, flow)?,
         Channel::Mail => {}
     }
+    report.elapsed_ms = begun.elapsed().as_millis();
     Ok(report)
 }
 
@@ -252,7 +258,11 @@ fn site(ctx: &Ctx<'_>, flow: &Flow) -> Result<(), Error> {
         corpus: ctx.corpus,
         published: ctx.due,
         pdfs: herald_site::PdfLinks::Sizes(&flow.pdf_sizes),
-        feeds: &FeedKind::ALL,
+        feeds: if ctx.settings.feed.enabled {
+            &FeedKind::ALL
+        } else {
+            &[]
+        },
         subscribe: ctx.settings.subscribe.then_some(&form),
     };
     herald_site::render(&input, ctx.sink).map_err(|e| channel_err("site", e))?;

@@ -332,8 +332,10 @@ pub fn print_report(out: &mut dyn Write, r: &PublishReport) {
         if c.files_written + c.files_unchanged > 0 {
             let _ = write!(
                 out,
-                "; {} file(s) written, {} unchanged",
-                c.files_written, c.files_unchanged
+                "; {} file(s) written, {} unchanged in {:.2} s",
+                c.files_written,
+                c.files_unchanged,
+                c.elapsed_ms as f64 / 1000.0
             );
         }
         if !c.note.is_empty() {

@@ -42,6 +42,8 @@ pub struct ChannelReport {
     pub files_unchanged: usize,
     /// Extra detail (mail: sent/failed/ambiguous).
     pub note: String,
+    /// Time spent rendering and writing (0 when the channel had nothing to do).
+    pub elapsed_ms: u128,
 }
 
 #[derive(Debug, Clone)]
@@ -267,8 +269,14 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     if let Some(report) = settled_report(opts, &paths, &inputs, t0)? {
         return Ok(report);
     }
+    tracing::debug!("inputs read in {} ms", t0.elapsed().as_millis());
     // Validation first: nothing is written while any statement is invalid.
     let corpus = herald_content::load(&opts.root)?;
+    tracing::debug!(
+        "{} statements loaded at {} ms",
+        corpus.statements.len(),
+        t0.elapsed().as_millis()
+    );
     let channel_settings = channels::Settings::load(&corpus)?;
     let now = opts.now;
     let due = corpus.due(now);
@@ -349,6 +357,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
             rep.files_unchanged = after.unchanged - before.unchanged;
             reports.push(rep);
         }
+        tracing::debug!("channels done at {} ms", t0.elapsed().as_millis());
         let (manifest, _) = sink.into_manifest();
         if !opts.dry_run {
             removed_files = remove_stale(&paths.public, &previous_outputs, &manifest)?;
@@ -399,6 +408,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
             }),
         };
         ledger.commit(&rec)?;
+        tracing::debug!("ledger committed at {} ms", t0.elapsed().as_millis());
     }
 
     if opts.mail {
@@ -430,6 +440,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         }
     }
 
+    tracing::debug!("mail done at {} ms", t0.elapsed().as_millis());
     if !opts.dry_run {
         let settled = Settled {
             inputs,

@@ -158,10 +158,13 @@ fn groups<'a>(
     let mut ids: Vec<&str> = statements.iter().map(|s| s.id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
+    let by_id = corpus.by_id();
     ids.into_iter()
         .filter_map(|id| {
-            let versions: Vec<&Statement> = corpus
-                .translations(id)
+            let versions: Vec<&Statement> = by_id
+                .get(id)?
+                .iter()
+                .copied()
                 .filter(|s| s.is_due(now) && s.meta.bulletin)
                 .collect();
             let published = versions.first()?.meta.publish_at.with_timezone(&Utc);
@@ -197,6 +200,10 @@ pub fn queue(
         return Ok(0);
     }
     let subscribers = store.subscribers(Some(Status::Confirmed))?;
+    if subscribers.is_empty() {
+        // Nobody to queue for: spare a lookup per statement (a first publish has thousands).
+        return Ok(0);
+    }
     let domain = sender_domain(corpus, settings);
     let mut batch = Batch::new(store, now);
     for group in groups(corpus, statements, now) {
