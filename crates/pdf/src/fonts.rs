@@ -144,6 +144,8 @@ pub(crate) struct Fonts<'a> {
     pub metrics: Vec<(f32, f32)>,
     /// Shaping plans made by the renderer for the usual scripts.
     shared: &'a Plans,
+    /// Per font: the glyph of every character below [`LOW`] (0: none), from [`low_glyphs`].
+    low: &'a [Vec<u16>],
     /// Plans for other scripts, made during this render.
     plans: Plans,
     /// Words recur: shape each (font, size, direction, text) once per render.
@@ -155,6 +157,26 @@ type ShapeKey = (usize, u32, bool, String);
 
 /// Shaping plans are costly to build: one per font, direction and script.
 pub(crate) type Plans = HashMap<(usize, bool, Script), ShapePlan>;
+
+/// Characters below this (Latin, Greek, Cyrillic, Arabic) are looked up in a table:
+/// the cmap's binary search, once per character of every word, was a tenth of a render.
+const LOW: u32 = 0x800;
+
+/// Per face, the glyph of each character below [`LOW`], 0 where it has none. Made once.
+pub(crate) fn low_glyphs(faces: &[Face<'static>]) -> Vec<Vec<u16>> {
+    faces
+        .iter()
+        .map(|face| {
+            (0..LOW)
+                .map(|u| {
+                    char::from_u32(u)
+                        .and_then(|c| face.glyph_index(c))
+                        .map_or(0, |g| g.0)
+                })
+                .collect()
+        })
+        .collect()
+}
 
 /// Plans for the scripts statements are usually written in, made once.
 pub(crate) fn common_plans(faces: &[Face<'static>]) -> Plans {
@@ -183,7 +205,12 @@ pub(crate) fn common_plans(faces: &[Face<'static>]) -> Plans {
 }
 
 impl<'a> Fonts<'a> {
-    pub fn new(sources: &'a [FontSource], faces: &'a [Face<'static>], shared: &'a Plans) -> Self {
+    pub fn new(
+        sources: &'a [FontSource],
+        faces: &'a [Face<'static>],
+        shared: &'a Plans,
+        low: &'a [Vec<u16>],
+    ) -> Self {
         let metrics = faces
             .iter()
             .map(|face| {
@@ -200,14 +227,24 @@ impl<'a> Fonts<'a> {
             faces,
             metrics,
             shared,
+            low,
             plans: HashMap::new(),
             shaped: HashMap::new(),
         }
     }
 
+    /// The glyph of `c` in `font`, if it has one.
+    pub fn glyph(&self, font: usize, c: char) -> Option<u16> {
+        match self.low.get(font).and_then(|t| t.get(c as usize)) {
+            Some(0) => None,
+            Some(&gid) => Some(gid),
+            None => self.faces[font].glyph_index(c).map(|g| g.0),
+        }
+    }
+
     /// The first font in the chain, starting with `preferred`, that has a glyph for `c`.
     pub fn font_for(&self, c: char, preferred: usize) -> Option<usize> {
-        let has = |i: usize| self.faces[i].glyph_index(c).is_some();
+        let has = |i: usize| self.glyph(i, c).is_some();
         if has(preferred) {
             return Some(preferred);
         }
@@ -365,7 +402,16 @@ mod tests {
         let sources = load_sources(Path::new("."), &[]).expect("bundled");
         let faces = parse_faces(&sources).expect("parse");
         let plans = Plans::new();
-        let fonts = Fonts::new(&sources, &faces, &plans);
+        let low = low_glyphs(&faces);
+        let fonts = Fonts::new(&sources, &faces, &plans, &low);
+        let none: Vec<Vec<u16>> = Vec::new();
+        let uncached = Fonts::new(&sources, &faces, &plans, &none);
+        // The table agrees with the font's own cmap, below and above its limit.
+        for c in ('\0'..='\u{900}').chain("😀ﻻ€".chars()) {
+            for font in 0..faces.len() {
+                assert_eq!(fonts.glyph(font, c), uncached.glyph(font, c), "{c:?}");
+            }
+        }
         for c in "әғқңөұүһіӘҒҚҢӨҰҮҺІ".chars() {
             assert_eq!(fonts.font_for(c, REGULAR), Some(REGULAR), "{c}");
             assert_eq!(fonts.font_for(c, BOLD), Some(BOLD), "{c}");
@@ -379,7 +425,8 @@ mod tests {
         let sources = load_sources(Path::new("."), &[]).expect("bundled");
         let faces = parse_faces(&sources).expect("parse");
         let plans = common_plans(&faces);
-        let mut fonts = Fonts::new(&sources, &faces, &plans);
+        let low = low_glyphs(&faces);
+        let mut fonts = Fonts::new(&sources, &faces, &plans, &low);
         let (isolated, _) = fonts.shape(ARABIC, "ب", 10.0, true);
         let (joined, _) = fonts.shape(ARABIC, "ببب", 10.0, true);
         assert_eq!(joined.len(), 3);

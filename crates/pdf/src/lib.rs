@@ -137,6 +137,7 @@ pub struct Renderer {
     sources: Vec<fonts::FontSource>,
     faces: Vec<rustybuzz::Face<'static>>,
     plans: fonts::Plans,
+    low_glyphs: Vec<Vec<u16>>,
     hyphenators: HashMap<String, Standard>,
     settings: PdfSettings,
 }
@@ -176,6 +177,7 @@ impl Renderer {
         let faces = fonts::parse_faces(&sources)?;
         Ok(Renderer {
             plans: fonts::common_plans(&faces),
+            low_glyphs: fonts::low_glyphs(&faces),
             faces,
             sources,
             hyphenators,
@@ -212,7 +214,7 @@ impl Renderer {
             },
             size: self.settings.font_size,
         };
-        let mut fonts = fonts::Fonts::new(&self.sources, &self.faces, &self.plans);
+        let mut fonts = fonts::Fonts::new(&self.sources, &self.faces, &self.plans, &self.low_glyphs);
         let hyphenator = self.hyphenators.get(&statement.lang);
         let mut laid = layout::lay_out(&job, &mut fonts, hyphenator)?;
         layout::chrome(&job, &mut fonts, &mut laid)?;

@@ -113,7 +113,7 @@ impl Builder<'_, '_> {
             // Marks and joiners stay with the base they belong to.
             let keep = current.is_some()
                 && (is_mark(c) || c == '\u{200d}' || c == '\u{200c}')
-                && current.is_some_and(|f| self.fonts.faces[f].glyph_index(c).is_some());
+                && current.is_some_and(|f| self.fonts.glyph(f, c).is_some());
             if keep {
                 continue;
             }
@@ -192,7 +192,7 @@ impl Builder<'_, '_> {
 
     fn space(&mut self, style: Style) -> Item {
         let font = self.fonts.font_for(' ', style.font).unwrap_or(style.font);
-        let gid = self.fonts.faces[font].glyph_index(' ').map_or(0, |g| g.0);
+        let gid = self.fonts.glyph(font, ' ').unwrap_or(0);
         let width = self.fonts.advance_milli(font, gid) * style.size / 1000.0;
         self.fonts.used[font].insert(gid, " ".to_string());
         Item::Glue {

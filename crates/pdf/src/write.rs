@@ -63,19 +63,38 @@ fn name(s: &str) -> Object {
     Object::Name(s.as_bytes().to_vec())
 }
 
+thread_local! {
+    /// One compressor per thread, reset between streams: a new one allocates and
+    /// zeroes some 300 KB of tables, which cost more than compressing a page.
+    static DEFLATE: std::cell::RefCell<flate2::Compress> =
+        std::cell::RefCell::new(flate2::Compress::new(flate2::Compression::fast(), true));
+}
+
+/// `data` as a zlib stream (FlateDecode).
+fn deflate(data: &[u8]) -> Result<Vec<u8>, PdfError> {
+    DEFLATE.with_borrow_mut(|z| {
+        z.reset();
+        let mut out = Vec::with_capacity(data.len() / 2 + 64);
+        loop {
+            let read = usize::try_from(z.total_in()).unwrap_or(data.len());
+            let status = z
+                .compress_vec(&data[read..], &mut out, flate2::FlushCompress::Finish)
+                .map_err(|e| PdfError::Pdf(std::io::Error::other(e).into()))?;
+            if status == flate2::Status::StreamEnd {
+                return Ok(out);
+            }
+            out.reserve(out.capacity().max(4096));
+        }
+    })
+}
+
 /// A stream, deflated at zlib's fastest level when asked (lopdf's own `compress`
 /// uses the slowest, which costs far more time than it saves bytes here).
 fn stream(mut dict: Dictionary, content: Vec<u8>, compress: bool) -> Result<Stream, PdfError> {
-    use std::io::Write;
     if !compress {
         return Ok(Stream::new(dict, content));
     }
-    let mut z = flate2::write::ZlibEncoder::new(
-        Vec::with_capacity(content.len() / 2),
-        flate2::Compression::fast(),
-    );
-    z.write_all(&content).map_err(|e| PdfError::Pdf(e.into()))?;
-    let deflated = z.finish().map_err(|e| PdfError::Pdf(e.into()))?;
+    let deflated = deflate(&content)?;
     dict.set("Filter", "FlateDecode");
     Ok(Stream::new(dict, deflated))
 }
