@@ -182,6 +182,7 @@ type Cell = (usize, Vec<(String, Style)>);
 struct Ctx<'f, 'a> {
     fonts: &'f mut Fonts<'a>,
     breaks: HashMap<String, Vec<usize>>,
+    words: crate::text::Words,
     hyphenator: Option<&'f Standard>,
     tree: Tree,
     links: Vec<LinkInfo>,
@@ -205,6 +206,7 @@ impl<'a> Ctx<'_, 'a> {
         Builder {
             fonts: self.fonts,
             breaks: &mut self.breaks,
+            words: &mut self.words,
             hyphenator: self.hyphenator,
             rtl,
             max_width,
@@ -664,6 +666,7 @@ pub(crate) fn lay_out(
     let mut ctx = Ctx {
         fonts,
         breaks: HashMap::new(),
+        words: HashMap::new(),
         hyphenator,
         tree,
         links: Vec::new(),
@@ -904,9 +907,11 @@ pub(crate) fn chrome(job: &Job, fonts: &mut Fonts, laid: &mut Laid) -> Result<()
     let total = laid.pages.len();
     let lang = job.statement.lang.as_str();
     let mut breaks = HashMap::new();
+    let mut words = HashMap::new();
     let mut b = Builder {
         fonts,
         breaks: &mut breaks,
+        words: &mut words,
         hyphenator: None,
         rtl: false,
         max_width: width,

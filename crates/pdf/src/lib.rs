@@ -214,7 +214,8 @@ impl Renderer {
             },
             size: self.settings.font_size,
         };
-        let mut fonts = fonts::Fonts::new(&self.sources, &self.faces, &self.plans, &self.low_glyphs);
+        let mut fonts =
+            fonts::Fonts::new(&self.sources, &self.faces, &self.plans, &self.low_glyphs);
         let hyphenator = self.hyphenators.get(&statement.lang);
         let mut laid = layout::lay_out(&job, &mut fonts, hyphenator)?;
         layout::chrome(&job, &mut fonts, &mut laid)?;

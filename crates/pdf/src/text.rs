@@ -77,10 +77,52 @@ fn is_ignorable(c: char) -> bool {
     matches!(c, '\u{ad}' | '\u{200b}' | '\u{feff}' | '\u{2060}')
 }
 
+/// Words already turned into items in this render, by (preferred font, size bits,
+/// right to left, hyphenated, line width bits), then text. Most words recur.
+pub(crate) type Words = std::collections::HashMap<
+    (usize, u32, bool, bool, u32),
+    std::collections::HashMap<String, Vec<Item>>,
+>;
+
+/// `item` as drawn in `style`: what a word looks like depends only on the cache key,
+/// its colour, link and structure element on where it stands.
+fn restyle(item: &Item, style: Style) -> Item {
+    let runs = |runs: &[Run]| runs.iter().map(|r| Run { style, ..r.clone() }).collect();
+    match item {
+        Item::Box { width, runs: r } => Item::Box {
+            width: *width,
+            runs: runs(r),
+        },
+        Item::Penalty {
+            width,
+            cost,
+            flagged,
+            runs: r,
+        } => Item::Penalty {
+            width: *width,
+            cost: *cost,
+            flagged: *flagged,
+            runs: runs(r),
+        },
+        Item::Glue {
+            width,
+            stretch,
+            shrink,
+            space,
+        } => Item::Glue {
+            width: *width,
+            stretch: *stretch,
+            shrink: *shrink,
+            space: space.map(|(f, g, _)| (f, g, style)),
+        },
+    }
+}
+
 pub(crate) struct Builder<'f, 'a> {
     pub fonts: &'f mut Fonts<'a>,
     /// Dictionary breaks of words already seen in this render.
     pub breaks: &'f mut std::collections::HashMap<String, Vec<usize>>,
+    pub words: &'f mut Words,
     pub hyphenator: Option<&'f Standard>,
     pub rtl: bool,
     /// The widest a box may be; longer words are cut.
@@ -205,6 +247,35 @@ impl Builder<'_, '_> {
 
     /// One word: boxes between its break opportunities.
     fn word(&mut self, items: &mut Vec<Item>, parts: &[(String, Style)]) -> Result<(), PdfError> {
+        let [(text, style)] = parts else {
+            return self.word_uncached(items, parts);
+        };
+        let key = (
+            style.font,
+            style.size.to_bits(),
+            self.rtl,
+            self.hyphenator.is_some(),
+            self.max_width.to_bits(),
+        );
+        if let Some(made) = self.words.get(&key).and_then(|m| m.get(text.as_str())) {
+            items.extend(made.iter().map(|i| restyle(i, *style)));
+            return Ok(());
+        }
+        let start = items.len();
+        self.word_uncached(items, parts)?;
+        let made = items[start..].to_vec();
+        self.words
+            .entry(key)
+            .or_default()
+            .insert(text.clone(), made);
+        Ok(())
+    }
+
+    fn word_uncached(
+        &mut self,
+        items: &mut Vec<Item>,
+        parts: &[(String, Style)],
+    ) -> Result<(), PdfError> {
         let full: String = parts.iter().map(|(t, _)| t.as_str()).collect();
         let breaks = self.breaks(&full);
         // Cut the word's parts at the break offsets.

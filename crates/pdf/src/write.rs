@@ -17,10 +17,71 @@ const SRGB: &[u8] = include_bytes!("../icc/sRGB.icc");
 
 /// Numbers as PDF wants them: short, with no exponent.
 fn num(out: &mut String, v: f32) {
-    let v = if v.abs() < 0.0005 { 0.0 } else { v };
-    let s = format!("{v:.3}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    out.push_str(if s == "-0" { "0" } else { s });
+    // Thousandths as an integer, written by hand: `format!` per number was a tenth
+    // of a render (a page holds thousands of them).
+    let milli = (f64::from(v) * 1000.0).round();
+    if !milli.is_finite() || milli.abs() >= 1e15 {
+        out.push('0');
+        return;
+    }
+    let milli = milli as i64;
+    if milli < 0 {
+        out.push('-');
+    }
+    let (int, mut frac) = (milli.unsigned_abs() / 1000, milli.unsigned_abs() % 1000);
+    let mut buf = itoa_buf(int);
+    out.push_str(buf.as_str());
+    if frac != 0 {
+        out.push('.');
+        let mut digits = 3;
+        while frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        buf = itoa_buf(frac);
+        for _ in buf.as_str().len()..digits {
+            out.push('0');
+        }
+        out.push_str(buf.as_str());
+    }
+}
+
+/// A small decimal integer without `fmt`.
+struct Digits {
+    bytes: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn as_str(&self) -> &str {
+        // Only ASCII digits are ever written.
+        std::str::from_utf8(&self.bytes[self.start..]).unwrap_or("0")
+    }
+}
+
+fn itoa_buf(mut v: u64) -> Digits {
+    let mut d = Digits {
+        bytes: [b'0'; 20],
+        start: 20,
+    };
+    loop {
+        d.start -= 1;
+        d.bytes[d.start] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return d;
+        }
+    }
+}
+
+/// `<XXXX>`: a two-byte glyph id as the hex string a TJ array takes.
+fn push_cid(out: &mut String, cid: u16) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('<');
+    for shift in [12, 8, 4, 0] {
+        out.push(HEX[usize::from((cid >> shift) & 0xf)] as char);
+    }
+    out.push('>');
 }
 
 fn n(v: f32) -> String {
@@ -458,7 +519,7 @@ fn content_stream(
                         num(&mut out, (cur - target) * 1000.0 / size);
                     }
                     let cid = emb.remap.get(gl.gid).unwrap_or(0);
-                    let _ = write!(out, "<{cid:04X}>");
+                    push_cid(&mut out, cid);
                     cur = target + fonts.advance_milli(run.font, gl.gid) * size / 1000.0;
                     pen += gl.advance;
                 }
@@ -725,6 +786,50 @@ fn xmp(info: &Info) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `format!` version `num` replaced.
+    fn by_format(v: f32) -> String {
+        let v = if v.abs() < 0.0005 { 0.0 } else { v };
+        let s = format!("{v:.3}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        (if s == "-0" { "0" } else { s }).to_string()
+    }
+
+    #[test]
+    fn numbers_are_written_as_format_would() {
+        let mut differ = 0;
+        for i in -200_000..200_000 {
+            let v = i as f32 * 0.0137;
+            let mut out = String::new();
+            num(&mut out, v);
+            if out != by_format(v) {
+                // Only a tie at the third decimal may round the other way.
+                let (a, b): (f64, f64) = (
+                    out.parse().expect("number"),
+                    by_format(v).parse().expect("number"),
+                );
+                assert!((a - b).abs() < 0.0011, "{v}: {out} vs {}", by_format(v));
+                differ += 1;
+            }
+        }
+        assert!(differ < 400, "{differ} differ");
+        for (v, s) in [
+            (0.0, "0"),
+            (-0.0001, "0"),
+            (595.276, "595.276"),
+            (-12.5, "-12.5"),
+            (10.0, "10"),
+            (0.05, "0.05"),
+            (-0.004, "-0.004"),
+        ] {
+            let mut out = String::new();
+            num(&mut out, v);
+            assert_eq!(out, s);
+        }
+        let mut out = String::new();
+        push_cid(&mut out, 0x0a3f);
+        assert_eq!(out, "<0A3F>");
+    }
 
     #[test]
     fn numbers_are_short_and_plain() {
