@@ -11,22 +11,21 @@ use std::collections::{HashMap, VecDeque};
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use herald_content::{Corpus, Statement};
 use indicatif::ProgressBar;
-use lettre::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Quit, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Quit, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
-use crate::compose::{ComposeError, Composed, Composer, Prepared, Recipient, message_id};
+use crate::compose::{ComposeError, Composed, Composer, Prepared, Recipient, Template, message_id};
 use crate::settings::{MailSettings, SMTP_PASSWORD_ENV, SMTP_USERNAME_ENV, SmtpSettings, TlsMode};
 use crate::store::{
-    Bulletin, BulletinState, MailStore, NewBulletin, Status, StoreError, Subscriber,
+    Bulletin, BulletinState, Change, MailStore, NewBulletin, Status, StoreError, Subscriber,
 };
 use crate::token::Secret;
 
@@ -387,7 +386,7 @@ fn prepare_row(
 struct Job {
     row: Bulletin,
     name: String,
-    prepared: Arc<Prepared>,
+    template: Arc<Template>,
     not_before: Option<Instant>,
 }
 
@@ -426,8 +425,11 @@ pub fn deliver(
         return Ok(report);
     }
     let composer = Composer::new(corpus, settings, secret)?;
-    let mut prepared: HashMap<(String, String, String), Arc<Prepared>> = HashMap::new();
+    // Each bulletin is rendered and encoded once, for all its recipients.
+    let mut prepared: HashMap<(String, String, String), Arc<Template>> = HashMap::new();
     let mut jobs = VecDeque::with_capacity(pending.len());
+    // Rows that cannot be sent are failed in batches, never sent.
+    let mut skipped = Vec::new();
     for row in pending {
         let skip = match names.get(&row.subscriber_id) {
             Some((_, Status::Confirmed)) => None,
@@ -444,7 +446,7 @@ pub fn deliver(
             Some(p) => Some(p.clone()),
             None => match prepare_row(&composer, corpus, &row, now)? {
                 Some(p) => {
-                    let p = Arc::new(p);
+                    let p = Arc::new(composer.template(&p, now)?);
                     prepared.insert(key, p.clone());
                     Some(p)
                 }
@@ -456,7 +458,7 @@ pub fn deliver(
                 .then(|| "the statement is no longer in content/".to_string())
         });
         match (reason, prep) {
-            (None, Some(prepared)) => {
+            (None, Some(template)) => {
                 let name = names
                     .get(&row.subscriber_id)
                     .map(|(n, _)| n.clone())
@@ -464,24 +466,28 @@ pub fn deliver(
                 jobs.push_back(Job {
                     row,
                     name,
-                    prepared,
+                    template,
                     not_before: None,
                 });
             }
             (reason, _) => {
                 let reason = reason.unwrap_or_default();
-                store.mark_done(
-                    row.id,
-                    row.subscriber_id,
-                    BulletinState::Failed,
-                    Some(&reason),
-                    u32::MAX,
-                    now,
-                )?;
+                skipped.push(Change::Done {
+                    id: row.id,
+                    subscriber_id: row.subscriber_id,
+                    state: BulletinState::Failed,
+                    error: Some(reason.clone()),
+                });
+                if skipped.len() == Batch::CHUNK {
+                    store.record(&skipped, u32::MAX, now)?;
+                    skipped.clear();
+                }
                 report.record(&row, Outcome::Failed(reason));
             }
         }
     }
+    store.record(&skipped, u32::MAX, now)?;
+    drop(skipped);
     progress.set_length(jobs.len() as u64);
     let shared = Shared {
         store,
@@ -497,6 +503,8 @@ pub fn deliver(
         }),
         report: Mutex::new(report),
         rate: Mutex::new(None),
+        ledger: Mutex::new(Ledger::default()),
+        ledger_turn: Condvar::new(),
     };
     {
         let mut q = shared.lock_queue();
@@ -517,8 +525,27 @@ pub fn deliver(
 struct Queue {
     ready: VecDeque<Job>,
     delayed: Vec<Job>,
-    /// Jobs not finished: in the queues or being sent.
+    /// Jobs not finished: in the queues, being sent, or with their outcome not
+    /// yet committed.
     outstanding: usize,
+}
+
+/// Ledger changes from every connection, committed together (group commit):
+/// a sender that must see its change on disk takes everything queued so far
+/// and writes it in one transaction, unless another sender is writing, whose
+/// commit it then waits for. Final outcomes are queued without waiting: they
+/// reach the disk with the next `sending` row of any connection, so at most
+/// one row per connection is ever `sending` and a crash still leaves only
+/// those ambiguous.
+#[derive(Default)]
+struct Ledger {
+    changes: Vec<Change>,
+    /// Reported once their change is committed.
+    outcomes: Vec<(Bulletin, Outcome)>,
+    queued: u64,
+    committed: u64,
+    writing: bool,
+    failed: Option<String>,
 }
 
 struct Shared<'a> {
@@ -531,6 +558,8 @@ struct Shared<'a> {
     queue: Mutex<Queue>,
     report: Mutex<DeliveryReport>,
     rate: Mutex<Option<Instant>>,
+    ledger: Mutex<Ledger>,
+    ledger_turn: Condvar,
 }
 
 enum Next {
@@ -544,8 +573,12 @@ impl Shared<'_> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn lock_ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn next(&self) -> Next {
-        if self.cancel.load(Ordering::Relaxed) {
+        if self.cancel.load(Ordering::Relaxed) || self.lock_ledger().failed.is_some() {
             return Next::Done;
         }
         let mut q = self.lock_queue();
@@ -575,26 +608,102 @@ impl Shared<'_> {
         Next::Wait(wait)
     }
 
-    /// Record a final outcome (the ledger row is already written).
-    fn finish(&self, job: &Job, outcome: Outcome) {
+    /// Queue `change` (with the outcome to report once it is committed); with
+    /// `wait`, return only when it and every change queued before it are on disk.
+    fn record(
+        &self,
+        change: Option<Change>,
+        outcome: Option<(Bulletin, Outcome)>,
+        wait: bool,
+    ) -> Result<(), StoreError> {
+        let mut l = self.lock_ledger();
+        if let Some(e) = &l.failed {
+            return Err(StoreError::Write(e.clone()));
+        }
+        if let Some(c) = change {
+            l.changes.push(c);
+            l.queued += 1;
+        }
+        l.outcomes.extend(outcome);
+        let mine = l.queued;
+        if !wait {
+            return Ok(());
+        }
+        loop {
+            if let Some(e) = &l.failed {
+                return Err(StoreError::Write(e.clone()));
+            }
+            if l.committed >= mine {
+                return Ok(());
+            }
+            if l.writing {
+                l = self.ledger_turn.wait(l).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            l.writing = true;
+            let changes = std::mem::take(&mut l.changes);
+            let outcomes = std::mem::take(&mut l.outcomes);
+            let upto = l.queued;
+            drop(l);
+            let result = self
+                .store
+                .record(&changes, self.settings.bounce_after, self.now);
+            if result.is_ok() {
+                for (row, outcome) in outcomes {
+                    self.finish(&row, outcome);
+                }
+            }
+            l = self.lock_ledger();
+            l.writing = false;
+            self.ledger_turn.notify_all();
+            match result {
+                Ok(()) => l.committed = upto,
+                Err(e) => {
+                    l.failed = Some(e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Commit everything queued.
+    fn flush(&self) -> Result<(), StoreError> {
+        self.record(None, None, true)
+    }
+
+    /// Report a final outcome (its ledger change is committed).
+    fn finish(&self, row: &Bulletin, outcome: Outcome) {
         self.report
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .record(&job.row, outcome);
+            .record(row, outcome);
         self.lock_queue().outstanding -= 1;
         self.progress.inc(1);
     }
 
+    /// Written, and committed, before the message data goes out.
+    fn sending(&self, job: &Job) -> Result<(), StoreError> {
+        self.record(Some(Change::Sending { id: job.row.id }), None, true)
+    }
+
     /// A temporary failure: retry later with backoff, or leave pending for the next run.
     fn defer(&self, mut job: Job, error: String, counted: bool) -> Result<(), StoreError> {
-        // Every deferral is one attempt (a send after DATA was counted by `mark_sending`).
+        // Every deferral is one attempt (a send after DATA was counted by `sending`).
         let attempts = job.row.attempts + 1;
-        self.store
-            .mark_deferred(job.row.id, &error, counted, self.now)?;
+        let change = Change::Deferred {
+            id: job.row.id,
+            error: error.clone(),
+            counted,
+        };
         if attempts >= self.settings.max_attempts.max(1) {
-            self.finish(&job, Outcome::Deferred(error));
-            return Ok(());
+            return self.record(
+                Some(change),
+                Some((job.row, Outcome::Deferred(error))),
+                false,
+            );
         }
+        // Committed before the job can be taken again.
+        self.record(Some(change), None, true)?;
         job.row.attempts = attempts;
         let shift = attempts.saturating_sub(1).min(10);
         let wait = Duration::from_millis(self.settings.retry_backoff_ms.saturating_mul(1 << shift));
@@ -603,39 +712,36 @@ impl Shared<'_> {
         Ok(())
     }
 
+    /// A final outcome: committed with the next change that must be on disk.
     fn done(
         &self,
-        job: &Job,
+        job: Job,
         state: BulletinState,
         error: Option<String>,
     ) -> Result<(), StoreError> {
-        self.store.mark_done(
-            job.row.id,
-            job.row.subscriber_id,
+        let change = Change::Done {
+            id: job.row.id,
+            subscriber_id: job.row.subscriber_id,
             state,
-            error.as_deref(),
-            self.settings.bounce_after,
-            self.now,
-        )?;
+            error: error.clone(),
+        };
         let outcome = match (state, error) {
             (BulletinState::Sent, _) => Outcome::Sent,
             (BulletinState::Ambiguous, e) => Outcome::Ambiguous(e.unwrap_or_default()),
             (_, e) => Outcome::Failed(e.unwrap_or_default()),
         };
-        self.finish(job, outcome);
-        Ok(())
+        self.record(Some(change), Some((job.row, outcome)), false)
     }
 
     fn compose(&self, job: &Job) -> Result<Composed, ComposeError> {
-        self.composer.compose(
-            &job.prepared,
+        self.composer.fill(
+            &job.template,
             Recipient {
                 subscriber_id: job.row.subscriber_id,
                 address: &job.row.address,
                 name: &job.name,
             },
             &job.row.message_id,
-            self.now,
         )
     }
 
@@ -656,6 +762,14 @@ impl Shared<'_> {
 // ---- outbox ----
 
 fn outbox(shared: &Shared<'_>, dir: &Path) -> Result<(), DeliverError> {
+    let result = outbox_loop(shared, dir);
+    // Outcomes queued before an error are still recorded.
+    let flushed = shared.flush();
+    result?;
+    Ok(flushed?)
+}
+
+fn outbox_loop(shared: &Shared<'_>, dir: &Path) -> Result<(), DeliverError> {
     let io = |source| DeliverError::Outbox {
         path: dir.to_path_buf(),
         source,
@@ -665,6 +779,7 @@ fn outbox(shared: &Shared<'_>, dir: &Path) -> Result<(), DeliverError> {
         let job = match shared.next() {
             Next::Job(j) => j,
             Next::Wait(d) => {
+                shared.flush()?;
                 std::thread::sleep(d);
                 continue;
             }
@@ -673,11 +788,11 @@ fn outbox(shared: &Shared<'_>, dir: &Path) -> Result<(), DeliverError> {
         let composed = match shared.compose(&job) {
             Ok(c) => c,
             Err(e) => {
-                shared.done(&job, BulletinState::Failed, Some(e.to_string()))?;
+                shared.done(job, BulletinState::Failed, Some(e.to_string()))?;
                 continue;
             }
         };
-        shared.store.mark_sending(job.row.id, shared.now)?;
+        shared.sending(&job)?;
         let name: String = job
             .row
             .message_id
@@ -694,7 +809,7 @@ fn outbox(shared: &Shared<'_>, dir: &Path) -> Result<(), DeliverError> {
         let tmp = dir.join(format!(".{name}.eml.tmp"));
         std::fs::write(&tmp, &composed.bytes).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
-        shared.done(&job, BulletinState::Sent, None)?;
+        shared.done(job, BulletinState::Sent, None)?;
     }
 }
 
@@ -750,7 +865,9 @@ impl SmtpTarget {
         TlsParameters::new(self.host.clone())
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, String> {
+    /// A connection ready for mail, and whether the server offers PIPELINING
+    /// (lettre does not keep that keyword, so a second EHLO asks; RFC 5321 allows it).
+    async fn connect(&self) -> Result<Connection, String> {
         let t = self.timeout;
         let mut conn = match self.tls {
             TlsMode::Implicit => {
@@ -789,10 +906,14 @@ impl SmtpTarget {
                 conn
             }
         };
+        let ehlo = within(t, conn.command(Ehlo::new(self.hello.clone()))).await?;
+        let pipelining = ehlo
+            .message()
+            .any(|l| l.split_whitespace().next() == Some("PIPELINING"));
         if let Some(c) = &self.credentials {
             within(t, conn.auth(&[Mechanism::Plain, Mechanism::Login], c)).await?;
         }
-        Ok(conn)
+        Ok(Connection { conn, pipelining })
     }
 }
 
@@ -837,6 +958,51 @@ async fn step<T>(
     }
 }
 
+struct Connection {
+    conn: AsyncSmtpConnection,
+    pipelining: bool,
+}
+
+/// Bytes that go to the server as they are, in one write: lettre's `command`
+/// writes any `Display` and reads one answer.
+struct Raw<'a>(&'a str);
+
+impl std::fmt::Display for Raw<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// `message` as SMTP DATA: lines starting with a dot get another (RFC 5321
+/// 4.5.2), then the end-of-data line.
+fn data_bytes(message: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(message.len() + 64);
+    let mut line_start = true;
+    let mut rest = message;
+    while !rest.is_empty() {
+        if line_start && rest[0] == b'.' {
+            out.push(b'.');
+        }
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                out.extend_from_slice(&rest[..=i]);
+                rest = &rest[i + 1..];
+                line_start = true;
+            }
+            None => {
+                out.extend_from_slice(rest);
+                rest = &[];
+                line_start = false;
+            }
+        }
+    }
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+}
+
 fn smtp(shared: &Shared<'_>, target: &SmtpTarget) -> Result<(), DeliverError> {
     // Probe the TLS setup once so a bad one is one clear error, not one per message.
     if target.tls != TlsMode::None {
@@ -851,7 +1017,11 @@ fn smtp(shared: &Shared<'_>, target: &SmtpTarget) -> Result<(), DeliverError> {
                         .enable_all()
                         .build()
                         .map_err(DeliverError::Runtime)?;
-                    Ok(rt.block_on(worker(shared, target))?)
+                    let result = rt.block_on(worker(shared, target));
+                    // Outcomes queued before an error are still recorded.
+                    let flushed = shared.flush();
+                    result?;
+                    Ok(flushed?)
                 })
             })
             .collect();
@@ -867,13 +1037,83 @@ fn smtp(shared: &Shared<'_>, target: &SmtpTarget) -> Result<(), DeliverError> {
     Ok(())
 }
 
+/// The envelope of one message, before any data: MAIL, RCPT and DATA, in one
+/// write when the server offers PIPELINING (RFC 2920). The first failure is
+/// the envelope's; every answer is read so the connection stays in step.
+async fn envelope(c: &mut Connection, t: Duration, composed: &Composed, buf: &mut String) -> Step {
+    let mut params = Vec::new();
+    if !composed.bytes.is_ascii()
+        && c.conn
+            .server_info()
+            .supports_feature(Extension::EightBitMime)
+    {
+        params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    let mail = Mail::new(composed.envelope.from().cloned(), params);
+    let rcpts = composed
+        .envelope
+        .to()
+        .iter()
+        .map(|a| Rcpt::new(a.clone(), vec![]));
+    if !c.pipelining {
+        let mut result = step(t, c.conn.command(mail)).await;
+        for rcpt in rcpts {
+            if matches!(result, Step::Ok) {
+                result = step(t, c.conn.command(rcpt)).await;
+            }
+        }
+        if matches!(result, Step::Ok) {
+            result = step(t, c.conn.command(Data)).await;
+        }
+        return result;
+    }
+    use std::fmt::Write;
+    buf.clear();
+    let answers = 2 + composed.envelope.to().len();
+    let _ = write!(buf, "{mail}");
+    for rcpt in rcpts {
+        let _ = write!(buf, "{rcpt}");
+    }
+    let _ = write!(buf, "{Data}");
+    let mut result = step(t, c.conn.command(Raw(buf))).await;
+    let mut data_accepted = false;
+    for i in 1..answers {
+        // A broken or closing connection has nothing more to say.
+        if matches!(
+            result,
+            Step::Broken(_) | Step::Transient { close: true, .. }
+        ) {
+            return result;
+        }
+        let answer = step(t, c.conn.read_response()).await;
+        if i == answers - 1 {
+            data_accepted = matches!(answer, Step::Ok);
+        }
+        if matches!(result, Step::Ok) || matches!(answer, Step::Broken(_)) {
+            result = answer;
+        }
+    }
+    // A server that took DATA after refusing the envelope gets an empty message
+    // to end it (RFC 2920 3.1); there was no recipient, so nothing is delivered.
+    if data_accepted
+        && !matches!(result, Step::Ok)
+        && let Step::Broken(e) = step(t, c.conn.command(Raw(".\r\n"))).await
+    {
+        return Step::Broken(e);
+    }
+    result
+}
+
 async fn worker(shared: &Shared<'_>, target: &SmtpTarget) -> Result<(), StoreError> {
     let t = target.timeout;
-    let mut conn: Option<AsyncSmtpConnection> = None;
+    let mut conn: Option<Connection> = None;
+    let mut commands = String::new();
+    let mut data = Vec::new();
     loop {
         let job = match shared.next() {
             Next::Job(j) => j,
             Next::Wait(d) => {
+                shared.flush()?;
                 tokio::time::sleep(d).await;
                 continue;
             }
@@ -882,11 +1122,19 @@ async fn worker(shared: &Shared<'_>, target: &SmtpTarget) -> Result<(), StoreErr
         let composed = match shared.compose(&job) {
             Ok(c) => c,
             Err(e) => {
-                shared.done(&job, BulletinState::Failed, Some(e.to_string()))?;
+                shared.done(job, BulletinState::Failed, Some(e.to_string()))?;
                 continue;
             }
         };
-        if let Some(wait) = shared.rate_slot() {
+        data_bytes(&composed.bytes, &mut data);
+        let Ok(wire) = std::str::from_utf8(&data) else {
+            let e = "the message is not UTF-8".to_string();
+            shared.done(job, BulletinState::Failed, Some(e))?;
+            continue;
+        };
+        if let Some(wait) = shared.rate_slot().filter(|w| !w.is_zero()) {
+            // Outcomes are not held back while this connection sleeps.
+            shared.flush()?;
             tokio::time::sleep(wait).await;
         }
         let mut c = match conn.take() {
@@ -899,34 +1147,19 @@ async fn worker(shared: &Shared<'_>, target: &SmtpTarget) -> Result<(), StoreErr
                 }
             },
         };
-        let mut params = Vec::new();
-        if !composed.bytes.is_ascii() && c.server_info().supports_feature(Extension::EightBitMime) {
-            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-        }
-        let from = composed.envelope.from().cloned();
-        let to: Vec<Address> = composed.envelope.to().to_vec();
         // The envelope, before any data: a failure here cannot have delivered anything.
-        let mut envelope = step(t, c.command(Mail::new(from, params))).await;
-        for rcpt in to {
-            if matches!(envelope, Step::Ok) {
-                envelope = step(t, c.command(Rcpt::new(rcpt, vec![]))).await;
-            }
-        }
-        if matches!(envelope, Step::Ok) {
-            envelope = step(t, c.command(Data)).await;
-        }
-        match envelope {
+        match envelope(&mut c, t, &composed, &mut commands).await {
             Step::Ok => {}
             Step::Permanent(e) => {
-                shared.done(&job, BulletinState::Failed, Some(e))?;
-                if matches!(step(t, c.command(Rset)).await, Step::Ok) {
+                shared.done(job, BulletinState::Failed, Some(e))?;
+                if matches!(step(t, c.conn.command(Rset)).await, Step::Ok) {
                     conn = Some(c);
                 }
                 continue;
             }
             Step::Transient { error, close } => {
                 shared.defer(job, error, true)?;
-                if !close && matches!(step(t, c.command(Rset)).await, Step::Ok) {
+                if !close && matches!(step(t, c.conn.command(Rset)).await, Step::Ok) {
                     conn = Some(c);
                 }
                 continue;
@@ -937,14 +1170,14 @@ async fn worker(shared: &Shared<'_>, target: &SmtpTarget) -> Result<(), StoreErr
             }
         }
         // From here the server may accept the message at any moment.
-        shared.store.mark_sending(job.row.id, shared.now)?;
-        match step(t, c.message(&composed.bytes)).await {
+        shared.sending(&job)?;
+        match step(t, c.conn.command(Raw(wire))).await {
             Step::Ok => {
-                shared.done(&job, BulletinState::Sent, None)?;
+                shared.done(job, BulletinState::Sent, None)?;
                 conn = Some(c);
             }
             Step::Permanent(e) => {
-                shared.done(&job, BulletinState::Failed, Some(e))?;
+                shared.done(job, BulletinState::Failed, Some(e))?;
                 conn = Some(c);
             }
             Step::Transient { error, close } => {
@@ -956,7 +1189,7 @@ async fn worker(shared: &Shared<'_>, target: &SmtpTarget) -> Result<(), StoreErr
             }
             Step::Broken(e) => {
                 shared.done(
-                    &job,
+                    job,
                     BulletinState::Ambiguous,
                     Some(format!(
                         "the connection broke after the message data was sent: {e}"
@@ -966,7 +1199,7 @@ async fn worker(shared: &Shared<'_>, target: &SmtpTarget) -> Result<(), StoreErr
         }
     }
     if let Some(mut c) = conn {
-        let _ = tokio::time::timeout(t, c.command(Quit)).await;
+        let _ = tokio::time::timeout(t, c.conn.command(Quit)).await;
     }
     Ok(())
 }

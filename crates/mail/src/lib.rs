@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod compose;
 pub mod deliver;
+mod dkim;
 pub mod settings;
 pub mod store;
 pub mod token;

@@ -66,6 +66,9 @@ pub enum StoreError {
     Exists(String),
     #[error("the mail store's lock was poisoned by a crashed thread")]
     Poisoned,
+    /// A batch of ledger writes failed (the first error, as seen by another sender).
+    #[error("mail store: {0}")]
+    Write(String),
     #[error("corrupt value {value:?} in column {column}")]
     Corrupt { column: &'static str, value: String },
 }
@@ -756,71 +759,108 @@ impl MailStore {
         )?)
     }
 
-    /// Written before the message data goes out.
-    pub(crate) fn mark_sending(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.conn()?.execute(
-            "UPDATE mail_bulletins SET state = 'sending', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
-            params![id, ts(now)],
-        )?;
-        Ok(())
-    }
-
-    /// Record the outcome of a send. A hard failure counts against the subscriber,
+    /// Apply `changes` in order, in one transaction: a row is never `sending`
+    /// on disk after a change that follows it in `changes` has been committed,
+    /// and a batch is all or nothing. Hard failures count against the subscriber,
     /// who is marked bounced after `bounce_after` of them in a row.
-    pub(crate) fn mark_done(
+    pub(crate) fn record(
         &self,
-        id: i64,
-        subscriber_id: i64,
-        state: BulletinState,
-        error: Option<&str>,
+        changes: &[Change],
         bounce_after: u32,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        let now = ts(now);
-        let sent_at = (state == BulletinState::Sent).then_some(now.as_str());
-        tx.execute(
-            "UPDATE mail_bulletins SET state = ?2, last_error = ?3, updated_at = ?4, sent_at = COALESCE(?5, sent_at)
-             WHERE id = ?1",
-            params![id, state.as_str(), error, now, sent_at],
-        )?;
-        match state {
-            BulletinState::Sent => {
-                tx.execute(
-                    "UPDATE mail_subscribers SET hard_failures = 0 WHERE id = ?1 AND hard_failures > 0",
-                    [subscriber_id],
-                )?;
-            }
-            BulletinState::Failed => {
-                tx.execute(
-                    "UPDATE mail_subscribers SET hard_failures = hard_failures + 1,
-                     status = CASE WHEN hard_failures + 1 >= ?2 AND status = 'confirmed' THEN 'bounced' ELSE status END,
-                     updated_at = ?3 WHERE id = ?1",
-                    params![subscriber_id, bounce_after.max(1), now],
-                )?;
-            }
-            _ => {}
+        if changes.is_empty() {
+            return Ok(());
         }
-        tx.commit()?;
-        Ok(())
+        let conn = self.conn()?;
+        // Cached BEGIN and COMMIT: a send commits once per message or so, and
+        // `Connection::transaction` parses both every time.
+        conn.prepare_cached("BEGIN")?.execute([])?;
+        let result = Self::apply(&conn, changes, bounce_after, &ts(now))
+            .and_then(|()| Ok(conn.prepare_cached("COMMIT")?.execute([]).map(|_| ())?));
+        if result.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        result
     }
 
-    /// A temporary failure: back to pending, with the error, to be retried.
-    pub(crate) fn mark_deferred(
-        &self,
-        id: i64,
-        error: &str,
-        counted: bool,
-        now: DateTime<Utc>,
+    fn apply(
+        tx: &Connection,
+        changes: &[Change],
+        bounce_after: u32,
+        now: &str,
     ) -> Result<(), StoreError> {
-        self.conn()?.execute(
-            "UPDATE mail_bulletins SET state = 'pending', last_error = ?2, updated_at = ?3,
-             attempts = attempts + ?4 WHERE id = ?1",
-            params![id, error, ts(now), i64::from(counted)],
-        )?;
+        for change in changes {
+            match change {
+                Change::Sending { id } => {
+                    tx.prepare_cached(
+                        "UPDATE mail_bulletins SET state = 'sending', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
+                    )?
+                    .execute(params![id, now])?;
+                }
+                Change::Done {
+                    id,
+                    subscriber_id,
+                    state,
+                    error,
+                } => {
+                    let sent_at = (*state == BulletinState::Sent).then_some(now);
+                    tx.prepare_cached(
+                        "UPDATE mail_bulletins SET state = ?2, last_error = ?3, updated_at = ?4, sent_at = COALESCE(?5, sent_at)
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![id, state.as_str(), error, now, sent_at])?;
+                    match state {
+                        BulletinState::Sent => {
+                            tx.prepare_cached(
+                                "UPDATE mail_subscribers SET hard_failures = 0 WHERE id = ?1 AND hard_failures > 0",
+                            )?
+                            .execute([subscriber_id])?;
+                        }
+                        BulletinState::Failed => {
+                            tx.prepare_cached(
+                                "UPDATE mail_subscribers SET hard_failures = hard_failures + 1,
+                                 status = CASE WHEN hard_failures + 1 >= ?2 AND status = 'confirmed' THEN 'bounced' ELSE status END,
+                                 updated_at = ?3 WHERE id = ?1",
+                            )?
+                            .execute(params![subscriber_id, bounce_after.max(1), now])?;
+                        }
+                        _ => {}
+                    }
+                }
+                Change::Deferred { id, error, counted } => {
+                    tx.prepare_cached(
+                        "UPDATE mail_bulletins SET state = 'pending', last_error = ?2, updated_at = ?3,
+                         attempts = attempts + ?4 WHERE id = ?1",
+                    )?
+                    .execute(params![id, error, now, i64::from(*counted)])?;
+                }
+            }
+        }
         Ok(())
     }
+}
+
+/// One change to a bulletin row (see [`MailStore::record`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Written, and committed, before the message data goes out.
+    Sending { id: i64 },
+    /// The final outcome of a send.
+    Done {
+        id: i64,
+        subscriber_id: i64,
+        state: BulletinState,
+        error: Option<String>,
+    },
+    /// A temporary failure: back to pending, with the error, to be retried.
+    /// `counted`: whether it adds an attempt (a refusal after the data was
+    /// already counted by `Sending`).
+    Deferred {
+        id: i64,
+        error: String,
+        counted: bool,
+    },
 }
 
 fn insert_subscriber(

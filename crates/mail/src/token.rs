@@ -25,6 +25,8 @@ const VERSION: u8 = 1;
 const MAC_LEN: usize = 16;
 const BODY_LEN: usize = 1 + 1 + 8 + 8;
 const TOKEN_LEN: usize = BODY_LEN + MAC_LEN;
+/// Every token is this many characters (unpadded base64 of a fixed length).
+pub(crate) const TOKEN_CHARS: usize = (TOKEN_LEN * 4).div_ceil(3);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {

@@ -38,6 +38,18 @@ fn queue_statement(
     queue(store, corpus, settings, &new, now()).expect("queue")
 }
 
+/// The tokens after each `before` in `s`.
+fn tokens(s: &str, before: &str) -> Vec<String> {
+    s.match_indices(before)
+        .map(|(i, _)| {
+            s[i + before.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+                .collect()
+        })
+        .collect()
+}
+
 #[test]
 fn two_thousand_subscribers_each_get_one_message_in_their_language() {
     let corpus = corpus();
@@ -76,6 +88,12 @@ fn two_thousand_subscribers_each_get_one_message_in_their_language() {
         .into_iter()
         .map(|r| (r.to[0].clone(), r.data))
         .collect();
+    let ids: HashMap<String, i64> = store
+        .subscribers(None)
+        .expect("subscribers")
+        .into_iter()
+        .map(|s| (s.address, s.id))
+        .collect();
     let mut message_ids = std::collections::HashSet::new();
     for (i, address) in addresses.iter().enumerate() {
         let lang = LANGS[i % 3];
@@ -83,6 +101,28 @@ fn two_thousand_subscribers_each_get_one_message_in_their_language() {
         let msg = MessageParser::default()
             .parse(data.as_slice())
             .expect("parses");
+        // Spliced from one template: only its own recipient and token.
+        assert_eq!(
+            msg.to().and_then(|a| a.first()).and_then(|a| a.address()),
+            Some(address.as_str())
+        );
+        let header = msg
+            .header_raw("List-Unsubscribe")
+            .expect("List-Unsubscribe")
+            .split_whitespace()
+            .collect::<String>();
+        let mut found = tokens(&header, "/unsubscribe/");
+        found.extend(tokens(&header, "unsubscribe%20"));
+        found.extend(tokens(&msg.body_text(0).expect("text"), "/unsubscribe/"));
+        found.extend(tokens(&msg.body_html(0).expect("html"), "/unsubscribe/"));
+        assert_eq!(found.len(), 4, "{address}: {found:?}");
+        for token in found {
+            assert_eq!(
+                secret().verify(&token, herald_mail::Purpose::Unsubscribe, now()),
+                Ok(ids[address]),
+                "{address}"
+            );
+        }
         assert_eq!(msg.subject(), Some(titles[lang].as_str()), "{address}");
         let text = msg.body_text(0).expect("text part");
         assert!(text.contains(&titles[lang]), "{address}: {text}");
@@ -107,8 +147,17 @@ fn two_thousand_subscribers_each_get_one_message_in_their_language() {
 
 #[test]
 fn each_fault_ends_in_its_ledger_state() {
+    faults(false);
+}
+
+#[test]
+fn each_fault_ends_in_its_ledger_state_with_pipelining() {
+    faults(true);
+}
+
+fn faults(pipelining: bool) {
     let corpus = corpus();
-    let server = SmtpServer::start();
+    let server = SmtpServer::start_with(pipelining);
     let store = MailStore::in_memory().expect("store");
     let a = subscribers(&store, 12);
     let mut settings = smtp_settings(&server);

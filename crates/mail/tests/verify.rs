@@ -15,12 +15,13 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/check_mail.py")
 }
 
-/// Send the 2014 statement to three subscribers (en, ru, kk) into an outbox;
-/// return the three .eml files.
+/// Send the 2014 statement to six subscribers (two each in en, ru, kk: the
+/// second message of a language is spliced from the same template) into an
+/// outbox; return the six .eml files.
 fn bulletins(dir: &Path, dkim: Option<DkimSettings>) -> Vec<PathBuf> {
     let corpus = corpus();
     let store = MailStore::in_memory().expect("store");
-    subscribers(&store, 3);
+    subscribers(&store, 6);
     let settings = MailSettings {
         outbox: dir.join("outbox"),
         dkim,
@@ -42,7 +43,7 @@ fn bulletins(dir: &Path, dkim: Option<DkimSettings>) -> Vec<PathBuf> {
         &indicatif::ProgressBar::hidden(),
     )
     .expect("deliver");
-    assert_eq!(report.sent, 3, "{report:?}");
+    assert_eq!(report.sent, 6, "{report:?}");
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("outbox"))
         .expect("outbox")
         .map(|e| e.expect("entry").path())
@@ -155,14 +156,20 @@ fn dkim_signatures_verify_with_dkimpy() {
                 1,
             );
             assert_ne!(tampered, text);
-            let bad = out_dir.join("tampered.eml");
-            std::fs::write(&bad, tampered).expect("write");
-            let (ok, out) = python(&[
-                "dkim",
-                bad.to_str().expect("utf8"),
-                d.join(txt).to_str().expect("utf8"),
-            ]);
-            assert!(!ok, "tampered message verified: {out}");
+            // And so does another recipient, or a changed body.
+            let other = text.replacen("To: ", "To: x", 1);
+            let boundary = text.rfind("\r\n--").expect("a last boundary");
+            let body = format!("{}\r\nx{}", &text[..boundary], &text[boundary..]);
+            for tampered in [tampered, other, body] {
+                let bad = out_dir.join("tampered.eml");
+                std::fs::write(&bad, tampered).expect("write");
+                let (ok, out) = python(&[
+                    "dkim",
+                    bad.to_str().expect("utf8"),
+                    d.join(txt).to_str().expect("utf8"),
+                ]);
+                assert!(!ok, "tampered message verified: {out}");
+            }
         }
     }
 }

@@ -44,6 +44,8 @@ pub struct Received {
 
 #[derive(Default)]
 struct State {
+    /// Offer PIPELINING (commands then arrive several in one write).
+    pipelining: bool,
     received: Mutex<Vec<Received>>,
     faults: Mutex<HashMap<String, (Fault, usize)>>,
     connections: AtomicUsize,
@@ -57,9 +59,17 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub fn start() -> SmtpServer {
+        Self::start_with(false)
+    }
+
+    /// A server that offers PIPELINING when `pipelining`.
+    pub fn start_with(pipelining: bool) -> SmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let state = Arc::new(State::default());
+        let state = Arc::new(State {
+            pipelining,
+            ..State::default()
+        });
         let st = state.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
@@ -160,7 +170,13 @@ fn session(stream: TcpStream, st: &State) -> std::io::Result<()> {
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-            out.write_all(b"250-test\r\n250-8BITMIME\r\n250 SIZE 50000000\r\n")?;
+            if st.pipelining {
+                out.write_all(
+                    b"250-test\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 SIZE 50000000\r\n",
+                )?;
+            } else {
+                out.write_all(b"250-test\r\n250-8BITMIME\r\n250 SIZE 50000000\r\n")?;
+            }
         } else if upper.starts_with("MAIL FROM") {
             from = angle(&cmd);
             to.clear();
