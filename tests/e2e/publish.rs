@@ -290,3 +290,65 @@ fn check_reports_and_exit_codes() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
 }
+
+#[test]
+fn pdf_and_feeds_can_be_switched_off() {
+    let dir = sample_project();
+    let root = dir.path();
+    let toml = root.join("content/herald.toml");
+    let mut text = fs::read_to_string(&toml).expect("herald.toml");
+    text.push_str("\n[pdf]\nenabled = false\n\n[feed]\nenabled = false\n");
+    fs::write(&toml, text).expect("write");
+    let add = herald(
+        BIN,
+        root,
+        &["subscribers", "add", "desk@example.org", "--lang", "en"],
+    );
+    assert!(add.status.success());
+    let out = ok(&herald(BIN, root, &["publish", "--now", AT_EMBARGO]));
+    assert!(!out.contains("  pdf "), "{out}");
+    assert!(!out.contains("  feed "), "{out}");
+    assert!(out.contains("  site "), "{out}");
+    let public = snapshot(&root.join("public"));
+    assert!(public.iter().any(|(p, _, _)| p.ends_with(".html")));
+    for (path, bytes, _) in &public {
+        assert!(
+            !path.ends_with(".pdf") && !path.ends_with("atom.xml") && !path.ends_with(".json"),
+            "{path} written"
+        );
+        let text = String::from_utf8_lossy(bytes);
+        assert!(!text.contains(".pdf\""), "{path} links a PDF");
+        assert!(
+            !text.contains("application/atom+xml"),
+            "{path} links a feed"
+        );
+    }
+    let links_pdf = |root: &Path| {
+        let mails = snapshot(&root.join("outbox"));
+        assert!(!mails.is_empty(), "the lifted statement is mailed");
+        mails
+            .iter()
+            .any(|(_, bytes, _)| String::from_utf8_lossy(bytes).contains(".pdf"))
+    };
+    assert!(!links_pdf(root), "a bulletin links a PDF");
+    // The same check finds the link when PDFs are on.
+    let control = sample_project();
+    assert!(
+        herald(
+            BIN,
+            control.path(),
+            &["subscribers", "add", "desk@example.org", "--lang", "en"],
+        )
+        .status
+        .success()
+    );
+    ok(&herald(
+        BIN,
+        control.path(),
+        &["publish", "--now", AT_EMBARGO],
+    ));
+    assert!(links_pdf(control.path()));
+    // Nor are they counted as published: `status` shows no PDF or feed channel.
+    let status = ok(&herald(BIN, root, &["status", "--now", AT_EMBARGO]));
+    assert!(!status.contains("pdf"), "{status}");
+}

@@ -72,8 +72,9 @@ impl Settings {
         let pdf =
             herald_pdf::PdfSettings::from_config(config).map_err(|e| channel_err("pdf", e))?;
         let authority = feed.authority(config);
-        let mail: herald_mail::MailSettings =
+        let mut mail: herald_mail::MailSettings =
             config.section("mail").map_err(|d| channel_err("mail", d))?;
+        mail.pdf_links = pdf.enabled;
         let serve: herald_serve::ServeSettings = config
             .section("serve")
             .map_err(|d| channel_err("serve", d))?;

@@ -388,7 +388,7 @@ impl<'a> Composer<'a> {
                 body_html => &body_html,
                 body_text => doc.plain_text(),
                 page_url => url(&page_url, html),
-                pdf_url => url(&pdf_url, html),
+                pdf_url => self.settings.pdf_links.then(|| url(&pdf_url, html)),
                 unsubscribe_url => url(&unsubscribe_url, html),
                 labels => {
                     let l = labels(&statement.lang, org.short());
@@ -399,7 +399,7 @@ impl<'a> Composer<'a> {
         let render = |name: &str| self.render(name, &ctx);
         let html = render("bulletin.html")?;
         let text = render("bulletin.txt")?;
-        let pdf = if self.settings.attach_pdf {
+        let pdf = if self.settings.attach_pdf && self.settings.pdf_links {
             let path = self.corpus.root.join("public").join(urls::pdf(statement));
             let bytes = std::fs::read(&path).map_err(|source| ComposeError::Io {
                 path: path.display().to_string(),
@@ -457,7 +457,7 @@ impl<'a> Composer<'a> {
                         issuers => &s.meta.issuers,
                         topics => &s.meta.topics,
                         page_url => url(&absolute_url(&config.base_url, &urls::page(s)), html),
-                        pdf_url => url(&absolute_url(&config.base_url, &urls::pdf(s)), html),
+                        pdf_url => self.settings.pdf_links.then(|| url(&absolute_url(&config.base_url, &urls::pdf(s)), html)),
                     }
                 })
                 .collect();

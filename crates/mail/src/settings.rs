@@ -48,11 +48,16 @@ pub struct MailSettings {
     /// and PDF only. (With a digest schedule, corrections are never mailed.)
     pub corrections: bool,
     pub dkim: Option<DkimSettings>,
+    /// Whether statements have PDFs to link (`[pdf] enabled`); set by herald, not
+    /// read from `[mail]`.
+    #[serde(skip)]
+    pub pdf_links: bool,
 }
 
 impl Default for MailSettings {
     fn default() -> Self {
         MailSettings {
+            pdf_links: true,
             enabled: true,
             from: None,
             reply_to: None,
