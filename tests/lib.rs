@@ -29,6 +29,20 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Add a confirmed English subscriber, `desk@example.org`, to the project at `root`.
+pub fn add_desk_subscriber(bin: &str, root: &Path) {
+    let out = herald(
+        bin,
+        root,
+        &["subscribers", "add", "desk@example.org", "--lang", "en"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Run the herald CLI (built by this package) in `root`.
 pub fn herald(bin: &str, root: &Path, args: &[&str]) -> Output {
     Command::new(bin)

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use herald_e2e::{herald, rows, sample_project, snapshot};
+use herald_e2e::{add_desk_subscriber, herald, rows, sample_project, snapshot};
 
 const BIN: &str = env!("CARGO_BIN_EXE_herald-under-test");
 const BEFORE_EMBARGO: &str = "2027-07-30T08:59:59+05:00";
@@ -69,12 +69,7 @@ const SETTLED: &str = "no input changed since the last run";
 fn a_settled_run_reads_nothing_yet_notices_every_change() {
     let dir = sample_project();
     let root = dir.path();
-    let add = herald(
-        BIN,
-        root,
-        &["subscribers", "add", "desk@example.org", "--lang", "en"],
-    );
-    assert!(add.status.success());
+    add_desk_subscriber(BIN, root);
     let publish = |extra: &[&str], now: &str| {
         let mut args = vec!["publish", "--now", now];
         args.extend_from_slice(extra);
@@ -299,12 +294,7 @@ fn pdf_and_feeds_can_be_switched_off() {
     let mut text = fs::read_to_string(&toml).expect("herald.toml");
     text.push_str("\n[pdf]\nenabled = false\n\n[feed]\nenabled = false\n");
     fs::write(&toml, text).expect("write");
-    let add = herald(
-        BIN,
-        root,
-        &["subscribers", "add", "desk@example.org", "--lang", "en"],
-    );
-    assert!(add.status.success());
+    add_desk_subscriber(BIN, root);
     let out = ok(&herald(BIN, root, &["publish", "--now", AT_EMBARGO]));
     assert!(!out.contains("  pdf "), "{out}");
     assert!(!out.contains("  feed "), "{out}");
@@ -333,15 +323,7 @@ fn pdf_and_feeds_can_be_switched_off() {
     assert!(!links_pdf(root), "a bulletin links a PDF");
     // The same check finds the link when PDFs are on.
     let control = sample_project();
-    assert!(
-        herald(
-            BIN,
-            control.path(),
-            &["subscribers", "add", "desk@example.org", "--lang", "en"],
-        )
-        .status
-        .success()
-    );
+    add_desk_subscriber(BIN, control.path());
     ok(&herald(
         BIN,
         control.path(),

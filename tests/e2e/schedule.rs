@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use herald_e2e::{herald, sample_project, snapshot};
+use herald_e2e::{add_desk_subscriber, herald, sample_project, snapshot};
 
 const BIN: &str = env!("CARGO_BIN_EXE_herald-under-test");
 const SLUG: &str = "world-day-against-trafficking-2027";
@@ -28,16 +28,7 @@ fn outbox(root: &std::path::Path) -> Vec<String> {
 fn embargo_lifts_at_nine_in_every_channel() {
     let dir = sample_project();
     let root = dir.path();
-    let add = herald(
-        BIN,
-        root,
-        &["subscribers", "add", "desk@example.org", "--lang", "en"],
-    );
-    assert!(
-        add.status.success(),
-        "{}",
-        String::from_utf8_lossy(&add.stderr)
-    );
+    add_desk_subscriber(BIN, root);
 
     let before = herald(
         BIN,

@@ -23,8 +23,14 @@ pub fn escape(s: &str) -> String {
 }
 
 pub fn escape_into(out: &mut String, s: &str) {
-    // Copy the runs between special characters whole: every page goes through here.
-    // The five are ASCII, so each index is a character boundary.
+    // Writing to a String cannot fail.
+    let _ = write_escaped(out, s);
+}
+
+/// Write `s` with the five HTML specials escaped, copying the runs between them whole:
+/// every page and template value goes through here. The specials are ASCII, so each
+/// index is a character boundary.
+pub fn write_escaped(out: &mut impl std::fmt::Write, s: &str) -> std::fmt::Result {
     let mut run = 0;
     for (i, b) in s.bytes().enumerate() {
         let entity = match b {
@@ -35,11 +41,11 @@ pub fn escape_into(out: &mut String, s: &str) {
             b'\'' => "&#39;",
             _ => continue,
         };
-        out.push_str(&s[run..i]);
-        out.push_str(entity);
+        out.write_str(&s[run..i])?;
+        out.write_str(entity)?;
         run = i + 1;
     }
-    out.push_str(&s[run..]);
+    out.write_str(&s[run..])
 }
 
 /// Join a possibly relative URL onto a base ending in `/`.

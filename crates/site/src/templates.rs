@@ -1,5 +1,6 @@
 //! The built-in templates, and their overrides from `content/templates/`.
 
+use herald_content::html::write_escaped;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -94,27 +95,6 @@ pub fn environment(dir: &Path) -> Result<Environment<'static>, SiteError> {
         }
     });
     Ok(env)
-}
-
-/// Write `s` with the five HTML specials escaped, as `herald_content::html::escape`
-/// does, in runs between them (no allocation: this is the hottest path of a render).
-fn write_escaped(out: &mut impl std::fmt::Write, s: &str) -> std::fmt::Result {
-    let mut last = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let entity = match b {
-            b'&' => "&amp;",
-            b'<' => "&lt;",
-            b'>' => "&gt;",
-            b'"' => "&quot;",
-            b'\'' => "&#39;",
-            _ => continue,
-        };
-        // The specials are ASCII, so `i` is on a character boundary.
-        out.write_str(&s[last..i])?;
-        out.write_str(entity)?;
-        last = i + 1;
-    }
-    out.write_str(&s[last..])
 }
 
 /// The stylesheet: `dir/style.css` when present, else the built-in one.
