@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use herald_content::{Corpus, Statement};
-use sha2::{Digest, Sha256};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::channels::{self, Channel};
@@ -69,30 +68,6 @@ pub struct PublishReport {
     pub elapsed_ms: u128,
 }
 
-/// Inputs that change every rendered file when they change.
-fn fingerprint(corpus: &Corpus, due: &[&Statement], paths: &Paths) -> String {
-    let mut h = Sha256::new();
-    h.update(env!("CARGO_PKG_VERSION").as_bytes());
-    h.update(corpus.config.source().as_bytes());
-    // Template overrides change the pages without changing a statement.
-    if let Ok(walk) = std::fs::read_dir(&paths.templates) {
-        let mut names: Vec<PathBuf> = walk.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        names.sort();
-        for p in names {
-            h.update(p.to_string_lossy().as_bytes());
-            if let Ok(b) = std::fs::read(&p) {
-                h.update(&b);
-            }
-        }
-    }
-    for s in due {
-        h.update(s.id.as_bytes());
-        h.update(s.lang.as_bytes());
-        h.update(s.digest.as_bytes());
-    }
-    hex::encode(h.finalize())
-}
-
 /// (id, lang) -> permanent entry.
 type Entries = HashMap<(String, String), Entry>;
 
@@ -145,9 +120,10 @@ struct Settled {
 
 /// One digest of everything a publish reads: herald's version, herald.toml, the
 /// template overrides and every statement file (path and bytes), with XXH3-128: it
-/// detects change, nobody forges it (whoever can write content can publish). Read in parallel;
-/// a file that cannot be read makes the digest unique, so the full path reports it.
-fn input_digest(paths: &Paths) -> Result<String, Error> {
+/// detects change, nobody forges it (whoever can write content can publish). Read in
+/// parallel. `None` when a file cannot be read: then nothing is settled, and loading
+/// reports the file.
+fn input_digest(paths: &Paths) -> Result<Option<String>, Error> {
     use rayon::prelude::*;
     let mut files = herald_content::statement_files(&paths.root)?;
     files.push(paths.content.join("herald.toml"));
@@ -156,25 +132,26 @@ fn input_digest(paths: &Paths) -> Result<String, Error> {
         names.sort();
         files.extend(names);
     }
-    let digests: Vec<u128> = files
+    let digests: Option<Vec<u128>> = files
         .par_iter()
         .map(|p| {
+            let bytes = std::fs::read(p).ok()?;
             let mut h = Xxh3::new();
             h.update(p.to_string_lossy().as_bytes());
             h.update(&[0]);
-            match std::fs::read(p) {
-                Ok(b) => h.update(&b),
-                Err(e) => h.update(format!("unreadable: {e} {:?}", Instant::now()).as_bytes()),
-            }
-            h.digest128()
+            h.update(&bytes);
+            Some(h.digest128())
         })
         .collect();
+    let Some(digests) = digests else {
+        return Ok(None);
+    };
     let mut h = Xxh3::new();
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
     for d in digests {
         h.update(&d.to_le_bytes());
     }
-    Ok(format!("{:032x}", h.digest128()))
+    Ok(Some(format!("{:032x}", h.digest128())))
 }
 
 /// The report of a publish that has nothing to do, from the last run's [`Settled`]
@@ -266,7 +243,9 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     // Read before loading: an edit made while this run works changes the digest, so
     // the next run cannot mistake it for settled.
     let inputs = input_digest(&paths)?;
-    if let Some(report) = settled_report(opts, &paths, &inputs, t0)? {
+    if let Some(inputs) = &inputs
+        && let Some(report) = settled_report(opts, &paths, inputs, t0)?
+    {
         return Ok(report);
     }
     tracing::debug!("inputs read in {} ms", t0.elapsed().as_millis());
@@ -308,8 +287,8 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
             s.digest.clone(),
         ))
     };
-    let print = fingerprint(&corpus, &due, &paths);
-    let unchanged_inputs = ledger.get_state("fingerprint")?.as_deref() == Some(print.as_str());
+    // The same digest tells whether anything rendered could differ from the last run.
+    let unchanged_inputs = inputs.is_some() && ledger.get_state("fingerprint")? == inputs;
     let known: HashMap<(String, String), Entry> = ledger
         .entries()?
         .into_iter()
@@ -390,10 +369,9 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
             publications,
             entries: minted,
             outputs: manifest_changed.map(|m: BTreeMap<String, String>| m.into_iter().collect()),
-            state: if changed {
-                vec![("fingerprint".into(), print)]
-            } else {
-                Vec::new()
+            state: match (&inputs, changed) {
+                (Some(inputs), true) => vec![("fingerprint".into(), inputs.clone())],
+                _ => Vec::new(),
             },
             run_summary: changed.then(|| {
                 format!(
@@ -441,7 +419,9 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     }
 
     tracing::debug!("mail done at {} ms", t0.elapsed().as_millis());
-    if !opts.dry_run {
+    if !opts.dry_run
+        && let Some(inputs) = inputs
+    {
         let settled = Settled {
             inputs,
             from: due
