@@ -17,7 +17,7 @@ const SRGB: &[u8] = include_bytes!("../icc/sRGB.icc");
 
 /// Numbers as PDF wants them: short, with no exponent.
 fn num(out: &mut String, v: f32) {
-    // Thousandths as an integer, written by hand: `format!` per number was a tenth
+    // Thousandths as an integer, written with itoa: `format!` per number was a tenth
     // of a render (a page holds thousands of them).
     let milli = (f64::from(v) * 1000.0).round();
     if !milli.is_finite() || milli.abs() >= 1e15 {
@@ -29,8 +29,8 @@ fn num(out: &mut String, v: f32) {
         out.push('-');
     }
     let (int, mut frac) = (milli.unsigned_abs() / 1000, milli.unsigned_abs() % 1000);
-    let mut buf = itoa_buf(int);
-    out.push_str(buf.as_str());
+    let mut buf = itoa::Buffer::new();
+    out.push_str(buf.format(int));
     if frac != 0 {
         out.push('.');
         let mut digits = 3;
@@ -38,39 +38,11 @@ fn num(out: &mut String, v: f32) {
             frac /= 10;
             digits -= 1;
         }
-        buf = itoa_buf(frac);
-        for _ in buf.as_str().len()..digits {
+        let frac = buf.format(frac);
+        for _ in frac.len()..digits {
             out.push('0');
         }
-        out.push_str(buf.as_str());
-    }
-}
-
-/// A small decimal integer without `fmt`.
-struct Digits {
-    bytes: [u8; 20],
-    start: usize,
-}
-
-impl Digits {
-    fn as_str(&self) -> &str {
-        // Only ASCII digits are ever written.
-        std::str::from_utf8(&self.bytes[self.start..]).unwrap_or("0")
-    }
-}
-
-fn itoa_buf(mut v: u64) -> Digits {
-    let mut d = Digits {
-        bytes: [b'0'; 20],
-        start: 20,
-    };
-    loop {
-        d.start -= 1;
-        d.bytes[d.start] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            return d;
-        }
+        out.push_str(frac);
     }
 }
 
