@@ -22,6 +22,7 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Quit, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
+use crate::journal::Journal;
 use crate::compose::{ComposeError, Composed, Composer, Prepared, Recipient, Template, message_id};
 use crate::settings::{MailSettings, SMTP_PASSWORD_ENV, SMTP_USERNAME_ENV, SmtpSettings, TlsMode};
 use crate::store::{
@@ -490,10 +491,8 @@ pub fn deliver(
     drop(skipped);
     progress.set_length(jobs.len() as u64);
     let shared = Shared {
-        store,
         composer: &composer,
         settings,
-        now,
         cancel,
         progress,
         queue: Mutex::new(Queue {
@@ -505,6 +504,7 @@ pub fn deliver(
         rate: Mutex::new(None),
         ledger: Mutex::new(Ledger::default()),
         ledger_turn: Condvar::new(),
+        journal: Mutex::new(store.journal(settings.bounce_after, now)?),
     };
     {
         let mut q = shared.lock_queue();
@@ -514,6 +514,11 @@ pub fn deliver(
         None => outbox(&shared, &corpus.root.join(&settings.outbox))?,
         Some(target) => smtp(&shared, target)?,
     }
+    shared
+        .journal
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .finish()?;
     let mut report = shared
         .report
         .into_inner()
@@ -549,10 +554,8 @@ struct Ledger {
 }
 
 struct Shared<'a> {
-    store: &'a MailStore,
     composer: &'a Composer<'a>,
     settings: &'a MailSettings,
-    now: DateTime<Utc>,
     cancel: &'a AtomicBool,
     progress: &'a ProgressBar,
     queue: Mutex<Queue>,
@@ -560,6 +563,8 @@ struct Shared<'a> {
     rate: Mutex<Option<Instant>>,
     ledger: Mutex<Ledger>,
     ledger_turn: Condvar,
+    /// Written only by the sender holding `Ledger::writing`.
+    journal: Mutex<Journal<'a>>,
 }
 
 enum Next {
@@ -646,8 +651,10 @@ impl Shared<'_> {
             let upto = l.queued;
             drop(l);
             let result = self
-                .store
-                .record(&changes, self.settings.bounce_after, self.now);
+                .journal
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .append(&changes);
             if result.is_ok() {
                 for (row, outcome) in outcomes {
                     self.finish(&row, outcome);

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod compose;
 pub mod deliver;
 mod dkim;
+mod journal;
 pub mod settings;
 pub mod store;
 pub mod token;

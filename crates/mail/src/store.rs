@@ -6,7 +6,7 @@
 //! threads (`herald serve`). WAL mode and a busy timeout let several processes use
 //! the file at once.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS mail_bulletins (
 );
 CREATE INDEX IF NOT EXISTS mail_bulletins_state ON mail_bulletins (state, id);
 CREATE INDEX IF NOT EXISTS mail_bulletins_subscriber ON mail_bulletins (subscriber_id, statement_id);
+CREATE TABLE IF NOT EXISTS mail_meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +75,20 @@ pub enum StoreError {
     Write(String),
     #[error("corrupt value {value:?} in column {column}")]
     Corrupt { column: &'static str, value: String },
+    #[error(
+        "{path} line {line}: {message}. The journal holds sends that are not yet in the ledger: \
+         keep the file and report the problem; remove it only if the messages it lists may be sent again"
+    )]
+    Journal {
+        path: String,
+        line: usize,
+        message: String,
+    },
+    #[error("mail journal {path}: {source}")]
+    JournalIo {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// A bad subscriber field, with what to do about it.
@@ -229,7 +247,8 @@ pub fn parse_address(input: &str) -> Result<String, SubscriberError> {
 }
 
 /// The state of one bulletin to one recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BulletinState {
     /// Queued, or deferred after a temporary failure: will be sent.
     Pending,
@@ -413,6 +432,8 @@ fn cook_bulletin((mut b, state): (Bulletin, String)) -> Result<Bulletin, StoreEr
 #[derive(Debug)]
 pub struct MailStore {
     conn: Mutex<Connection>,
+    /// The sender's journal beside the database (none in memory).
+    journal: Option<PathBuf>,
 }
 
 impl MailStore {
@@ -431,7 +452,50 @@ impl MailStore {
             })?;
         }
         let conn = Connection::open(path).map_err(open_err)?;
-        Self::init(conn).map_err(open_err)
+        let mut store = Self::init(conn).map_err(open_err)?;
+        let mut journal = path.as_os_str().to_owned();
+        journal.push("-mail-journal");
+        let journal = PathBuf::from(journal);
+        crate::journal::replay(&store, &journal)?;
+        store.journal = Some(journal);
+        Ok(store)
+    }
+
+    pub(crate) fn journal_path(&self) -> Option<&Path> {
+        self.journal.as_deref()
+    }
+
+    /// The last journal generation applied to the ledger.
+    pub(crate) fn journal_generation(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn()?
+            .query_row(
+                "SELECT value FROM mail_meta WHERE key = 'journal_generation'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// Apply a journal generation's changes and mark it applied, in one transaction.
+    pub(crate) fn apply_generation(
+        &self,
+        changes: &[Change],
+        bounce_after: u32,
+        now: DateTime<Utc>,
+        generation: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        Self::apply(&tx, changes, bounce_after, &ts(now))?;
+        tx.execute(
+            "INSERT INTO mail_meta (key, value) VALUES ('journal_generation', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [generation],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// A private in-memory store, for tests and previews.
@@ -449,6 +513,7 @@ impl MailStore {
         conn.execute_batch(SCHEMA)?;
         Ok(MailStore {
             conn: Mutex::new(conn),
+            journal: None,
         })
     }
 
@@ -842,7 +907,8 @@ impl MailStore {
 }
 
 /// One change to a bulletin row (see [`MailStore::record`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum Change {
     /// Written, and committed, before the message data goes out.
     Sending { id: i64 },
