@@ -991,7 +991,7 @@ fn data_bytes(message: &[u8], out: &mut Vec<u8>) {
         if line_start && rest[0] == b'.' {
             out.push(b'.');
         }
-        match rest.iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', rest) {
             Some(i) => {
                 out.extend_from_slice(&rest[..=i]);
                 rest = &rest[i + 1..];
