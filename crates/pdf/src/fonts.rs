@@ -149,7 +149,7 @@ pub(crate) struct Fonts<'a> {
     /// Plans for other scripts, made during this render.
     plans: Plans,
     /// Words recur: shape each (font, size, direction, text) once per render.
-    shaped: HashMap<ShapeKey, (Vec<Glyph>, f32)>,
+    shaped: crate::text::FastMap<ShapeKey, (Vec<Glyph>, f32)>,
 }
 
 /// (font, size bits, right to left, text).
@@ -229,7 +229,7 @@ impl<'a> Fonts<'a> {
             shared,
             low,
             plans: HashMap::new(),
-            shaped: HashMap::new(),
+            shaped: Default::default(),
         }
     }
 

@@ -181,7 +181,7 @@ type Cell = (usize, Vec<(String, Style)>);
 
 struct Ctx<'f, 'a> {
     fonts: &'f mut Fonts<'a>,
-    breaks: HashMap<String, Vec<usize>>,
+    breaks: crate::text::FastMap<String, Vec<usize>>,
     words: crate::text::Words,
     hyphenator: Option<&'f Standard>,
     tree: Tree,
@@ -665,8 +665,8 @@ pub(crate) fn lay_out(
     let root = tree.add("Document", None);
     let mut ctx = Ctx {
         fonts,
-        breaks: HashMap::new(),
-        words: HashMap::new(),
+        breaks: Default::default(),
+        words: Default::default(),
         hyphenator,
         tree,
         links: Vec::new(),
@@ -906,8 +906,8 @@ pub(crate) fn chrome(job: &Job, fonts: &mut Fonts, laid: &mut Laid) -> Result<()
     let size = job.size * 0.78;
     let total = laid.pages.len();
     let lang = job.statement.lang.as_str();
-    let mut breaks = HashMap::new();
-    let mut words = HashMap::new();
+    let mut breaks = crate::text::FastMap::default();
+    let mut words = crate::text::Words::default();
     let mut b = Builder {
         fonts,
         breaks: &mut breaks,

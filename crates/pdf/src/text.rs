@@ -79,10 +79,10 @@ fn is_ignorable(c: char) -> bool {
 
 /// Words already turned into items in this render, by (preferred font, size bits,
 /// right to left, hyphenated, line width bits), then text. Most words recur.
-pub(crate) type Words = std::collections::HashMap<
-    (usize, u32, bool, bool, u32),
-    std::collections::HashMap<String, Vec<Item>>,
->;
+pub(crate) type Words = FastMap<(usize, u32, bool, bool, u32), FastMap<String, Vec<Item>>>;
+
+/// The per-render caches are looked up once per word: SipHash showed in profiles.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// `item` as drawn in `style`: what a word looks like depends only on the cache key,
 /// its colour, link and structure element on where it stands.
@@ -121,7 +121,7 @@ fn restyle(item: &Item, style: Style) -> Item {
 pub(crate) struct Builder<'f, 'a> {
     pub fonts: &'f mut Fonts<'a>,
     /// Dictionary breaks of words already seen in this render.
-    pub breaks: &'f mut std::collections::HashMap<String, Vec<usize>>,
+    pub breaks: &'f mut FastMap<String, Vec<usize>>,
     pub words: &'f mut Words,
     pub hyphenator: Option<&'f Standard>,
     pub rtl: bool,

@@ -388,7 +388,15 @@ pub(crate) fn write(
     doc.trailer.set("Root", catalog_id);
     doc.trailer.set("Info", info_id);
     doc.trailer.set("ID", vec![id.clone(), id]);
-    let mut out = Vec::new();
+    // Sized once: a buffer doubling its way up frees large blocks, and each such
+    // free makes glibc's malloc consolidate every small free block.
+    let streams: usize = doc
+        .objects
+        .values()
+        .filter_map(|o| o.as_stream().ok())
+        .map(|s| s.content.len() + 128)
+        .sum();
+    let mut out = Vec::with_capacity(streams + 64 * doc.objects.len() + 4096);
     doc.save_to(&mut out).map_err(|e| PdfError::Pdf(e.into()))?;
     Ok(out)
 }
