@@ -155,6 +155,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &indicatif::ProgressBar::hidden(),
     )?;
     let secs = t.elapsed().as_secs_f64();
+    let size = report.bytes / (report.sent.max(1) as u64);
     println!(
         "{} messages ({queued} queued, {} failed, {} ambiguous) over {concurrency} connections{}: {:.2} s, {:.0} messages/s, peak memory {:.1} MB",
         report.sent,
@@ -169,5 +170,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.sent as f64 / secs,
         peak_rss_mb()
     );
+    println!("average message: {size} bytes");
+    ceiling(port, concurrency, size, report.sent);
     Ok(())
+}
+
+/// The same sink fed by postfix's own load generator (C, kept-open connections)
+/// with messages of the same size: what the sink can take at all on this machine.
+fn ceiling(port: u16, sessions: usize, size: u64, n: usize) {
+    let Some(source) = ["/usr/sbin/smtp-source", "smtp-source"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        return;
+    };
+    let t = Instant::now();
+    let status = Command::new(source)
+        .args(["-d", "-s", &sessions.to_string(), "-l", &size.to_string()])
+        .args(["-m", &n.to_string(), "-f", "bench@example.org", "-t", "reader@example.net"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .status();
+    if status.is_ok_and(|s| s.success()) {
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "smtp-source, {n} messages of {size} bytes over {sessions} kept-open connections: {:.2} s, {:.0} messages/s (the sink's ceiling)",
+            secs,
+            n as f64 / secs
+        );
+    }
 }

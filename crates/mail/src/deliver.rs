@@ -77,6 +77,8 @@ pub struct Problem {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryReport {
     pub sent: usize,
+    /// Bytes of message data accepted (as sent, dot-stuffed; outbox: file bytes).
+    pub bytes: u64,
     pub failed: Vec<Problem>,
     pub ambiguous: Vec<Problem>,
     pub deferred: Vec<Problem>,
@@ -504,6 +506,7 @@ pub fn deliver(
         rate: Mutex::new(None),
         ledger: Mutex::new(Ledger::default()),
         ledger_turn: Condvar::new(),
+        bytes: Default::default(),
         journal: Mutex::new(store.journal(settings.bounce_after, now)?),
     };
     {
@@ -519,11 +522,13 @@ pub fn deliver(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .finish()?;
+    let bytes = shared.bytes.load(Ordering::Relaxed);
     let mut report = shared
         .report
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
     report.cancelled = cancel.load(Ordering::Relaxed);
+    report.bytes = bytes;
     Ok(report)
 }
 
@@ -563,6 +568,7 @@ struct Shared<'a> {
     rate: Mutex<Option<Instant>>,
     ledger: Mutex<Ledger>,
     ledger_turn: Condvar,
+    bytes: std::sync::atomic::AtomicU64,
     /// Written only by the sender holding `Ledger::writing`.
     journal: Mutex<Journal<'a>>,
 }
@@ -816,6 +822,9 @@ fn outbox_loop(shared: &Shared<'_>, dir: &Path) -> Result<(), DeliverError> {
         let tmp = dir.join(format!(".{name}.eml.tmp"));
         std::fs::write(&tmp, &composed.bytes).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
+        shared
+            .bytes
+            .fetch_add(composed.bytes.len() as u64, Ordering::Relaxed);
         shared.done(job, BulletinState::Sent, None)?;
     }
 }
@@ -1180,6 +1189,7 @@ async fn worker(shared: &Shared<'_>, target: &SmtpTarget) -> Result<(), StoreErr
         shared.sending(&job)?;
         match step(t, c.conn.command(Raw(wire))).await {
             Step::Ok => {
+                shared.bytes.fetch_add(wire.len() as u64, Ordering::Relaxed);
                 shared.done(job, BulletinState::Sent, None)?;
                 conn = Some(c);
             }

@@ -68,6 +68,13 @@ fn two_thousand_subscribers_each_get_one_message_in_their_language() {
     let per = server.per_recipient();
     assert_eq!(per.len(), 2000);
     assert!(per.values().all(|&n| n == 1));
+    // The bytes reported are the data the server took, plus the end-of-data line.
+    let data: u64 = server.received().iter().map(|r| r.data.len() as u64).sum();
+    assert!(
+        (data..=data + 8 * 2000).contains(&report.bytes),
+        "{} reported, {data} received",
+        report.bytes
+    );
 
     let titles: HashMap<&str, String> = LANGS
         .iter()
