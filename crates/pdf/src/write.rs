@@ -46,14 +46,26 @@ fn num(out: &mut String, v: f32) {
     }
 }
 
-/// `<XXXX>`: a two-byte glyph id as the hex string a TJ array takes.
-fn push_cid(out: &mut String, cid: u16) {
+/// A two-byte glyph id in a TJ array: glyphs without a position adjustment
+/// between them share one hex string (`<00100011>`), a third of the bytes of
+/// one string each.
+fn push_cid(out: &mut String, open: &mut bool, cid: u16) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    out.push('<');
+    if !*open {
+        out.push('<');
+        *open = true;
+    }
     for shift in [12, 8, 4, 0] {
         out.push(HEX[usize::from((cid >> shift) & 0xf)] as char);
     }
-    out.push('>');
+}
+
+/// End the hex string `push_cid` left open, if any.
+fn close_cids(out: &mut String, open: &mut bool) {
+    if *open {
+        out.push('>');
+        *open = false;
+    }
 }
 
 fn n(v: f32) -> String {
@@ -486,9 +498,11 @@ fn content_stream(
                 }
                 out.push('[');
                 let (mut pen, mut cur) = (*x, *x);
+                let mut open = false;
                 for gl in &run.glyphs {
                     let want_rise = run.style.rise + gl.dy;
                     if (want_rise - rise).abs() > 0.001 {
+                        close_cids(&mut out, &mut open);
                         out.push_str("] TJ ");
                         num(&mut out, want_rise);
                         out.push_str(" Ts [");
@@ -496,13 +510,15 @@ fn content_stream(
                     }
                     let target = pen + gl.dx;
                     if (cur - target).abs() > 0.001 {
+                        close_cids(&mut out, &mut open);
                         num(&mut out, (cur - target) * 1000.0 / size);
                     }
                     let cid = emb.remap.get(gl.gid).unwrap_or(0);
-                    push_cid(&mut out, cid);
+                    push_cid(&mut out, &mut open, cid);
                     cur = target + fonts.advance_milli(run.font, gl.gid) * size / 1000.0;
                     pen += gl.advance;
                 }
+                close_cids(&mut out, &mut open);
                 out.push_str("] TJ");
                 if rise != 0.0 {
                     out.push_str(" 0 Ts");
@@ -806,9 +822,15 @@ mod tests {
             num(&mut out, v);
             assert_eq!(out, s);
         }
-        let mut out = String::new();
-        push_cid(&mut out, 0x0a3f);
-        assert_eq!(out, "<0A3F>");
+        let (mut out, mut open) = (String::new(), false);
+        push_cid(&mut out, &mut open, 0x0a3f);
+        push_cid(&mut out, &mut open, 0x0001);
+        close_cids(&mut out, &mut open);
+        out.push_str("-20");
+        close_cids(&mut out, &mut open);
+        push_cid(&mut out, &mut open, 0xffff);
+        close_cids(&mut out, &mut open);
+        assert_eq!(out, "<0A3F0001>-20<FFFF>");
     }
 
     #[test]
