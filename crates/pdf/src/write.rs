@@ -363,7 +363,17 @@ pub(crate) fn write(
         xmp.into_bytes(),
         false,
     )?);
-    let icc_id = doc.add_object(stream(dictionary! { "N" => 3 }, SRGB.to_vec(), true)?);
+    // The same profile in every file: deflated once per process.
+    static SRGB_DEFLATED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let icc = match SRGB_DEFLATED.get() {
+        Some(bytes) => bytes.clone(),
+        None => {
+            let bytes = deflate(SRGB)?;
+            SRGB_DEFLATED.get_or_init(|| bytes).clone()
+        }
+    };
+    let icc = Stream::new(dictionary! { "N" => 3, "Filter" => "FlateDecode" }, icc);
+    let icc_id = doc.add_object(icc);
     let intent = dictionary! {
         "Type" => "OutputIntent",
         "S" => "GTS_PDFA1",
