@@ -187,7 +187,14 @@ fn ceiling(port: u16, sessions: usize, size: u64, n: usize) {
     let t = Instant::now();
     let status = Command::new(source)
         .args(["-d", "-s", &sessions.to_string(), "-l", &size.to_string()])
-        .args(["-m", &n.to_string(), "-f", "bench@example.org", "-t", "reader@example.net"])
+        .args([
+            "-m",
+            &n.to_string(),
+            "-f",
+            "bench@example.org",
+            "-t",
+            "reader@example.net",
+        ])
         .arg(format!("127.0.0.1:{port}"))
         .stdout(std::process::Stdio::null())
         .status();

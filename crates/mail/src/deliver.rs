@@ -22,8 +22,8 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Quit, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
-use crate::journal::Journal;
 use crate::compose::{ComposeError, Composed, Composer, Prepared, Recipient, Template, message_id};
+use crate::journal::Journal;
 use crate::settings::{MailSettings, SMTP_PASSWORD_ENV, SMTP_USERNAME_ENV, SmtpSettings, TlsMode};
 use crate::store::{
     Bulletin, BulletinState, Change, MailStore, NewBulletin, Status, StoreError, Subscriber,

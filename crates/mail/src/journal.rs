@@ -342,7 +342,10 @@ mod tests {
             .append(&[Change::Sending { id: row }, failed(row, sub)])
             .expect("append");
         // Nothing is in SQLite yet: a kill here must lose nothing.
-        assert_eq!(store.bulletins(None).expect("rows")[0].state, BulletinState::Pending);
+        assert_eq!(
+            store.bulletins(None).expect("rows")[0].state,
+            BulletinState::Pending
+        );
         journal.abandon();
         drop(store);
 
@@ -350,7 +353,10 @@ mod tests {
         let b = &store.bulletins(None).expect("rows")[0];
         assert_eq!(b.state, BulletinState::Failed);
         assert_eq!(b.attempts, 1);
-        assert_eq!(b.last_error.as_deref(), Some("550 no such user\nsecond line"));
+        assert_eq!(
+            b.last_error.as_deref(),
+            Some("550 no such user\nsecond line")
+        );
         assert_eq!(hard_failures(&store, sub), 1);
         drop(store);
         // Opening again applies nothing twice.
@@ -413,10 +419,15 @@ mod tests {
         let (db, row, sub) = store(dir.path());
         let store = MailStore::open(&db).expect("open");
         let mut journal = store.journal(3, now()).expect("journal");
-        journal.append(&[Change::Sending { id: row }]).expect("append");
+        journal
+            .append(&[Change::Sending { id: row }])
+            .expect("append");
         // Another process (`herald status`) opens the store meanwhile.
         let reader = MailStore::open(&db).expect("reader");
-        assert_eq!(reader.bulletins(None).expect("rows")[0].state, BulletinState::Pending);
+        assert_eq!(
+            reader.bulletins(None).expect("rows")[0].state,
+            BulletinState::Pending
+        );
         assert!(std::fs::metadata(journal_of(&db)).expect("file").len() > 0);
         journal
             .append(&[Change::Done {
@@ -428,7 +439,10 @@ mod tests {
             .expect("append");
         journal.finish().expect("finish");
         assert_eq!(std::fs::metadata(journal_of(&db)).expect("file").len(), 0);
-        assert_eq!(reader.bulletins(None).expect("rows")[0].state, BulletinState::Sent);
+        assert_eq!(
+            reader.bulletins(None).expect("rows")[0].state,
+            BulletinState::Sent
+        );
     }
 
     #[test]
@@ -438,10 +452,15 @@ mod tests {
         let store = MailStore::open(&db).expect("open");
         let mut journal = store.journal(3, now()).expect("journal");
         for _ in 0..CHECKPOINT {
-            journal.append(&[Change::Sending { id: row }]).expect("append");
+            journal
+                .append(&[Change::Sending { id: row }])
+                .expect("append");
         }
         // The checkpoint ran: SQLite has every change, the file only a header.
-        assert_eq!(store.bulletins(None).expect("rows")[0].attempts as usize, CHECKPOINT);
+        assert_eq!(
+            store.bulletins(None).expect("rows")[0].attempts as usize,
+            CHECKPOINT
+        );
         let text = std::fs::read_to_string(journal_of(&db)).expect("read");
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.contains("\"generation\":2"), "{text}");
