@@ -410,6 +410,9 @@ pub fn deliver(
         return Ok(report);
     }
     let target = settings.smtp.as_ref().map(SmtpTarget::new).transpose()?;
+    // First, under the journal's lock, whatever a killed sender left in it: a row
+    // it marked `sending` must be seen as such below, not as pending.
+    let journal = store.journal(settings.bounce_after, now)?;
     // An outbox write is idempotent (same file name), so an interrupted one is redone.
     report.recovered_ambiguous = if target.is_some() {
         store.recover_interrupted(false, now)?
@@ -507,7 +510,7 @@ pub fn deliver(
         ledger: Mutex::new(Ledger::default()),
         ledger_turn: Condvar::new(),
         bytes: Default::default(),
-        journal: Mutex::new(store.journal(settings.bounce_after, now)?),
+        journal: Mutex::new(journal),
     };
     {
         let mut q = shared.lock_queue();

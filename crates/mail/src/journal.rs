@@ -414,6 +414,32 @@ mod tests {
     }
 
     #[test]
+    fn a_store_opened_during_a_send_replays_it_before_sending_itself() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (db, row, _) = store(dir.path());
+        let sender = MailStore::open(&db).expect("open");
+        let mut journal = sender.journal(3, now()).expect("journal");
+        journal
+            .append(&[Change::Sending { id: row }])
+            .expect("append");
+        // Opened while the sender is live: it reads the ledger without the journal.
+        let later = MailStore::open(&db).expect("open");
+        journal.abandon();
+        drop(sender);
+        assert_eq!(
+            later.bulletins(None).expect("rows")[0].state,
+            BulletinState::Pending
+        );
+        // Its own send starts by applying what the killed one left.
+        let _mine = later.journal(3, now()).expect("journal");
+        assert_eq!(
+            later.bulletins(None).expect("rows")[0].state,
+            BulletinState::Sending
+        );
+        assert_eq!(later.recover_interrupted(false, now()).expect("recover"), 1);
+    }
+
+    #[test]
     fn a_live_writer_is_left_alone_and_finish_applies_everything() {
         let dir = tempfile::tempdir().expect("tmp");
         let (db, row, sub) = store(dir.path());
