@@ -545,8 +545,8 @@ struct Queue {
 
 /// Ledger changes from every connection, committed together (group commit):
 /// a sender that must see its change on disk takes everything queued so far
-/// and writes it in one transaction, unless another sender is writing, whose
-/// commit it then waits for. Final outcomes are queued without waiting: they
+/// and appends it to the journal as one line, unless another sender is
+/// writing, whose write it then waits for. Final outcomes are queued without waiting: they
 /// reach the disk with the next `sending` row of any connection, so at most
 /// one row per connection is ever `sending` and a crash still leaves only
 /// those ambiguous.

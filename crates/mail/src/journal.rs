@@ -12,7 +12,9 @@
 //! generation as applied, then truncates the file and writes the next header.
 //! Replaying a journal whose generation is already applied does nothing, so a
 //! crash between the commit and the truncation cannot apply a change twice.
-//! A torn last line (no newline) was never followed by a send and is ignored.
+//! A torn last line (no newline) is ignored: its write never returned, so no
+//! send followed it, and a row it would have finished stays `sending`, to be
+//! reported ambiguous.
 //!
 //! The writer holds an exclusive lock on the file; a store opened meanwhile
 //! (`herald status`, `herald serve`) leaves it alone and reads the ledger as of

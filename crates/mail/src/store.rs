@@ -486,14 +486,26 @@ impl MailStore {
         now: DateTime<Utc>,
         generation: i64,
     ) -> Result<(), StoreError> {
+        self.commit(changes, bounce_after, now, Some(generation))
+    }
+
+    fn commit(
+        &self,
+        changes: &[Change],
+        bounce_after: u32,
+        now: DateTime<Utc>,
+        generation: Option<i64>,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         Self::apply(&tx, changes, bounce_after, &ts(now))?;
-        tx.execute(
-            "INSERT INTO mail_meta (key, value) VALUES ('journal_generation', ?1)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [generation],
-        )?;
+        if let Some(generation) = generation {
+            tx.execute(
+                "INSERT INTO mail_meta (key, value) VALUES ('journal_generation', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [generation],
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -827,7 +839,8 @@ impl MailStore {
     /// Apply `changes` in order, in one transaction: a row is never `sending`
     /// on disk after a change that follows it in `changes` has been committed,
     /// and a batch is all or nothing. Hard failures count against the subscriber,
-    /// who is marked bounced after `bounce_after` of them in a row.
+    /// who is marked bounced after `bounce_after` of them in a row. (A delivery
+    /// to a file-backed store writes its changes through the journal instead.)
     pub(crate) fn record(
         &self,
         changes: &[Change],
@@ -837,16 +850,7 @@ impl MailStore {
         if changes.is_empty() {
             return Ok(());
         }
-        let conn = self.conn()?;
-        // Cached BEGIN and COMMIT: a send commits once per message or so, and
-        // `Connection::transaction` parses both every time.
-        conn.prepare_cached("BEGIN")?.execute([])?;
-        let result = Self::apply(&conn, changes, bounce_after, &ts(now))
-            .and_then(|()| Ok(conn.prepare_cached("COMMIT")?.execute([]).map(|_| ())?));
-        if result.is_err() && !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        result
+        self.commit(changes, bounce_after, now, None)
     }
 
     fn apply(
