@@ -155,8 +155,6 @@ pub(crate) fn canon_field(raw: &[u8], out: &mut Vec<u8>) {
 #[derive(Clone, Default)]
 pub(crate) struct BodyHash {
     sha: Sha256,
-    /// Canonical bytes not yet hashed: one `update` per block, not per word.
-    buf: Vec<u8>,
     /// Whitespace seen and not yet written.
     space: bool,
     /// Line ends seen and not yet written (they may be trailing empty lines).
@@ -194,25 +192,15 @@ impl BodyHash {
                 }
                 _ => {
                     self.held_cr();
-                    let run = memchr::memchr3(b' ', b'\t', b'\r', bytes).unwrap_or(bytes.len());
+                    let run = bytes
+                        .iter()
+                        .position(|b| matches!(b, b' ' | b'\t' | b'\r'))
+                        .unwrap_or(bytes.len());
                     self.pending();
-                    self.emit(&bytes[..run]);
+                    self.sha.update(&bytes[..run]);
                     bytes = &bytes[run..];
                 }
             }
-        }
-    }
-
-    fn emit(&mut self, bytes: &[u8]) {
-        const BLOCK: usize = 4096;
-        if self.buf.len() + bytes.len() > BLOCK {
-            self.sha.update(&self.buf);
-            self.buf.clear();
-        }
-        if bytes.len() >= BLOCK {
-            self.sha.update(bytes);
-        } else {
-            self.buf.extend_from_slice(bytes);
         }
     }
 
@@ -221,18 +209,18 @@ impl BodyHash {
         if self.cr {
             self.cr = false;
             self.pending();
-            self.emit(b"\r");
+            self.sha.update(b"\r");
         }
     }
 
     /// Write the line ends and the space that come before a visible byte.
     fn pending(&mut self) {
         for _ in 0..self.lines {
-            self.emit(b"\r\n");
+            self.sha.update(b"\r\n");
         }
         self.lines = 0;
         if self.space {
-            self.emit(b" ");
+            self.sha.update(b" ");
             self.space = false;
         }
         self.any = true;
@@ -241,9 +229,8 @@ impl BodyHash {
     pub(crate) fn finish(mut self) -> [u8; 32] {
         self.held_cr();
         if self.any {
-            self.emit(b"\r\n");
+            self.sha.update(b"\r\n");
         }
-        self.sha.update(&self.buf);
         self.sha.finalize().into()
     }
 }
