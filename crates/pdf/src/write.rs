@@ -832,6 +832,10 @@ mod tests {
             num(&mut out, v);
             assert_eq!(out, s);
         }
+    }
+
+    #[test]
+    fn glyphs_without_adjustment_share_one_hex_string() {
         let (mut out, mut open) = (String::new(), false);
         push_cid(&mut out, &mut open, 0x0a3f);
         push_cid(&mut out, &mut open, 0x0001);
