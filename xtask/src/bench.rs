@@ -21,6 +21,8 @@ fn herald_binary() -> Result<PathBuf, String> {
 
 /// Run herald, return (seconds, peak RSS in MB as herald reports it).
 fn time(bin: &Path, root: &Path, args: &[&str]) -> Result<(f64, f64), String> {
+    // Start from a quiet disk: the last step's writeback is not this step's time.
+    let _ = Command::new("sync").status();
     let t = Instant::now();
     let out = Command::new(bin)
         .arg("--root")
