@@ -148,12 +148,32 @@ pub(crate) struct Fonts<'a> {
     low: &'a [Vec<u16>],
     /// Plans for other scripts, made during this render.
     plans: Plans,
-    /// Words recur: shape each (font, size, direction, text) once per render.
-    shaped: crate::text::FastMap<ShapeKey, (Vec<Glyph>, f32)>,
+    /// Text already shaped, by this render or an earlier one (see [`ShapeMemo`]).
+    pub shaped: ShapeMemo,
 }
 
-/// (font, size bits, right to left, text).
-type ShapeKey = (usize, u32, bool, String);
+/// Shaped text by (font, size bits, right to left), then text. Shaping depends on
+/// nothing else, so the memo outlives a render: words recur across statements.
+pub(crate) type ShapeMemo =
+    crate::text::FastMap<(usize, u32, bool), crate::text::FastMap<String, Shaped>>;
+
+/// One shaped text, and what each glyph stands for, to record it again in the
+/// render that reuses it (so every render's ToUnicode map is its own).
+pub(crate) struct Shaped {
+    glyphs: Vec<Glyph>,
+    width: f32,
+    /// Per glyph: its id and the byte range of its cluster's text (empty after
+    /// the first glyph of a cluster).
+    texts: Vec<(u16, u32, u32)>,
+}
+
+/// Glyph `gid` is used, standing for `text` unless something was recorded before.
+fn record(used: &mut BTreeMap<u16, String>, gid: u16, text: &str) {
+    let entry = used.entry(gid).or_default();
+    if entry.is_empty() && !text.is_empty() {
+        *entry = text.to_string();
+    }
+}
 
 /// Shaping plans are costly to build: one per font, direction and script.
 pub(crate) type Plans = HashMap<(usize, bool, Script), ShapePlan>;
@@ -210,6 +230,7 @@ impl<'a> Fonts<'a> {
         faces: &'a [Face<'static>],
         shared: &'a Plans,
         low: &'a [Vec<u16>],
+        shaped: ShapeMemo,
     ) -> Self {
         let metrics = faces
             .iter()
@@ -229,7 +250,7 @@ impl<'a> Fonts<'a> {
             shared,
             low,
             plans: HashMap::new(),
-            shaped: Default::default(),
+            shaped,
         }
     }
 
@@ -253,22 +274,28 @@ impl<'a> Fonts<'a> {
 
     /// Shape `text` with one font. Records the glyphs used and what text each maps to.
     pub fn shape(&mut self, font: usize, text: &str, size: f32, rtl: bool) -> (Vec<Glyph>, f32) {
-        let key = (font, size.to_bits(), rtl, text.to_string());
-        if let Some(hit) = self.shaped.get(&key) {
-            return hit.clone();
+        let key = (font, size.to_bits(), rtl);
+        if let Some(hit) = self.shaped.get(&key).and_then(|m| m.get(text)) {
+            let used = &mut self.used[font];
+            for &(gid, start, end) in &hit.texts {
+                record(
+                    used,
+                    gid,
+                    text.get(start as usize..end as usize).unwrap_or(""),
+                );
+            }
+            return (hit.glyphs.clone(), hit.width);
         }
         let out = self.shape_uncached(font, text, size, rtl);
-        self.shaped.insert(key, out.clone());
-        out
+        let result = (out.glyphs.clone(), out.width);
+        self.shaped
+            .entry(key)
+            .or_default()
+            .insert(text.to_string(), out);
+        result
     }
 
-    fn shape_uncached(
-        &mut self,
-        font: usize,
-        text: &str,
-        size: f32,
-        rtl: bool,
-    ) -> (Vec<Glyph>, f32) {
+    fn shape_uncached(&mut self, font: usize, text: &str, size: f32, rtl: bool) -> Shaped {
         let face = &self.faces[font];
         let mut buf = UnicodeBuffer::new();
         buf.push_str(text);
@@ -301,6 +328,7 @@ impl<'a> Fonts<'a> {
         starts.dedup();
         let used = &mut self.used[font];
         let mut glyphs = Vec::with_capacity(infos.len());
+        let mut texts = Vec::with_capacity(infos.len());
         let mut width = 0.0;
         let mut last_cluster = usize::MAX;
         for (info, pos) in infos.iter().zip(positions) {
@@ -310,16 +338,15 @@ impl<'a> Fonts<'a> {
                 Ok(i) => starts.get(i + 1).copied().unwrap_or(text.len()),
                 Err(_) => text.len(),
             };
-            let cluster_text = if start != last_cluster {
-                text.get(start..end).unwrap_or("")
+            let range = if start != last_cluster && text.get(start..end).is_some() {
+                start..end
             } else {
-                ""
+                0..0
             };
             last_cluster = start;
-            let entry = used.entry(gid).or_default();
-            if entry.is_empty() && !cluster_text.is_empty() {
-                *entry = cluster_text.to_string();
-            }
+            record(used, gid, &text[range.clone()]);
+            // Statement texts shaped here are words, far below 4 GB.
+            texts.push((gid, range.start as u32, range.end as u32));
             let g = Glyph {
                 gid,
                 advance: pos.x_advance as f32 * scale,
@@ -329,7 +356,11 @@ impl<'a> Fonts<'a> {
             width += g.advance;
             glyphs.push(g);
         }
-        (glyphs, width)
+        Shaped {
+            glyphs,
+            width,
+            texts,
+        }
     }
 
     /// The horizontal advance of a glyph in its font, in thousandths of the size.
@@ -403,9 +434,9 @@ mod tests {
         let faces = parse_faces(&sources).expect("parse");
         let plans = Plans::new();
         let low = low_glyphs(&faces);
-        let fonts = Fonts::new(&sources, &faces, &plans, &low);
+        let fonts = Fonts::new(&sources, &faces, &plans, &low, ShapeMemo::default());
         let none: Vec<Vec<u16>> = Vec::new();
-        let uncached = Fonts::new(&sources, &faces, &plans, &none);
+        let uncached = Fonts::new(&sources, &faces, &plans, &none, ShapeMemo::default());
         // The table agrees with the font's own cmap, below and above its limit.
         for c in ('\0'..='\u{900}').chain("😀ﻻ€".chars()) {
             for font in 0..faces.len() {
@@ -426,7 +457,7 @@ mod tests {
         let faces = parse_faces(&sources).expect("parse");
         let plans = common_plans(&faces);
         let low = low_glyphs(&faces);
-        let mut fonts = Fonts::new(&sources, &faces, &plans, &low);
+        let mut fonts = Fonts::new(&sources, &faces, &plans, &low, ShapeMemo::default());
         let (isolated, _) = fonts.shape(ARABIC, "ب", 10.0, true);
         let (joined, _) = fonts.shape(ARABIC, "ببب", 10.0, true);
         assert_eq!(joined.len(), 3);

@@ -181,7 +181,7 @@ type Cell = (usize, Vec<(String, Style)>);
 
 struct Ctx<'f, 'a> {
     fonts: &'f mut Fonts<'a>,
-    breaks: crate::text::FastMap<String, Vec<usize>>,
+    breaks: &'f mut crate::text::FastMap<String, Vec<usize>>,
     words: crate::text::Words,
     hyphenator: Option<&'f Standard>,
     tree: Tree,
@@ -205,7 +205,7 @@ impl<'a> Ctx<'_, 'a> {
     fn builder<'s>(&'s mut self, max_width: f32, rtl: bool) -> Builder<'s, 'a> {
         Builder {
             fonts: self.fonts,
-            breaks: &mut self.breaks,
+            breaks: self.breaks,
             words: &mut self.words,
             hyphenator: self.hyphenator,
             rtl,
@@ -660,12 +660,13 @@ pub(crate) fn lay_out(
     job: &Job,
     fonts: &mut Fonts,
     hyphenator: Option<&Standard>,
+    breaks: &mut crate::text::FastMap<String, Vec<usize>>,
 ) -> Result<Laid, PdfError> {
     let mut tree = Tree::default();
     let root = tree.add("Document", None);
     let mut ctx = Ctx {
         fonts,
-        breaks: Default::default(),
+        breaks,
         words: Default::default(),
         hyphenator,
         tree,

@@ -26,6 +26,7 @@ mod write;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use herald_content::{Config, Diagnostic, Statement};
 use hyphenation::{Language, Load, Standard};
@@ -140,6 +141,31 @@ pub struct Renderer {
     low_glyphs: Vec<Vec<u16>>,
     hyphenators: HashMap<String, Standard>,
     settings: PdfSettings,
+    /// One memo per render running at once, taken for a render and given back.
+    memos: Mutex<Vec<Memo>>,
+}
+
+/// What a render learns that does not depend on the statement: text shaped in a
+/// font and size, and dictionary breaks per language. Words recur across statements,
+/// so reusing it saves most of the shaping and hyphenation; the output is the same
+/// bytes either way.
+#[derive(Default)]
+struct Memo {
+    shaped: fonts::ShapeMemo,
+    /// Language -> letters -> break offsets.
+    breaks: text::FastMap<String, text::FastMap<String, Vec<usize>>>,
+}
+
+/// A memo holding more words than this is emptied before its next render, so
+/// memory stays flat however many statements one process renders (about 15 MB
+/// per memo at the limit).
+const MEMO_WORDS: usize = 50_000;
+
+impl Memo {
+    fn words(&self) -> usize {
+        self.shaped.values().map(|m| m.len()).sum::<usize>()
+            + self.breaks.values().map(|m| m.len()).sum::<usize>()
+    }
 }
 
 impl std::fmt::Debug for Renderer {
@@ -182,19 +208,35 @@ impl Renderer {
             sources,
             hyphenators,
             settings: settings.clone(),
+            memos: Mutex::new(Vec::new()),
         })
     }
 
     /// The PDF of one statement in its language.
     pub fn render(&self, config: &Config, statement: &Statement) -> Result<Vec<u8>, PdfError> {
-        self.render_inner(config, statement)
-            .map_err(|e| PdfError::Statement {
-                path: statement.path.clone(),
-                source: Box::new(e),
-            })
+        // A panic elsewhere cannot leave a memo half-updated in the pool: a memo
+        // is out of the pool while it is used.
+        let take = || self.memos.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut memo = take()
+            .filter(|m| m.words() <= MEMO_WORDS)
+            .unwrap_or_default();
+        let result = self.render_inner(config, statement, &mut memo);
+        self.memos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(memo);
+        result.map_err(|e| PdfError::Statement {
+            path: statement.path.clone(),
+            source: Box::new(e),
+        })
     }
 
-    fn render_inner(&self, config: &Config, statement: &Statement) -> Result<Vec<u8>, PdfError> {
+    fn render_inner(
+        &self,
+        config: &Config,
+        statement: &Statement,
+        memo: &mut Memo,
+    ) -> Result<Vec<u8>, PdfError> {
         let document = statement.document();
         let (width, height) = match self.settings.paper {
             Paper::A4 => (595.276, 841.89),
@@ -214,11 +256,19 @@ impl Renderer {
             },
             size: self.settings.font_size,
         };
-        let mut fonts =
-            fonts::Fonts::new(&self.sources, &self.faces, &self.plans, &self.low_glyphs);
+        let mut fonts = fonts::Fonts::new(
+            &self.sources,
+            &self.faces,
+            &self.plans,
+            &self.low_glyphs,
+            std::mem::take(&mut memo.shaped),
+        );
         let hyphenator = self.hyphenators.get(&statement.lang);
-        let mut laid = layout::lay_out(&job, &mut fonts, hyphenator)?;
-        layout::chrome(&job, &mut fonts, &mut laid)?;
+        let breaks = memo.breaks.entry(statement.lang.clone()).or_default();
+        let laid = layout::lay_out(&job, &mut fonts, hyphenator, breaks)
+            .and_then(|mut laid| layout::chrome(&job, &mut fonts, &mut laid).map(|()| laid));
+        memo.shaped = std::mem::take(&mut fonts.shaped);
+        let mut laid = laid?;
         let embedded = fonts::embed(&fonts)?;
         let meta = &statement.meta;
         let mut h = Sha256::new();

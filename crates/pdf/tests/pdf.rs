@@ -188,6 +188,32 @@ fn same_input_same_bytes() {
     assert!(a != other);
 }
 
+/// A renderer remembers shaped words between renders: what one statement leaves
+/// behind must not change another's bytes, in whatever order they come.
+#[test]
+fn a_reused_renderer_gives_each_statement_its_own_bytes() {
+    let corpus = samples();
+    let fresh: Vec<Vec<u8>> = corpus
+        .statements
+        .iter()
+        .map(|s| render(&corpus, s))
+        .collect();
+    let settings = PdfSettings::from_config(&corpus.config).expect("settings");
+    let shared = Renderer::new(&corpus.config, &settings).expect("renderer");
+    let order: Vec<usize> = (0..corpus.statements.len())
+        .chain((0..corpus.statements.len()).rev())
+        .collect();
+    for i in order {
+        let s = &corpus.statements[i];
+        let again = shared.render(&corpus.config, s).expect("render");
+        assert!(
+            again == fresh[i],
+            "{} differs after other renders",
+            s.path.display()
+        );
+    }
+}
+
 #[test]
 fn xmp_and_output_intent_read_back() {
     let corpus = samples();
