@@ -51,18 +51,18 @@ CREATE TABLE IF NOT EXISTS publications (
     version      TEXT NOT NULL,
     published_at TEXT NOT NULL,
     PRIMARY KEY (statement, lang, channel, version)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS entries (
     statement       TEXT NOT NULL,
     lang            TEXT NOT NULL,
     first_published TEXT NOT NULL,
     tag_uri         TEXT NOT NULL,
     PRIMARY KEY (statement, lang)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outputs (
     path   TEXT PRIMARY KEY,
     digest TEXT NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -99,6 +99,10 @@ impl Ledger {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        // A large site's first publish writes tens of thousands of rows in one
+        // transaction: the default 2 MB cache spilled it to the WAL page by page.
+        conn.pragma_update(None, "cache_size", -32_000)
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(Ledger { conn, path: shown })
@@ -216,7 +220,11 @@ impl Ledger {
                 )
                 .map_err(err)?;
             let when = stamp(rec.now);
-            for p in &rec.publications {
+            // In key order, rows go to the end of each table's b-tree instead of
+            // splitting pages all over it.
+            let mut publications: Vec<_> = rec.publications.iter().collect();
+            publications.sort_unstable();
+            for p in publications {
                 ins.execute(params![p.0, p.1, p.2, p.3, when])
                     .map_err(err)?;
             }
@@ -226,7 +234,9 @@ impl Ledger {
                      VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(err)?;
-            for (id, lang, e) in &rec.entries {
+            let mut entries: Vec<_> = rec.entries.iter().collect();
+            entries.sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+            for (id, lang, e) in entries {
                 ent.execute(params![id, lang, stamp(e.first_published), e.tag_uri])
                     .map_err(err)?;
             }
