@@ -301,6 +301,10 @@ pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
     }
 }
 
+/// New statement versions listed by name in a report; a first publish of a large
+/// archive counts the rest instead of printing thousands of lines.
+pub const LISTED: usize = 50;
+
 pub fn print_report(out: &mut dyn Write, r: &PublishReport) {
     let _ = writeln!(
         out,
@@ -350,8 +354,15 @@ pub fn print_report(out: &mut dyn Write, r: &PublishReport) {
             r.removed_files
         );
     }
-    for (id, lang) in &r.new_statements {
+    for (id, lang) in r.new_statements.iter().take(LISTED) {
         let _ = writeln!(out, "  + {id} [{lang}]");
+    }
+    if r.new_statements.len() > LISTED {
+        let _ = writeln!(
+            out,
+            "  + {} more statement version(s)",
+            r.new_statements.len() - LISTED
+        );
     }
     if r.embargoed.is_empty() {
         let _ = writeln!(out, "  under embargo: none");
@@ -374,4 +385,43 @@ pub fn print_report(out: &mut dyn Write, r: &PublishReport) {
 /// Used by tests: the paths herald would use for `root`.
 pub fn paths(root: &Path) -> Paths {
     Paths::new(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(new: usize) -> PublishReport {
+        PublishReport {
+            now: Utc::now(),
+            dry_run: false,
+            unchanged: false,
+            settled: false,
+            channels: Vec::new(),
+            new_statements: (0..new)
+                .map(|i| (format!("2020/s{i:05}"), "en".to_string()))
+                .collect(),
+            embargoed: Vec::new(),
+            removed_files: 0,
+            elapsed_ms: 1,
+        }
+    }
+
+    fn printed(r: &PublishReport) -> String {
+        let mut out = Vec::new();
+        print_report(&mut out, r);
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn a_large_first_publish_lists_some_and_counts_the_rest() {
+        let few = printed(&report(LISTED));
+        assert_eq!(few.matches("  + 2020/").count(), LISTED, "{few}");
+        assert!(!few.contains("more statement"), "{few}");
+        let many = printed(&report(LISTED + 7));
+        assert_eq!(many.matches("  + 2020/").count(), LISTED, "{many}");
+        assert!(many.contains("  + 7 more statement version(s)"), "{many}");
+        assert!(many.contains(&format!("2020/s{:05} [en]", LISTED - 1)));
+        assert!(!many.contains(&format!("2020/s{LISTED:05}")));
+    }
 }

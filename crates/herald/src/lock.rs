@@ -172,8 +172,9 @@ impl Lock {
     fn write_holder(&mut self) -> io::Result<()> {
         self.file.set_len(0)?;
         self.file.seek(SeekFrom::Start(0))?;
-        self.file.write_all(self.holder.to_file().as_bytes())?;
-        self.file.sync_data()
+        // Not synced: the lock is the flock, and these details only label it for
+        // humans; after a crash they are stale whether they reached the disk or not.
+        self.file.write_all(self.holder.to_file().as_bytes())
     }
 
     /// The lock file.
