@@ -1,6 +1,8 @@
 //! Paragraph text: styled spans -> shaped boxes, glue and penalties -> lines chosen
 //! by the Knuth–Plass total-fit algorithm, with dictionary hyphenation.
 
+use std::rc::Rc;
+
 use hyphenation::{Hyphenator, Standard};
 
 use crate::PdfError;
@@ -34,7 +36,8 @@ pub(crate) const HARD_BREAK: char = '\u{2028}';
 pub(crate) struct Run {
     pub font: usize,
     pub style: Style,
-    pub glyphs: Vec<Glyph>,
+    /// Shared: a word reused from the render's cache is drawn without copying them.
+    pub glyphs: Rc<[Glyph]>,
     pub width: f32,
 }
 
@@ -187,7 +190,7 @@ impl Builder<'_, '_> {
         runs.push(Run {
             font,
             style,
-            glyphs,
+            glyphs: glyphs.into(),
             width,
         });
     }
@@ -448,12 +451,12 @@ fn space_run((font, gid, style): (usize, u16, Style), width: f32) -> Run {
     Run {
         font,
         style,
-        glyphs: vec![Glyph {
+        glyphs: Rc::new([Glyph {
             gid,
             advance: width,
             dx: 0.0,
             dy: 0.0,
-        }],
+        }]),
         width,
     }
 }
@@ -756,7 +759,15 @@ pub(crate) fn set_lines(
         }
         let mut line = Line::default();
         let mut x = 0.0;
-        let place = |x: &mut f32, run: &Run, line: &mut Line| {
+        // The glyphs of the line's last run while runs join it, made shared once
+        // it is complete (joining shared slices one by one would copy them again each time).
+        let mut open: Option<Vec<Glyph>> = None;
+        let close = |open: &mut Option<Vec<Glyph>>, line: &mut Line| {
+            if let (Some(glyphs), Some((_, last))) = (open.take(), line.runs.last_mut()) {
+                last.glyphs = glyphs.into();
+            }
+        };
+        let mut place = |x: &mut f32, run: &Run, line: &mut Line| {
             line.size = line.size.max(run.style.size);
             // Left to right, a run that continues the last one in the same font joins it:
             // fewer text objects, and the spaces stay inside the words' run.
@@ -766,11 +777,13 @@ pub(crate) fn set_lines(
                 && last.style == run.style
                 && (*at + last.width - *x).abs() < 0.01
             {
-                last.glyphs.extend_from_slice(&run.glyphs);
+                open.get_or_insert_with(|| last.glyphs.to_vec())
+                    .extend_from_slice(&run.glyphs);
                 last.width += run.width;
                 *x += run.width;
                 return;
             }
+            close(&mut open, line);
             let at = if rtl { width - *x - run.width } else { *x };
             line.runs.push((at, run.clone()));
             *x += run.width;
@@ -806,6 +819,7 @@ pub(crate) fn set_lines(
         {
             place(&mut x, &space_run(*sp, 0.0), &mut line);
         }
+        close(&mut open, &mut line);
         lines.push(line);
         start = b + 1;
     }

@@ -509,7 +509,7 @@ fn content_stream(
                 out.push('[');
                 let (mut pen, mut cur) = (*x, *x);
                 let mut open = false;
-                for gl in &run.glyphs {
+                for gl in run.glyphs.iter() {
                     let want_rise = run.style.rise + gl.dy;
                     if (want_rise - rise).abs() > 0.001 {
                         close_cids(&mut out, &mut open);
