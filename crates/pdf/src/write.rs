@@ -119,7 +119,9 @@ thread_local! {
 fn deflate(data: &[u8]) -> Result<Vec<u8>, PdfError> {
     DEFLATE.with_borrow_mut(|z| {
         z.reset();
-        let mut out = Vec::with_capacity(data.len() / 2 + 64);
+        // zlib's bound for stored blocks: the output never has to grow (font
+        // programs barely compress, and each growth copied them).
+        let mut out = Vec::with_capacity(data.len() + data.len() / 1000 + 64);
         loop {
             let read = usize::try_from(z.total_in()).unwrap_or(data.len());
             let status = z
@@ -133,13 +135,10 @@ fn deflate(data: &[u8]) -> Result<Vec<u8>, PdfError> {
     })
 }
 
-/// A stream, deflated at zlib's fastest level when asked (lopdf's own `compress`
-/// uses the slowest, which costs far more time than it saves bytes here).
-fn stream(mut dict: Dictionary, content: Vec<u8>, compress: bool) -> Result<Stream, PdfError> {
-    if !compress {
-        return Ok(Stream::new(dict, content));
-    }
-    let deflated = deflate(&content)?;
+/// A stream deflated at zlib's fastest level (lopdf's own `compress` uses the
+/// slowest, which costs far more time than it saves bytes here).
+fn stream(mut dict: Dictionary, content: &[u8]) -> Result<Stream, PdfError> {
+    let deflated = deflate(content)?;
     dict.set("Filter", "FlateDecode");
     Ok(Stream::new(dict, deflated))
 }
@@ -199,7 +198,7 @@ pub(crate) fn write(
         for (link, rect) in rects {
             annots.push((p, link, rect));
         }
-        let s = stream(Dictionary::new(), content.into_bytes(), true)?;
+        let s = stream(Dictionary::new(), content.as_bytes())?;
         let content_id = doc.add_object(s);
         doc.objects.insert(
             page_id,
@@ -358,11 +357,11 @@ pub(crate) fn write(
 
     // PDF/A: XMP metadata and the sRGB output intent.
     let xmp = xmp(info);
-    let metadata_id = doc.add_object(stream(
+    // Left uncompressed, so that archive tools can read the metadata without a filter.
+    let metadata_id = doc.add_object(Stream::new(
         dictionary! { "Type" => "Metadata", "Subtype" => "XML" },
         xmp.into_bytes(),
-        false,
-    )?);
+    ));
     // The same profile in every file: deflated once per process.
     static SRGB_DEFLATED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     let icc = match SRGB_DEFLATED.get() {
@@ -593,16 +592,11 @@ fn embed_font(doc: &mut Document, fonts: &Fonts, e: &Embedded) -> Result<ObjectI
     let scale = |v: i16| Object::Integer((f32::from(v) * 1000.0 / upem).round() as i64);
     let cff = face.tables().cff.is_some();
     let program = if cff {
-        stream(
-            dictionary! { "Subtype" => "OpenType" },
-            e.program.clone(),
-            true,
-        )?
+        stream(dictionary! { "Subtype" => "OpenType" }, &e.program)?
     } else {
         stream(
             dictionary! { "Length1" => e.program.len() as i64 },
-            e.program.clone(),
-            true,
+            &e.program,
         )?
     };
     let program_id = doc.add_object(program);
@@ -643,7 +637,7 @@ fn embed_font(doc: &mut Document, fonts: &Fonts, e: &Embedded) -> Result<ObjectI
     }
     let cid_id = doc.add_object(cid);
     let cmap = to_unicode(fonts, e);
-    let cmap_id = doc.add_object(stream(Dictionary::new(), cmap.into_bytes(), true)?);
+    let cmap_id = doc.add_object(stream(Dictionary::new(), cmap.as_bytes())?);
     Ok(doc.add_object(dictionary! {
         "Type" => "Font",
         "Subtype" => "Type0",
