@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::{Mutex, OnceLock};
 
 use rustybuzz::{Direction, Face, Script, ShapePlan, UnicodeBuffer};
@@ -162,9 +163,9 @@ pub(crate) type ShapeMemo =
 pub(crate) struct Shaped {
     glyphs: Vec<Glyph>,
     width: f32,
-    /// Per glyph: its id and the byte range of its cluster's text (empty after
+    /// Per glyph, in order: the byte range of the text it stands for (empty after
     /// the first glyph of a cluster).
-    texts: Vec<(u16, u32, u32)>,
+    texts: Vec<(u32, u32)>,
 }
 
 /// Glyph `gid` is used, standing for `text` unless something was recorded before.
@@ -273,21 +274,18 @@ impl<'a> Fonts<'a> {
     }
 
     /// Shape `text` with one font. Records the glyphs used and what text each maps to.
-    pub fn shape(&mut self, font: usize, text: &str, size: f32, rtl: bool) -> (Vec<Glyph>, f32) {
+    pub fn shape(&mut self, font: usize, text: &str, size: f32, rtl: bool) -> (Rc<[Glyph]>, f32) {
         let key = (font, size.to_bits(), rtl);
         if let Some(hit) = self.shaped.get(&key).and_then(|m| m.get(text)) {
             let used = &mut self.used[font];
-            for &(gid, start, end) in &hit.texts {
-                record(
-                    used,
-                    gid,
-                    text.get(start as usize..end as usize).unwrap_or(""),
-                );
+            for (g, &(start, end)) in hit.glyphs.iter().zip(&hit.texts) {
+                let part = text.get(start as usize..end as usize).unwrap_or("");
+                record(used, g.gid, part);
             }
-            return (hit.glyphs.clone(), hit.width);
+            return (Rc::from(hit.glyphs.as_slice()), hit.width);
         }
         let out = self.shape_uncached(font, text, size, rtl);
-        let result = (out.glyphs.clone(), out.width);
+        let result = (Rc::from(out.glyphs.as_slice()), out.width);
         self.shaped
             .entry(key)
             .or_default()
@@ -346,7 +344,7 @@ impl<'a> Fonts<'a> {
             last_cluster = start;
             record(used, gid, &text[range.clone()]);
             // Statement texts shaped here are words, far below 4 GB.
-            texts.push((gid, range.start as u32, range.end as u32));
+            texts.push((range.start as u32, range.end as u32));
             let g = Glyph {
                 gid,
                 advance: pos.x_advance as f32 * scale,

@@ -157,8 +157,7 @@ struct Memo {
 }
 
 /// A memo holding more words than this is emptied before its next render, so
-/// memory stays flat however many statements one process renders (about 15 MB
-/// per memo at the limit).
+/// memory stays flat however many statements one process renders.
 const MEMO_WORDS: usize = 50_000;
 
 impl Memo {
@@ -214,10 +213,10 @@ impl Renderer {
 
     /// The PDF of one statement in its language.
     pub fn render(&self, config: &Config, statement: &Statement) -> Result<Vec<u8>, PdfError> {
-        // A panic elsewhere cannot leave a memo half-updated in the pool: a memo
-        // is out of the pool while it is used.
-        let take = || self.memos.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut memo = take()
+        // A memo is out of the pool while it is used, so a render that panics
+        // loses its memo but never leaves a half-updated one behind.
+        let taken = self.memos.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut memo = taken
             .filter(|m| m.words() <= MEMO_WORDS)
             .unwrap_or_default();
         let result = self.render_inner(config, statement, &mut memo);

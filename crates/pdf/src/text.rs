@@ -190,7 +190,7 @@ impl Builder<'_, '_> {
         runs.push(Run {
             font,
             style,
-            glyphs: glyphs.into(),
+            glyphs,
             width,
         });
     }
