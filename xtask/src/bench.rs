@@ -1,6 +1,11 @@
-//! `cargo xtask bench [N...]`: end-to-end timings of the release `herald` binary on
-//! generated corpora, printed as a table. Targets live here, never in tests.
+//! `cargo xtask bench [--runs R] [N...]`: end-to-end timings of the release `herald`
+//! binary on generated corpora, printed as a table. Targets live here, never in tests.
+//!
+//! Each step runs R times (default 3), every cold step on a new copy of the corpus,
+//! and the table gives the median and the range: on a shared 2-core VM one run can
+//! be twice as slow as the next, and a single figure says little.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -19,8 +24,15 @@ fn herald_binary() -> Result<PathBuf, String> {
     Ok(target.join("release/herald"))
 }
 
-/// Run herald, return (seconds, peak RSS in MB as herald reports it).
-fn time(bin: &Path, root: &Path, args: &[&str]) -> Result<(f64, f64), String> {
+/// One run of herald: wall seconds, peak RSS in MB as herald reports it, and each
+/// channel's own seconds from the publish report ("  pdf ... in 2.08 s").
+struct Run {
+    secs: f64,
+    peak_mb: f64,
+    channels: Vec<(String, f64)>,
+}
+
+fn time(bin: &Path, root: &Path, args: &[&str]) -> Result<Run, String> {
     // Start from a quiet disk: the last step's writeback is not this step's time.
     let _ = Command::new("sync").status();
     let t = Instant::now();
@@ -40,20 +52,122 @@ fn time(bin: &Path, root: &Path, args: &[&str]) -> Result<(f64, f64), String> {
         ));
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let peak = stderr
+    let peak_mb = stderr
         .lines()
         .find_map(|l| l.strip_prefix("peak memory: "))
         .and_then(|l| l.trim_end_matches(" MB").parse().ok())
         .unwrap_or(f64::NAN);
-    Ok((secs, peak))
+    let channels = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let name = l.split_whitespace().next()?;
+            let secs = l.rsplit_once(" in ")?.1.strip_suffix(" s")?.parse().ok()?;
+            Some((name.to_string(), secs))
+        })
+        .collect();
+    Ok(Run {
+        secs,
+        peak_mb,
+        channels,
+    })
+}
+
+/// The corpus of `n` statements in a new folder, with PDFs and feeds off when
+/// `site_only` (the site alone, as issue 2 measures it).
+fn corpus(n: usize, dir: &Path, site_only: bool) -> Result<usize, String> {
+    let _ = std::fs::remove_dir_all(dir);
+    let files = crate::corpus::generate(n, dir).map_err(|e| format!("corpus: {e}"))?;
+    if site_only {
+        let toml = dir.join("content/herald.toml");
+        let mut text = std::fs::read_to_string(&toml).map_err(|e| e.to_string())?;
+        text.push_str("\n[pdf]\nenabled = false\n\n[feed]\nenabled = false\n");
+        std::fs::write(&toml, text).map_err(|e| e.to_string())?;
+    }
+    Ok(files)
+}
+
+/// Timings of one table row, over the runs.
+#[derive(Default)]
+struct Row {
+    secs: Vec<f64>,
+    peak_mb: Vec<f64>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s.get(s.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn range(v: &[f64]) -> (f64, f64) {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (lo, hi)
+}
+
+fn bench_size(bin: &Path, n: usize, runs: usize) -> Result<(usize, Vec<(String, Row)>), String> {
+    let now = "2026-01-01T00:00:00Z";
+    let mut rows: BTreeMap<usize, (String, Row)> = BTreeMap::new();
+    let mut add = |order: usize, name: String, secs: f64, peak: f64| {
+        let row = &mut rows.entry(order).or_insert_with(|| (name, Row::default())).1;
+        row.secs.push(secs);
+        if !peak.is_nan() {
+            row.peak_mb.push(peak);
+        }
+    };
+    let mut files = 0;
+    for run in 0..runs {
+        let dir = std::env::temp_dir().join(format!("herald-bench-{n}-{run}"));
+        files = corpus(n, &dir, false)?;
+        let check = time(bin, &dir, &["check"])?;
+        add(0, "check".into(), check.secs, check.peak_mb);
+        let cold = time(bin, &dir, &["publish", "--now", now])?;
+        add(1, "cold publish, all channels".into(), cold.secs, cold.peak_mb);
+        for (k, (channel, secs)) in cold.channels.iter().enumerate() {
+            add(2 + k, format!("  of which {channel}"), *secs, f64::NAN);
+        }
+        let settled = time(bin, &dir, &["publish", "--now", now])?;
+        add(20, "no-change publish".into(), settled.secs, settled.peak_mb);
+        let site = std::env::temp_dir().join(format!("herald-bench-{n}-{run}-site"));
+        corpus(n, &site, true)?;
+        let cold_site = time(bin, &site, &["publish", "--now", now])?;
+        add(
+            21,
+            "cold publish, site only".into(),
+            cold_site.secs,
+            cold_site.peak_mb,
+        );
+        // Deleted only at the end: ext4 is slow for a while after a large delete.
+        for d in [&dir, &site] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+    Ok((files, rows.into_values().collect()))
 }
 
 pub fn run(args: &[String]) -> ExitCode {
-    let sizes: Vec<usize> = if args.is_empty() {
-        vec![1_000, 10_000]
-    } else {
-        args.iter().filter_map(|a| a.parse().ok()).collect()
-    };
+    let mut runs = 3;
+    let mut sizes = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--runs" {
+            match it.next().and_then(|r| r.parse().ok()).filter(|&r| r > 0) {
+                Some(r) => runs = r,
+                None => {
+                    eprintln!("--runs takes a number of runs, at least 1");
+                    return ExitCode::from(2);
+                }
+            }
+        } else if let Ok(n) = a.parse() {
+            sizes.push(n);
+        } else {
+            eprintln!("usage: cargo xtask bench [--runs R] [N...]; {a:?} is not a number");
+            return ExitCode::from(2);
+        }
+    }
+    if sizes.is_empty() {
+        sizes = vec![1_000, 10_000];
+    }
     let bin = match herald_binary() {
         Ok(b) => b,
         Err(e) => {
@@ -61,59 +175,30 @@ pub fn run(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("| statements | files | step | seconds | peak MB |");
-    println!("|---:|---:|---|---:|---:|");
+    println!("{runs} run(s) per step; the median, then the fastest and slowest run.\n");
+    println!("| statements | files | step | median s | range s | peak MB |");
+    println!("|---:|---:|---|---:|---:|---:|");
     for n in sizes {
-        let dir = std::env::temp_dir().join(format!("herald-bench-{n}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        let files = match crate::corpus::generate(n, &dir) {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("corpus: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let now = "2026-01-01T00:00:00Z";
-        let steps: [(&str, Vec<&str>); 3] = [
-            ("check", vec!["check"]),
-            ("cold publish", vec!["publish", "--now", now]),
-            ("no-change publish", vec!["publish", "--now", now]),
-        ];
-        for (name, a) in steps {
-            match time(&bin, &dir, &a) {
-                Ok((s, mb)) => println!("| {n} | {files} | {name} | {s:.3} | {mb:.0} |"),
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::FAILURE;
+        match bench_size(&bin, n, runs) {
+            Ok((files, rows)) => {
+                for (name, row) in rows {
+                    let (lo, hi) = range(&row.secs);
+                    let peak = if row.peak_mb.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{:.0}", range(&row.peak_mb).1)
+                    };
+                    println!(
+                        "| {n} | {files} | {name} | {:.3} | {lo:.3}–{hi:.3} | {peak} |",
+                        median(&row.secs)
+                    );
                 }
-            }
-        }
-        // The site alone, as issue 2 measures it: the same corpus without PDFs and feeds.
-        let site_only = std::env::temp_dir().join(format!("herald-bench-{n}-site"));
-        let _ = std::fs::remove_dir_all(&site_only);
-        let prepared = crate::corpus::generate(n, &site_only)
-            .map_err(|e| e.to_string())
-            .and_then(|_| {
-                let toml = site_only.join("content/herald.toml");
-                let mut text = std::fs::read_to_string(&toml).map_err(|e| e.to_string())?;
-                text.push_str("\n[pdf]\nenabled = false\n\n[feed]\nenabled = false\n");
-                std::fs::write(&toml, text).map_err(|e| e.to_string())
-            });
-        if let Err(e) = prepared {
-            eprintln!("corpus: {e}");
-            return ExitCode::FAILURE;
-        }
-        match time(&bin, &site_only, &["publish", "--now", now]) {
-            Ok((s, mb)) => {
-                println!("| {n} | {files} | cold publish, site only | {s:.3} | {mb:.0} |")
             }
             Err(e) => {
                 eprintln!("{e}");
                 return ExitCode::FAILURE;
             }
         }
-        let _ = std::fs::remove_dir_all(&site_only);
-        let _ = std::fs::remove_dir_all(&dir);
     }
     ExitCode::SUCCESS
 }

@@ -118,11 +118,15 @@ const KK: &[&str] = &[
     "ұлттық",
 ];
 
+/// A sentence of at least `len` words. Vocabulary entries may be phrases ("for women
+/// and girls"): count the words they hold, or a "700-word" statement has 1,600.
 fn sentence(rng: &mut fastrand::Rng, words: &[&str], len: usize) -> String {
     let mut s = String::new();
-    for i in 0..len {
+    let mut n = 0;
+    while n < len {
         let w = words[rng.usize(..words.len())];
-        if i == 0 {
+        n += w.split_whitespace().count();
+        if s.is_empty() {
             let mut c = w.chars();
             if let Some(f) = c.next() {
                 s.extend(f.to_uppercase());

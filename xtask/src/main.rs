@@ -13,7 +13,7 @@ const HELP: &str = "cargo xtask <command>
   status                                what is published and what waits
   <any other herald command>            passed to herald as is (see `cargo xtask help`)
   corpus N DIR                          write N generated statements to DIR/content
-  bench [N...]                          time check/publish on generated corpora (release build)
+  bench [--runs R] [N...]               time check/publish on generated corpora (release build)
 ";
 
 fn main() -> ExitCode {
