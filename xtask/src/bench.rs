@@ -109,7 +109,10 @@ fn bench_size(bin: &Path, n: usize, runs: usize) -> Result<(usize, Vec<(String, 
     let now = "2026-01-01T00:00:00Z";
     let mut rows: BTreeMap<usize, (String, Row)> = BTreeMap::new();
     let mut add = |order: usize, name: String, secs: f64, peak: f64| {
-        let row = &mut rows.entry(order).or_insert_with(|| (name, Row::default())).1;
+        let row = &mut rows
+            .entry(order)
+            .or_insert_with(|| (name, Row::default()))
+            .1;
         row.secs.push(secs);
         if !peak.is_nan() {
             row.peak_mb.push(peak);
@@ -122,12 +125,22 @@ fn bench_size(bin: &Path, n: usize, runs: usize) -> Result<(usize, Vec<(String, 
         let check = time(bin, &dir, &["check"])?;
         add(0, "check".into(), check.secs, check.peak_mb);
         let cold = time(bin, &dir, &["publish", "--now", now])?;
-        add(1, "cold publish, all channels".into(), cold.secs, cold.peak_mb);
+        add(
+            1,
+            "cold publish, all channels".into(),
+            cold.secs,
+            cold.peak_mb,
+        );
         for (k, (channel, secs)) in cold.channels.iter().enumerate() {
             add(2 + k, format!("  of which {channel}"), *secs, f64::NAN);
         }
         let settled = time(bin, &dir, &["publish", "--now", now])?;
-        add(20, "no-change publish".into(), settled.secs, settled.peak_mb);
+        add(
+            20,
+            "no-change publish".into(),
+            settled.secs,
+            settled.peak_mb,
+        );
         let site = std::env::temp_dir().join(format!("herald-bench-{n}-{run}-site"));
         corpus(n, &site, true)?;
         let cold_site = time(bin, &site, &["publish", "--now", now])?;
