@@ -96,7 +96,11 @@ struct Row {
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
-    s.get(s.len() / 2).copied().unwrap_or(f64::NAN)
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
 }
 
 fn range(v: &[f64]) -> (f64, f64) {
@@ -119,6 +123,7 @@ fn bench_size(bin: &Path, n: usize, runs: usize) -> Result<(usize, Vec<(String, 
         }
     };
     let mut files = 0;
+    let mut made = Vec::new();
     for run in 0..runs {
         let dir = std::env::temp_dir().join(format!("herald-bench-{n}-{run}"));
         files = corpus(n, &dir, false)?;
@@ -150,10 +155,12 @@ fn bench_size(bin: &Path, n: usize, runs: usize) -> Result<(usize, Vec<(String, 
             cold_site.secs,
             cold_site.peak_mb,
         );
-        // Deleted only at the end: ext4 is slow for a while after a large delete.
-        for d in [&dir, &site] {
-            let _ = std::fs::remove_dir_all(d);
-        }
+        made.extend([dir, site]);
+    }
+    // Deleted after the last run, not between runs: ext4 is slow for a while after
+    // a large delete, and the next run's cold publish would pay for it.
+    for d in made {
+        let _ = std::fs::remove_dir_all(d);
     }
     Ok((files, rows.into_values().collect()))
 }

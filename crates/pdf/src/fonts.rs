@@ -161,6 +161,7 @@ pub(crate) type ShapeMemo =
 /// One shaped text, and what each glyph stands for, to record it again in the
 /// render that reuses it (so every render's ToUnicode map is its own).
 pub(crate) struct Shaped {
+    /// A Vec, not the `Rc<[Glyph]>` runs hold: memos pass between threads.
     glyphs: Vec<Glyph>,
     width: f32,
     /// Per glyph, in order: the byte range of the text it stands for (empty after
