@@ -6,7 +6,9 @@
 //! opt-in), confirm, one-click unsubscribe (RFC 8058) and preferences. It never
 //! writes below `public/` and never renders a statement itself.
 
+mod conn;
 pub mod csrf;
+mod files;
 pub mod limit;
 pub mod mailer;
 pub mod pages;
@@ -92,6 +94,8 @@ pub enum ServeError {
     Watch(#[from] notify::Error),
     #[error("no random numbers from the system: {0}")]
     Random(String),
+    #[error("[serve] {0} must be at least 1")]
+    Zero(&'static str),
 }
 
 /// The statements' languages and topics, as the forms offer them.
@@ -120,6 +124,7 @@ pub(crate) struct App {
     pub organization: String,
     pub site: RwLock<Arc<SiteInfo>>,
     pub store: Arc<MailStore>,
+    pub files: files::Files,
     pub secret: Secret,
     pub csrf: csrf::Csrf,
     pub limits: limit::Limits,
@@ -176,6 +181,15 @@ pub async fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
     let mail: MailSettings = config
         .section("mail")
         .map_err(|d| ServeError::Config(Box::new(d)))?;
+    for (name, value) in [
+        ("header_timeout_secs", settings.header_timeout_secs),
+        ("body_timeout_secs", settings.body_timeout_secs),
+        ("max_connections", settings.max_connections),
+    ] {
+        if value == 0 {
+            return Err(ServeError::Zero(name));
+        }
+    }
     let state_dir = root.join(".herald");
     let secret = match opts.secret {
         Some(s) => s,
@@ -217,6 +231,7 @@ pub async fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
         limits: limit::Limits::new(&settings),
         settings,
         store: Arc::new(store),
+        files: files::Files::new(root.join("public")),
         secret,
         csrf,
         mailer,
@@ -313,12 +328,14 @@ impl Server {
     ) -> Result<(), ServeError> {
         let sweeper = tokio::spawn(sweep(self.app.clone()));
         let router = web::router(self.app.clone());
-        let result = axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let s = &self.app.settings;
+        let limits = conn::ConnLimits {
+            header_timeout: Duration::from_secs(u64::from(s.header_timeout_secs)),
+            body_timeout: Duration::from_secs(u64::from(s.body_timeout_secs)),
+            max_connections: s.max_connections as usize,
+            shutdown_grace: Duration::from_secs(5),
+        };
+        let result = conn::serve(self.listener, router, limits, shutdown).await;
         sweeper.abort();
         Ok(result?)
     }
