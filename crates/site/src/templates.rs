@@ -1,5 +1,6 @@
 //! The built-in templates, and their overrides from `content/templates/`.
 
+use herald_content::Diagnostic;
 use herald_content::html::write_escaped;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -95,6 +96,61 @@ pub fn environment(dir: &Path) -> Result<Environment<'static>, SiteError> {
         }
     });
     Ok(env)
+}
+
+/// A template error as a diagnostic: the file it is in (an override below
+/// `content/templates/`, else the built-in), its line, what went wrong, what to do.
+/// `fallback` names the template when the error does not.
+pub fn diagnostic(root: &Path, fallback: &str, err: &minijinja::Error) -> Diagnostic {
+    let name = err.name().unwrap_or(fallback);
+    let name = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let shown = Path::new("content").join("templates").join(name);
+    let source = std::fs::read_to_string(root.join(&shown)).ok();
+    let what = match err.detail() {
+        Some(d) => format!("{}: {d}", err.kind()),
+        None => err.kind().to_string(),
+    };
+    let hint = template_hint(err.kind(), &what);
+    let message = format!("template {name}: {what}");
+    match (source, err.line()) {
+        (Some(text), Some(line)) => {
+            let span = err.range().unwrap_or_else(|| {
+                let start: usize = text
+                    .split_inclusive('\n')
+                    .take(line.saturating_sub(1))
+                    .map(str::len)
+                    .sum();
+                start..start
+            });
+            Diagnostic::at("template", &shown, &text, span, message, hint)
+        }
+        (Some(_), None) => Diagnostic::file("template", &shown, message, hint),
+        (None, _) => Diagnostic::file(
+            "template",
+            Path::new(&format!("built-in {name}")),
+            message,
+            hint,
+        ),
+    }
+}
+
+/// What to do about a template error of `kind`.
+pub fn template_hint(kind: ErrorKind, what: &str) -> String {
+    match kind {
+        ErrorKind::SyntaxError => {
+            "fix the template syntax (minijinja, Jinja2's syntax), or delete the file to use the built-in template".into()
+        }
+        ErrorKind::UndefinedError => {
+            "that name is not defined for this template: see docs/templates.md for the variables each template gets; guard optional ones with `{% if x is defined %}`".into()
+        }
+        ErrorKind::TemplateNotFound => {
+            "include only files in content/templates/ (plain names, no folders) or built-in template names".into()
+        }
+        _ if what.contains("recursion") => {
+            "a template includes, extends or calls itself without end: remove the cycle".into()
+        }
+        _ => "fix the template, or delete the file to use the built-in template".into(),
+    }
 }
 
 /// The stylesheet: `dir/style.css` when present, else the built-in one.
