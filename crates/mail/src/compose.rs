@@ -1040,11 +1040,26 @@ impl ComposeError {
         };
         let name = source.name().unwrap_or(name);
         let shown = Path::new("content").join(TEMPLATE_DIR).join(name);
-        let what = match source.detail() {
+        let mut what = match source.detail() {
             Some(d) => format!("{}: {d}", source.kind()),
             None => source.kind().to_string(),
         };
-        let hint = match source.kind() {
+        // An error inside an include says only "could not render include": add the cause.
+        let mut inner = source;
+        let mut next = std::error::Error::source(source);
+        while let Some(e) = next {
+            if let Some(m) = e.downcast_ref::<minijinja::Error>() {
+                inner = m;
+            }
+            next = e.source();
+        }
+        if !std::ptr::eq(inner, source) {
+            what = match inner.detail() {
+                Some(d) => format!("{what}: {}: {d}", inner.kind()),
+                None => format!("{what}: {}", inner.kind()),
+            };
+        }
+        let hint = match inner.kind() {
             minijinja::ErrorKind::SyntaxError => {
                 "fix the template syntax (minijinja, Jinja2's syntax), or delete the file to use the built-in template"
             }

@@ -106,11 +106,8 @@ pub fn diagnostic(root: &Path, fallback: &str, err: &minijinja::Error) -> Diagno
     let name = name.rsplit(['/', '\\']).next().unwrap_or(name);
     let shown = Path::new("content").join("templates").join(name);
     let source = std::fs::read_to_string(root.join(&shown)).ok();
-    let what = match err.detail() {
-        Some(d) => format!("{}: {d}", err.kind()),
-        None => err.kind().to_string(),
-    };
-    let hint = template_hint(err.kind(), &what);
+    let (what, kind) = what_went_wrong(err);
+    let hint = template_hint(kind, &what);
     let message = format!("template {name}: {what}");
     match (source, err.line()) {
         (Some(text), Some(line)) => {
@@ -134,6 +131,32 @@ pub fn diagnostic(root: &Path, fallback: &str, err: &minijinja::Error) -> Diagno
     }
 }
 
+/// The error's own words, followed by its innermost cause (an error inside an
+/// include says only "could not render include"), and the innermost kind.
+pub fn what_went_wrong(err: &minijinja::Error) -> (String, ErrorKind) {
+    let words = |e: &minijinja::Error| match e.detail() {
+        Some(d) => format!("{}: {d}", e.kind()),
+        None => e.kind().to_string(),
+    };
+    let mut what = words(err);
+    let mut inner = err;
+    let mut next = std::error::Error::source(err);
+    while let Some(e) = next {
+        if let Some(m) = e.downcast_ref::<minijinja::Error>() {
+            inner = m;
+        }
+        next = e.source();
+    }
+    if !std::ptr::eq(inner, err) {
+        let place = match (inner.name(), inner.line()) {
+            (Some(n), Some(l)) => format!(" (in {n}, line {l})"),
+            _ => String::new(),
+        };
+        what = format!("{what}: {}{place}", words(inner));
+    }
+    (what, inner.kind())
+}
+
 /// What to do about a template error of `kind`.
 pub fn template_hint(kind: ErrorKind, what: &str) -> String {
     match kind {
@@ -141,7 +164,7 @@ pub fn template_hint(kind: ErrorKind, what: &str) -> String {
             "fix the template syntax (minijinja, Jinja2's syntax), or delete the file to use the built-in template".into()
         }
         ErrorKind::UndefinedError => {
-            "that name is not defined for this template: see docs/templates.md for the variables each template gets; guard optional ones with `{% if x is defined %}`".into()
+            "that name is not defined for this template: see docs/site.md for the variables each template gets; guard optional ones with `{% if x is defined %}`".into()
         }
         ErrorKind::TemplateNotFound => {
             "include only files in content/templates/ (plain names, no folders) or built-in template names".into()
