@@ -170,7 +170,10 @@ fn sigterm_mid_render_publishes_nothing_and_a_later_run_does() {
             child.try_wait().expect("wait").is_none(),
             "publish ended before it staged anything"
         );
-        assert!(started.elapsed() < Duration::from_secs(120), "no output staged");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no output staged"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let kill = Command::new("kill")
@@ -221,10 +224,7 @@ fn http(port: u16, request: &str) -> (u16, String, Vec<u8>) {
     s.write_all(request.as_bytes()).expect("send");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("read");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("head");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let status = head
         .split_whitespace()
@@ -275,7 +275,10 @@ fn serve_keeps_the_last_good_site_when_the_gate_refuses_a_rebuild() {
     });
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(60), "serve did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "serve did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(get(port, "/en/").2, page);
@@ -319,7 +322,13 @@ fn serve_keeps_the_last_good_site_when_the_gate_refuses_a_rebuild() {
         .find_map(|l| {
             l.to_ascii_lowercase()
                 .starts_with("set-cookie:")
-                .then(|| l["set-cookie:".len()..].trim().split(';').next().map(str::to_string))
+                .then(|| {
+                    l["set-cookie:".len()..]
+                        .trim()
+                        .split(';')
+                        .next()
+                        .map(str::to_string)
+                })
                 .flatten()
         })
         .expect("cookie");

@@ -194,7 +194,11 @@ impl Sink for AtomicSink {
             Some(stage(&self.tmp, bytes).map_err(|e| {
                 io::Error::new(
                     e.kind(),
-                    format!("staging {} in {}: {e}", target.display(), self.tmp.display()),
+                    format!(
+                        "staging {} in {}: {e}",
+                        target.display(),
+                        self.tmp.display()
+                    ),
                 )
             })?)
         } else {

@@ -420,7 +420,9 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     }
     // The hub is told only once the changed feeds are in place.
     if let Some(note) = channels::ping_hub(&channel_settings, &flow.changed_feeds, opts.dry_run)
-        && let Some(rep) = reports.iter_mut().find(|r| r.channel == Channel::Feed.name())
+        && let Some(rep) = reports
+            .iter_mut()
+            .find(|r| r.channel == Channel::Feed.name())
     {
         rep.note = note;
     }

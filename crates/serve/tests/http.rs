@@ -527,5 +527,9 @@ async fn a_rebuild_that_panics_leaves_the_service_and_the_last_good_site() {
     // The watcher lived through the panic: the next change rebuilds again.
     std::fs::write(&file, text.replace("+++\n\n", "+++\n\nEdited twice. ")).expect("write");
     wait_for_rebuilds(&run, 2).await;
-    assert_eq!(run.rebuilds(), 2, "the watcher thread died with the rebuild");
+    assert_eq!(
+        run.rebuilds(),
+        2,
+        "the watcher thread died with the rebuild"
+    );
 }
