@@ -353,3 +353,34 @@ fn serve_keeps_the_last_good_site_when_the_gate_refuses_a_rebuild() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn check_renders_overrides_on_a_sample_with_every_optional_field() {
+    let dir = sample_project();
+    let root = dir.path();
+    // No statement is a correction: only the check's own sample has `updated`.
+    let corrected = root.join("content/statements/2015/migrant-workers-health.en.md");
+    let text_of = fs::read_to_string(&corrected).expect("read");
+    let plain: String = text_of
+        .lines()
+        .filter(|l| !l.starts_with("updated"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&corrected, plain).expect("write");
+    let template = builtin_statement_template().replace(
+        "<h1>{{ statement.title }}</h1>",
+        "<h1>{{ statement.title }}{% if statement.updated %}{{ statement.updated.no_such }}{% endif %}</h1>",
+    );
+    fs::create_dir_all(root.join("content/templates")).expect("mkdir");
+    fs::write(root.join("content/templates/statement.html"), template).expect("write");
+    let check = herald(BIN, root, &["check"]);
+    let shown = text(&check);
+    assert_eq!(check.status.code(), Some(3), "{shown}");
+    assert!(shown.contains("statement.updated.no_such"), "{shown}");
+    assert!(
+        shown.contains("content/templates/statement.html:"),
+        "{shown}"
+    );
+    // Publishing today's statements never reaches that line: only check finds it.
+    ok(&herald(BIN, root, &["publish", "--now", BEFORE_EMBARGO]));
+}

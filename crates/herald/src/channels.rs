@@ -306,6 +306,49 @@ fn has_site_overrides(paths: &Paths) -> bool {
     })
 }
 
+/// A statement with every optional field and every kind of block, in each
+/// configured language: templates are checked on it too, so one that fails only on,
+/// say, a correction's `updated` fails before the first correction is published.
+const SAMPLE: &str = r#"+++
+title = "Sample statement for the template check"
+date = 2000-01-03T09:00:00+00:00
+updated = 2000-01-04T09:00:00+00:00
+summary = "A summary."
+issuers = ["First issuer", "Second issuer"]
+place = "A place"
+occasion = "An occasion"
+topics = ["herald-template-check"]
++++
+A paragraph with *emphasis*, **strong**, `code`, a [link](https://example.org/) and a note.[^1]
+
+## A heading
+
+1. A list
+   - with a nested item
+
+> A quotation.
+
+| A | B |
+|---|---|
+| 1 | 2 |
+
+[^1]: The note.
+"#;
+
+/// [`SAMPLE`] in every configured language (none when the configuration refuses it).
+pub fn sample_statements(corpus: &Corpus) -> Vec<Statement> {
+    corpus
+        .config
+        .languages
+        .iter()
+        .filter_map(|lang| {
+            let rel = std::path::PathBuf::from(format!("2000/herald-template-check.{lang}.md"));
+            herald_content::statement::parse_file(&corpus.config, &rel, &rel, SAMPLE.as_bytes())
+                .ok()
+        })
+        .collect()
+}
+
 /// The template overrides in `content/templates/` (site) and
 /// `content/templates/mail/` (bulletins), rendered against `statements` (and the
 /// site also against none): a template error is a diagnostic with its file and

@@ -515,8 +515,10 @@ pub fn check(root: &Path) -> Result<Corpus, Error> {
         channel: "pdf",
         message: e.to_string(),
     })?;
-    // Every statement, embargoed ones too: each will be rendered once it is due.
-    let all: Vec<&Statement> = corpus.statements.iter().collect();
+    // Every statement, embargoed ones too (each will be rendered once it is due), and
+    // a sample with every optional field.
+    let samples = channels::sample_statements(&corpus);
+    let all: Vec<&Statement> = corpus.statements.iter().chain(&samples).collect();
     channels::check_templates(&corpus, &settings, &all)?;
     Ok(corpus)
 }
