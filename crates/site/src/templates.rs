@@ -216,6 +216,28 @@ mod tests {
     }
 
     #[test]
+    fn a_render_error_is_a_diagnostic_at_the_overrides_line() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("content/templates");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("topics.html"), "<p>\n  {{ no_such }}\n").expect("write");
+        let env = environment(&dir).expect("compiles");
+        let err = env
+            .get_template("topics.html")
+            .and_then(|t| t.render(minijinja::context! {}))
+            .expect_err("undefined");
+        let d = diagnostic(root.path(), "topics.html", &err);
+        assert_eq!(d.code, "template");
+        assert_eq!(d.file, Path::new("content/templates/topics.html"));
+        assert_eq!((d.line, d.column), (2, 6), "{d}");
+        assert!(d.message.contains("no_such"), "{d}");
+        // A built-in template has no file to point at: it is named as such.
+        let err = minijinja::Error::new(ErrorKind::SyntaxError, "x");
+        let d = diagnostic(root.path(), "base.html", &err);
+        assert_eq!(d.file, Path::new("built-in base.html"));
+    }
+
+    #[test]
     fn includes_stay_in_the_folder() {
         assert!(plain_name("partial.html"));
         assert!(!plain_name("../secret.html"));
