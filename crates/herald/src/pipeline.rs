@@ -312,7 +312,9 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
             .copied()
             .filter(|s| is_new(s, Channel::Mail))
             .collect();
-        channels::check_mail_templates(&corpus, &channel_settings, &to_queue)?;
+        if !to_queue.is_empty() {
+            channels::check_mail_templates(&corpus, &channel_settings, &to_queue)?;
+        }
     }
     let previous_outputs = ledger.outputs()?;
     let outputs_intact = previous_outputs
