@@ -1,8 +1,9 @@
 //! `cargo xtask`: the editor's entry point. Publishing lives in the herald library;
-//! this only adds developer tasks (corpus generation, benchmarks).
+//! this only adds developer tasks (corpus generation, benchmarks, the test run).
 
 mod bench;
 mod corpus;
+mod test;
 
 use std::process::ExitCode;
 
@@ -14,6 +15,10 @@ const HELP: &str = "cargo xtask <command>
   <any other herald command>            passed to herald as is (see `cargo xtask help`)
   corpus N DIR                          write N generated statements to DIR/content
   bench [--runs R] [N...]               time check/publish on generated corpora (release build)
+  test [ARGS...]                        install what the tests use (apt-get as root, Python
+                                        packages in target/test-venv), then
+                                        `cargo test --workspace ARGS` with that environment
+  provision                             only the install step of `test`
 ";
 
 fn main() -> ExitCode {
@@ -37,6 +42,20 @@ fn main() -> ExitCode {
             }
         }
         Some("bench") => bench::run(&args[1..]),
+        Some("test") => test::run_tests(&args[1..]),
+        Some("provision") => match test::provision(&test::workspace()) {
+            Ok(venv) => {
+                println!(
+                    "ready: Debian tools present, Python packages in {}",
+                    venv.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("xtask provision: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some("-h" | "--help") | None => {
             print!("{HELP}");
             ExitCode::SUCCESS

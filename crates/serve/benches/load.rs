@@ -1,5 +1,5 @@
 //! Load test: `cargo bench -p herald-serve --bench load` (needs `wrk`, see
-//! .ci/setup-serve.sh). wrk hammers POST /subscribe (each request a new address,
+//! `cargo xtask provision`). wrk hammers POST /subscribe (each request a new address,
 //! a valid CSRF token) and then the one-click POST /unsubscribe, 20 s each on
 //! loopback; the bench prints req/s, p50, p99 and errors, then checks the
 //! subscriber rows: none lost, none duplicated, every unsubscribe applied.

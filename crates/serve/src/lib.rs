@@ -257,6 +257,9 @@ pub async fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
 /// an editor's save (several events) rebuilds once.
 const QUIET: Duration = Duration::from_millis(300);
 
+/// Stack of the watcher thread, which runs the rebuild.
+const WATCH_STACK: usize = 64 << 20;
+
 /// Only changes count. inotify also reports opens and reads, and the rebuild itself
 /// reads every statement: counting those would rebuild forever.
 fn is_change(kind: &EventKind) -> bool {
@@ -283,6 +286,9 @@ fn watch(
     watcher.watch(&herald_content::content_dir(root), RecursiveMode::Recursive)?;
     std::thread::Builder::new()
         .name("herald-serve-watch".into())
+        // The rebuild runs here: room for what the main thread of `herald publish`
+        // would have (reserved, not committed, until used).
+        .stack_size(WATCH_STACK)
         .spawn(move || {
             use std::sync::mpsc::RecvTimeoutError;
             let mut changed: std::collections::HashSet<PathBuf> = Default::default();
@@ -299,8 +305,25 @@ fn watch(
                     Err(RecvTimeoutError::Timeout) => {
                         tracing::info!("content/ changed ({} files): rebuilding", changed.len());
                         changed.clear();
-                        rebuild();
-                        app.reload_site();
+                        // Whatever the content does to a rebuild, the watcher (and with it
+                        // every later rebuild) lives on and the last good site stays served.
+                        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            rebuild();
+                            app.reload_site();
+                        }));
+                        if let Err(panic) = run {
+                            let why = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "unknown panic".into());
+                            tracing::error!(
+                                "rebuild panicked ({why}); public/ keeps the last good site"
+                            );
+                            eprintln!(
+                                "herald serve: rebuild panicked ({why}); the last good site is still served"
+                            );
+                        }
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
