@@ -257,6 +257,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         t0.elapsed().as_millis()
     );
     let channel_settings = channels::Settings::load(&corpus)?;
+    channels::content_rules(&corpus, &channel_settings)?;
     let now = opts.now;
     let due = corpus.due(now);
     let embargoed: Vec<Embargoed> = corpus
@@ -469,5 +470,6 @@ pub fn check(root: &Path) -> Result<Corpus, Error> {
         channel: "pdf",
         message: e.to_string(),
     })?;
+    channels::content_rules(&corpus, &settings)?;
     Ok(corpus)
 }
