@@ -191,8 +191,9 @@ fn line_field(cx: &mut Ctx<'_>, key: &str, value: &str, span: Range<usize>) -> b
         .get(span.start + cx.fm_start..span.end + cx.fm_start)
         .unwrap_or("");
     if let Some(c) = limits::bad_in_line(value) {
-        // Typed as itself (not an escape), the file scan reports it; a tab it allows.
-        if c != '\t' && raw.contains(c) {
+        // Typed as itself (not an escape), the file scan reports it, but for the tab
+        // and line breaks it allows (a multi-line string holds them).
+        if !matches!(c, '\t' | '\n' | '\r') && raw.contains(c) {
             return false;
         }
         cx.at(
@@ -477,7 +478,8 @@ pub fn parse_file(
                     continue;
                 };
                 let s = s.to_string();
-                if !line_field(&mut cx, k, &s, vspan.clone()) {
+                // A refused title is still a title: no "missing title" besides.
+                if !line_field(&mut cx, k, &s, vspan.clone()) && k == "slug" {
                     continue;
                 }
                 match k {
