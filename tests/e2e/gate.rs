@@ -30,13 +30,22 @@ fn refused_at(root: &Path, code: &str, at: &str) -> String {
     let stderr = String::from_utf8_lossy(&check.stderr).into_owned();
     assert_eq!(check.status.code(), Some(3), "check: {stderr}");
     assert!(stderr.contains(&format!("error[{code}]")), "{stderr}");
-    assert!(stderr.contains(&format!("--> {at}\n")), "not at {at}: {stderr}");
+    assert!(
+        stderr.contains(&format!("--> {at}\n")),
+        "not at {at}: {stderr}"
+    );
     let publish = herald(BIN, root, &["publish", "--now", NOW]);
     let out = String::from_utf8_lossy(&publish.stderr);
     assert_eq!(publish.status.code(), Some(3), "publish: {out}");
     assert!(out.contains(&format!("--> {at}\n")), "{out}");
-    assert!(snapshot(&root.join("public")).is_empty(), "publish wrote files");
-    assert!(snapshot(&root.join("outbox")).is_empty(), "publish sent mail");
+    assert!(
+        snapshot(&root.join("public")).is_empty(),
+        "publish wrote files"
+    );
+    assert!(
+        snapshot(&root.join("outbox")).is_empty(),
+        "publish sent mail"
+    );
     stderr
 }
 
@@ -74,7 +83,10 @@ fn limit_title_length() {
         "too-long",
         "2:9",
     );
-    assert!(msg.contains("`title` is 301 characters long; the limit is 300"), "{msg}");
+    assert!(
+        msg.contains("`title` is 301 characters long; the limit is 300"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -118,7 +130,10 @@ fn limit_number_of_issuers() {
     let list: Vec<String> = (0..21).map(|i| format!("\"Org {i}\"")).collect();
     let extra = format!("issuers = [{}]\n", list.join(", "));
     let msg = refused(&statement("\"T\"", &extra, "Body.\n"), "too-many", "4:11");
-    assert!(msg.contains("`issuers` lists 21 entries; the limit is 20"), "{msg}");
+    assert!(
+        msg.contains("`issuers` lists 21 entries; the limit is 20"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -289,7 +304,11 @@ fn glyphs_are_not_checked_without_the_pdf_channel() {
         String::from_utf8_lossy(&out.stderr)
     );
     let out = herald(BIN, root, &["publish", "--now", NOW, "--no-mail"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let page = fs::read_to_string(root.join("public/en/2015/gate/index.html")).expect("page");
     assert!(page.contains("Fireworks 🎆"));
 }
@@ -340,7 +359,11 @@ fn a_statement_linked_from_outside_the_project_is_reported() {
 fn links_inside_the_project_are_followed() {
     let dir = sample_project();
     let root = dir.path();
-    write(root, "drafts/gate.en.md", statement("\"Linked\"", "", "Body.\n").as_bytes());
+    write(
+        root,
+        "drafts/gate.en.md",
+        statement("\"Linked\"", "", "Body.\n").as_bytes(),
+    );
     write(root, "shared/logo.txt", b"logo");
     fs::create_dir_all(root.join("content/statements/2015")).expect("mkdir");
     fs::create_dir_all(root.join("content/assets")).expect("mkdir");
@@ -348,7 +371,11 @@ fn links_inside_the_project_are_followed() {
     std::os::unix::fs::symlink(root.join("shared"), root.join("content/assets/shared"))
         .expect("link");
     let out = herald(BIN, root, &["publish", "--now", NOW, "--no-mail"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(root.join("public/en/2015/gate/index.html").is_file());
     assert_eq!(
         fs::read(root.join("public/assets/shared/logo.txt")).expect("asset"),
@@ -365,8 +392,7 @@ fn an_asset_linked_from_outside_or_broken_is_reported() {
     fs::create_dir_all(root.join("content/assets")).expect("mkdir");
     std::os::unix::fs::symlink(outside.path().join("secret"), root.join("content/assets/a"))
         .expect("link");
-    std::os::unix::fs::symlink(root.join("nothing"), root.join("content/assets/b"))
-        .expect("link");
+    std::os::unix::fs::symlink(root.join("nothing"), root.join("content/assets/b")).expect("link");
     let check = herald(BIN, root, &["check"]);
     let stderr = String::from_utf8_lossy(&check.stderr);
     assert_eq!(check.status.code(), Some(3), "{stderr}");

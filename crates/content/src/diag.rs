@@ -110,7 +110,10 @@ impl fmt::Display for Diagnostic {
             let pad = " ".repeat(num.len());
             // A long line is shown as a window around the column, so a 1 MB line
             // does not flood the terminal.
-            let skip = self.column.saturating_sub(1).saturating_sub(SNIPPET_CHARS / 2);
+            let skip = self
+                .column
+                .saturating_sub(1)
+                .saturating_sub(SNIPPET_CHARS / 2);
             let total = snippet.chars().count();
             let before = if skip > 0 { "…" } else { "" };
             let after = if skip + SNIPPET_CHARS < total {

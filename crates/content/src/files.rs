@@ -128,7 +128,12 @@ mod tests {
         let files: Vec<String> = w
             .files
             .iter()
-            .map(|p| p.strip_prefix(&content).expect("below").display().to_string())
+            .map(|p| {
+                p.strip_prefix(&content)
+                    .expect("below")
+                    .display()
+                    .to_string()
+            })
             .collect();
         assert_eq!(files, ["b-link.txt", "linked/b.txt", "real/a.txt"]);
         let mut problems: Vec<(String, &str)> = w

@@ -72,7 +72,9 @@ pub fn asset_files(root: &Path) -> Result<Vec<PathBuf>, LoadError> {
 
 fn walk(root: &Path, dir: &Path) -> Result<files::Walk, LoadError> {
     files::walk(root, dir).map_err(|e| LoadError::Io {
-        path: e.path().map_or_else(|| dir.to_path_buf(), Path::to_path_buf),
+        path: e
+            .path()
+            .map_or_else(|| dir.to_path_buf(), Path::to_path_buf),
         source: e.into(),
     })
 }

@@ -182,7 +182,11 @@ impl Builder {
     /// Count one more level of nesting; past the limit, report it and stop reading.
     fn deeper(&mut self, block: bool, range: &Range<usize>) {
         let (depth, limit, what) = if block {
-            (&mut self.block_depth, limits::BLOCK_DEPTH, "lists, quotes and footnotes")
+            (
+                &mut self.block_depth,
+                limits::BLOCK_DEPTH,
+                "lists, quotes and footnotes",
+            )
         } else {
             (
                 &mut self.inline_depth,

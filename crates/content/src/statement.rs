@@ -199,7 +199,10 @@ fn line_field(cx: &mut Ctx<'_>, key: &str, value: &str, span: Range<usize>) -> b
         cx.at(
             "control-char",
             span,
-            format!("`{key}` holds {}: a single-line field takes no control characters or line breaks", limits::describe(c)),
+            format!(
+                "`{key}` holds {}: a single-line field takes no control characters or line breaks",
+                limits::describe(c)
+            ),
             format!("write `{key}` on one line without escapes such as \\t, \\n or \\u001b"),
         );
         return false;

@@ -288,7 +288,10 @@ fn rendered_diagnostic_names_file_line_and_hint() {
 }
 
 fn first(front: &str, body: &str) -> Diagnostic {
-    let f = with(&format!("title = \"T\"\ndate = 2014-07-30T09:00:00Z\n{front}"), body);
+    let f = with(
+        &format!("title = \"T\"\ndate = 2014-07-30T09:00:00Z\n{front}"),
+        body,
+    );
     only(&[("2014/a.en.md", &f)])
 }
 
@@ -320,11 +323,27 @@ fn escaped_controls_in_single_line_fields() {
 #[test]
 fn field_lengths_and_counts() {
     let cases = [
-        (format!("summary = \"{}\"\n", "s".repeat(1001)), "too-long", 11),
+        (
+            format!("summary = \"{}\"\n", "s".repeat(1001)),
+            "too-long",
+            11,
+        ),
         (format!("place = \"{}\"\n", "p".repeat(301)), "too-long", 9),
-        (format!("occasion = \"{}\"\n", "o".repeat(301)), "too-long", 12),
-        (format!("issuers = [\"{}\"]\n", "i".repeat(301)), "too-long", 12),
-        (format!("topics = [\"{}\"]\n", "t".repeat(101)), "too-long", 11),
+        (
+            format!("occasion = \"{}\"\n", "o".repeat(301)),
+            "too-long",
+            12,
+        ),
+        (
+            format!("issuers = [\"{}\"]\n", "i".repeat(301)),
+            "too-long",
+            12,
+        ),
+        (
+            format!("topics = [\"{}\"]\n", "t".repeat(101)),
+            "too-long",
+            11,
+        ),
         (format!("slug = \"{}\"\n", "s".repeat(101)), "too-long", 8),
         (
             format!("issuers = [{}]\n", vec!["\"O\""; 21].join(",")),
@@ -356,11 +375,17 @@ fn field_lengths_and_counts() {
     let d = only(&[(
         "2014/a.en.md",
         &with(
-            &format!("title = \"{}\"\ndate = 2014-07-30T09:00:00Z\n", "t".repeat(301)),
+            &format!(
+                "title = \"{}\"\ndate = 2014-07-30T09:00:00Z\n",
+                "t".repeat(301)
+            ),
             "Body\n",
         ),
     )]);
-    assert_eq!(d.message, "`title` is 301 characters long; the limit is 300");
+    assert_eq!(
+        d.message,
+        "`title` is 301 characters long; the limit is 300"
+    );
 }
 
 #[test]
@@ -388,7 +413,16 @@ fn deep_nesting_is_a_diagnostic() {
 #[test]
 fn a_file_of_thousands_of_problems_reports_the_first_hundred() {
     let keys: String = (0..5_000).map(|i| format!("unknown{i} = 1\n")).collect();
-    let p = problems(&[("2014/a.en.md", &with(&format!("title = \"T\"\ndate = 2014-07-30T09:00:00Z\n{keys}"), "Body\n"))]);
+    let p = problems(&[(
+        "2014/a.en.md",
+        &with(
+            &format!("title = \"T\"\ndate = 2014-07-30T09:00:00Z\n{keys}"),
+            "Body\n",
+        ),
+    )]);
     assert_eq!(p.len(), 101);
-    assert!(p.iter().any(|d| d.code == "more" && d.message.starts_with("4900 more")));
+    assert!(
+        p.iter()
+            .any(|d| d.code == "more" && d.message.starts_with("4900 more"))
+    );
 }

@@ -137,7 +137,11 @@ pub fn content_rules(corpus: &Corpus, settings: &Settings) -> Result<(), Error> 
             .find("languages")
             .and_then(|k| source[k..].find(&quoted).map(|i| k + i))
             .unwrap_or(0);
-        let list: String = missing.iter().take(5).map(|c| format!("{c} (U+{:04X}) ", *c as u32)).collect();
+        let list: String = missing
+            .iter()
+            .take(5)
+            .map(|c| format!("{c} (U+{:04X}) ", *c as u32))
+            .collect();
         problems.push(Diagnostic::at(
             "pdf-language",
             &shown(&config.path),

@@ -95,7 +95,9 @@ impl FontChain {
         let org = &config.organization;
         // The title and the organization's short name are also shaped whole in the header.
         for text in [statement.meta.title.as_str(), org.short()] {
-            text.chars().filter(|&c| !self.drawable(c)).for_each(&mut push);
+            text.chars()
+                .filter(|&c| !self.drawable(c))
+                .for_each(&mut push);
         }
         let meta = &statement.meta;
         let fields = [org.name.as_str()]
@@ -126,8 +128,8 @@ impl FontChain {
     /// Characters of `lang`'s script, and of the words the PDF itself writes in
     /// `lang` (dates, "Page X of Y", "Notes"), that no font of the chain has.
     pub fn uncovered_language(&self, lang: &str) -> Vec<char> {
-        let d = chrono::DateTime::parse_from_rfc3339("2014-09-30T09:00:00+06:00")
-            .unwrap_or_default();
+        let d =
+            chrono::DateTime::parse_from_rfc3339("2014-09-30T09:00:00+06:00").unwrap_or_default();
         let mut own = String::from(exemplar(lang));
         for month in 1..=12 {
             if let Some(d) = chrono::Datelike::with_month(&d, month) {
@@ -177,13 +179,18 @@ mod tests {
     fn uncovered_characters_are_found_where_the_pdf_draws_them() {
         let config = config("\"en\"");
         let r = FontChain::new(&config, &PdfSettings::default()).expect("fonts");
-        let fm = "+++\ntitle = \"Title 😀\"\ndate = 2014-07-30T09:00:00Z\nplace = \"Astana ✈\"\n+++\n";
-        let s = statement(&config, &format!("{fm}Body 🙂 and 😀, «Жаңа» عربي \u{200f}.\n"));
+        let fm =
+            "+++\ntitle = \"Title 😀\"\ndate = 2014-07-30T09:00:00Z\nplace = \"Astana ✈\"\n+++\n";
+        let s = statement(
+            &config,
+            &format!("{fm}Body 🙂 and 😀, «Жаңа» عربي \u{200f}.\n"),
+        );
         assert_eq!(r.uncovered(&config, &s), vec!['😀', '✈', '🙂']);
         // A character reference is found too; spaces of every kind are not glyphs.
         let s = statement(&config, &format!("{fm}x &#x1F680; \u{2003}\u{1680} y\n"));
         assert_eq!(r.uncovered(&config, &s), vec!['😀', '✈', '🚀']);
-        let clean = "+++\ntitle = \"T − 1\"\ndate = 2014-07-30T09:00:00Z\n+++\nText &amp; more\u{ad}.\n";
+        let clean =
+            "+++\ntitle = \"T − 1\"\ndate = 2014-07-30T09:00:00Z\n+++\nText &amp; more\u{ad}.\n";
         assert!(r.uncovered(&config, &statement(&config, clean)).is_empty());
     }
 
