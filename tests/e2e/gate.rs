@@ -169,6 +169,16 @@ fn limit_nesting_of_emphasis() {
     refused(&statement("\"T\"", "", &body), "nesting", "5:49");
 }
 
+#[test]
+fn limit_nesting_of_raw_html() {
+    let body = format!("{}x{}\n", "<div>".repeat(20_000), "</div>".repeat(20_000));
+    let msg = refused(&statement("\"T\"", "", &body), "nesting", "5:1281");
+    assert!(
+        msg.contains("raw HTML elements are nested more than 256"),
+        "{msg}"
+    );
+}
+
 /// A title holding `escape` (a TOML escape sequence) is refused at the value.
 fn refused_in_title(escape: &str, named: &str) {
     let msg = refused(

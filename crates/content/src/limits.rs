@@ -32,6 +32,44 @@ pub const BLOCK_DEPTH: usize = 16;
 /// Deepest nesting of emphasis, strong, strikethrough, links and images.
 pub const INLINE_DEPTH: usize = 16;
 
+/// Deepest nesting of raw HTML elements in one HTML block, counted as start tags
+/// not yet closed (an element the parser closes by itself counts until its end tag).
+/// The HTML parser's work grows with the square of the depth.
+pub const HTML_DEPTH: usize = 256;
+
+/// Elements that never hold content, so never nest.
+const VOID: &[&str] = &[
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
+    "wbr",
+];
+
+/// The byte offset of the first start tag in `html` that opens an element deeper than
+/// [`HTML_DEPTH`], if any. Linear: the tag names are read, nothing else.
+pub fn html_too_deep(html: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut from = 0;
+    while let Some(off) = html[from..].find('<') {
+        let at = from + off;
+        let rest = &html[at + 1..];
+        if rest.starts_with('/') {
+            depth = depth.saturating_sub(1);
+        } else if rest.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            let len = rest
+                .find(|c: char| !c.is_ascii_alphanumeric())
+                .unwrap_or(rest.len());
+            let name = rest[..len].to_ascii_lowercase();
+            if !VOID.contains(&name.as_str()) {
+                depth += 1;
+                if depth > HTML_DEPTH {
+                    return Some(at);
+                }
+            }
+        }
+        from = at + 1;
+    }
+    None
+}
+
 /// The longest a single-line front matter field may be, in characters.
 pub fn field_chars(key: &str) -> usize {
     match key {
@@ -85,6 +123,16 @@ mod tests {
             assert_eq!(bad_in_line(&format!("A{c}B")), Some(c), "{c:?}");
         }
         assert_eq!(bad_in_line("Astana — «Жаңа» 😀 \u{a0}"), None);
+    }
+
+    #[test]
+    fn html_depth_counts_open_elements() {
+        let deep = "<div>".repeat(HTML_DEPTH + 1);
+        assert_eq!(html_too_deep(&deep), Some(HTML_DEPTH * 5));
+        let flat = "<div><br><img src=x>x</div>".repeat(10_000);
+        assert_eq!(html_too_deep(&flat), None);
+        assert_eq!(html_too_deep(&"<b>".repeat(HTML_DEPTH)), None);
+        assert_eq!(html_too_deep("a < b <3 </"), None);
     }
 
     #[test]

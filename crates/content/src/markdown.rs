@@ -400,6 +400,21 @@ impl Builder {
         }
         if matches!(end, TagEnd::HtmlBlock) {
             if let Some((raw, range)) = self.html.take() {
+                // The sanitizer's parser slows with the square of the depth: refuse
+                // absurd nesting before it reads a byte.
+                if let Some(at) = limits::html_too_deep(&raw) {
+                    self.stopped = true;
+                    self.issues.push(BodyIssue {
+                        span: range.start + at..range.start + at + 1,
+                        code: "nesting",
+                        message: format!(
+                            "raw HTML elements are nested more than {} levels deep here",
+                            limits::HTML_DEPTH
+                        ),
+                        hint: "close the HTML elements you open, or write the structure in Markdown (see docs/content.md, Limits)".into(),
+                    });
+                    return;
+                }
                 let html = ammonia::clean(&raw);
                 let text = html_text(&html);
                 // The sanitizer decodes character references: `&#27;` is a control now.
@@ -604,6 +619,10 @@ mod tests {
         assert_eq!(issues[0].span.start, 3 * limits::INLINE_DEPTH);
         let ok = format!("{}x{}\n", "*a ".repeat(16), " b*".repeat(16));
         assert!(parse(&ok).1.is_empty());
+        let deep = format!("<div>\n{}x\n", "<div>".repeat(100_000));
+        let (_, issues) = parse(&deep);
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].span.start, 6 + 255 * 5);
     }
 
     #[test]
