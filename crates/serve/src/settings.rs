@@ -30,6 +30,10 @@ pub struct ServeSettings {
     /// Take the client's IP from the last `X-Forwarded-For` entry (only behind a proxy
     /// that sets it; otherwise clients could pick their own rate-limit key).
     pub trust_forwarded_for: bool,
+    /// Milliseconds a request waits for the database's write lock (held, for
+    /// instance, by a `publish` sending bulletins) before it answers 503 with
+    /// Retry-After. Reads never wait.
+    pub db_wait_ms: u32,
 }
 
 impl Default for ServeSettings {
@@ -44,6 +48,7 @@ impl Default for ServeSettings {
             body_limit: 16 * 1024,
             form_expiry_minutes: 120,
             trust_forwarded_for: false,
+            db_wait_ms: 2000,
         }
     }
 }
