@@ -299,7 +299,9 @@ pub fn import_csv(
     // the reader's position can point at the previous line's `\n`.
     let line_at = |p: Option<&csv::Position>| {
         p.map_or(0, |p| {
-            let mut at = usize::try_from(p.byte()).unwrap_or(usize::MAX).min(bytes.len());
+            let mut at = usize::try_from(p.byte())
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
             while at < bytes.len() && matches!(bytes[at], b'\r' | b'\n') {
                 at += 1;
             }
@@ -353,9 +355,8 @@ pub fn import_csv(
             }
         };
         let line = line_at(record.position());
-        let field = |c: usize| {
-            unneutral(index[c].and_then(|i| record.get(i)).unwrap_or("")).to_string()
-        };
+        let field =
+            |c: usize| unneutral(index[c].and_then(|i| record.get(i)).unwrap_or("")).to_string();
         let mut fail = |message: String| errors.push(RowError { line, message });
         let status = match field(4).as_str() {
             "" => Status::Confirmed,

@@ -580,6 +580,8 @@ struct Shared<'a> {
     journal: Mutex<Journal<'a>>,
 }
 
+// Moved once per message, never stored in bulk: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Next {
     Job(Job),
     Wait(Duration),
@@ -946,10 +948,13 @@ impl SmtpTarget {
 /// addresses at subscribe time when it does not.
 pub async fn smtputf8_offered(settings: &SmtpSettings) -> Result<bool, DeliverError> {
     let target = SmtpTarget::new(settings)?;
-    let mut c = target.connect().await.map_err(|reason| DeliverError::Probe {
-        host: target.host.clone(),
-        reason,
-    })?;
+    let mut c = target
+        .connect()
+        .await
+        .map_err(|reason| DeliverError::Probe {
+            host: target.host.clone(),
+            reason,
+        })?;
     let offered = c
         .conn
         .server_info()

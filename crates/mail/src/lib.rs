@@ -26,7 +26,7 @@ pub use deliver::{
 };
 pub use settings::{DkimAlgorithm, DkimSettings, MailSettings, SmtpSettings, TlsMode};
 pub use store::{
-    Bulletin, BulletinState, Confirmed, Event, EventKind, MailStore, NewSubscriber, Origin,
-    Status, StoreError, Subscriber, SubscriberError, parse_address,
+    Bulletin, BulletinState, Confirmed, Event, EventKind, MailStore, NewSubscriber, Origin, Status,
+    StoreError, Subscriber, SubscriberError, parse_address,
 };
 pub use token::{Claim, Purpose, Secret, TokenError};

@@ -614,7 +614,7 @@ fn record_event(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirmed {
     /// Confirmed now, by this link.
-    Now(Subscriber),
+    Now(Box<Subscriber>),
     /// The row is there but the link no longer confirms it: it was used, or a
     /// subscription after an unsubscribe made a new one.
     Used,
@@ -766,7 +766,10 @@ impl MailStore {
 
     /// Run `f` on a read-only connection: it sees the last committed state and
     /// never waits for a writer (WAL). In memory, on the one connection.
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let Some(readers) = &self.readers else {
             return f(&*self.conn()?);
         };
@@ -945,7 +948,14 @@ impl MailStore {
             )
             .optional()?;
         let key = key.ok_or(StoreError::NotFound(format!("#{id} (unconfirmed)")))?;
-        record_event(&tx, id, EventKind::Subscribe, &now, origin, "confirmation link sent")?;
+        record_event(
+            &tx,
+            id,
+            EventKind::Subscribe,
+            &now,
+            origin,
+            "confirmation link sent",
+        )?;
         tx.commit()?;
         Ok(key)
     }
@@ -984,7 +994,7 @@ impl MailStore {
         record_event(&tx, claim.subscriber, EventKind::Confirm, &now, origin, "")?;
         let s = subscriber_where(&tx, "id = ?1", claim.subscriber)?;
         tx.commit()?;
-        Ok(s.map_or(Confirmed::Gone, Confirmed::Now))
+        Ok(s.map_or(Confirmed::Gone, |s| Confirmed::Now(Box::new(s))))
     }
 
     /// One-click unsubscribe with a token: the row it was made for, if it is
@@ -1335,15 +1345,20 @@ pub(crate) enum Change {
 
 /// Bring an older database's tables to this version, once, under the write lock.
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let sql: Option<String> = tx
-        .query_row(
+    let table = |c: &Connection| -> rusqlite::Result<Option<String>> {
+        c.query_row(
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'mail_subscribers'",
             [],
             |r| r.get(0),
         )
-        .optional()?;
-    match sql {
+        .optional()
+    };
+    // Up to date (the usual case): no write lock taken, so opening never waits for a writer.
+    if table(conn)?.is_some_and(|sql| sql.contains("token_key")) {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    match table(&tx)? {
         None => tx.execute_batch(SUBSCRIBERS)?,
         Some(sql) if !sql.contains("token_key") => {
             tracing::info!(
@@ -1480,7 +1495,14 @@ fn insert_subscriber(
         &format!("added as {}", new.status),
     )?;
     if let Some(at) = &consent {
-        record_event(conn, id, EventKind::Confirm, at, origin, "consent given before adding")?;
+        record_event(
+            conn,
+            id,
+            EventKind::Confirm,
+            at,
+            origin,
+            "consent given before adding",
+        )?;
     }
     Ok(id)
 }
@@ -1642,7 +1664,6 @@ mod tests {
         assert!(store.subscribers(None).expect("list").is_empty());
     }
 
-
     fn secret() -> crate::Secret {
         crate::Secret::from_bytes(&[9u8; 32]).expect("key")
     }
@@ -1682,18 +1703,27 @@ mod tests {
             .expect("key");
         assert!(victim.id > attacker.id, "{} reused", victim.id);
         assert_eq!(
-            store.bound(claim(&prefs, Purpose::Preferences), Purpose::Preferences).expect("q"),
+            store
+                .bound(claim(&prefs, Purpose::Preferences), Purpose::Preferences)
+                .expect("q"),
             None
         );
         assert_eq!(
-            store.confirm(claim(&confirm, Purpose::Confirm), Origin::default(), later).expect("q"),
+            store
+                .confirm(claim(&confirm, Purpose::Confirm), Origin::default(), later)
+                .expect("q"),
             Confirmed::Gone
         );
         // Sweep: the same for an expired pending row.
         let swept = store
             .add_subscriber(pending("swept@example.org"), &langs(), later)
             .expect("add");
-        assert_eq!(store.expire_pending(later + chrono::Duration::seconds(1)).expect("sweep"), 2);
+        assert_eq!(
+            store
+                .expire_pending(later + chrono::Duration::seconds(1))
+                .expect("sweep"),
+            2
+        );
         let next = store
             .add_subscriber(pending("next@example.org"), &langs(), later)
             .expect("add");
@@ -1713,32 +1743,62 @@ mod tests {
             .expect("key");
         // A second mail carries the same key until the link is used.
         assert_eq!(
-            store.begin_confirmation(s.id, Origin::new("web form"), now()).expect("key"),
+            store
+                .begin_confirmation(s.id, Origin::new("web form"), now())
+                .expect("key"),
             key
         );
-        let link = claim(&secret().issue(Purpose::Confirm, s.id, key, None), Purpose::Confirm);
-        let Confirmed::Now(c) = store.confirm(link, Origin::new("confirmation link"), now()).expect("confirm")
+        let link = claim(
+            &secret().issue(Purpose::Confirm, s.id, key, None),
+            Purpose::Confirm,
+        );
+        let Confirmed::Now(c) = store
+            .confirm(link, Origin::new("confirmation link"), now())
+            .expect("confirm")
         else {
             panic!("not confirmed")
         };
         assert_eq!(c.status, Status::Confirmed);
-        assert_eq!(store.confirm(link, Origin::default(), now()).expect("q"), Confirmed::Used);
+        assert_eq!(
+            store.confirm(link, Origin::default(), now()).expect("q"),
+            Confirmed::Used
+        );
         let unsub = claim(
             &secret().issue(Purpose::Unsubscribe, s.id, s.token_key, None),
             Purpose::Unsubscribe,
         );
-        assert!(store.unsubscribe(unsub, Origin::new("one-click"), now()).expect("unsub"));
-        assert!(!store.unsubscribe(unsub, Origin::new("one-click"), now()).expect("repeat"));
-        assert_eq!(store.confirm(link, Origin::default(), now()).expect("q"), Confirmed::Used);
-        assert_eq!(store.subscriber(s.id).expect("q").map(|s| s.status), Some(Status::Unsubscribed));
+        assert!(
+            store
+                .unsubscribe(unsub, Origin::new("one-click"), now())
+                .expect("unsub")
+        );
+        assert!(
+            !store
+                .unsubscribe(unsub, Origin::new("one-click"), now())
+                .expect("repeat")
+        );
+        assert_eq!(
+            store.confirm(link, Origin::default(), now()).expect("q"),
+            Confirmed::Used
+        );
+        assert_eq!(
+            store.subscriber(s.id).expect("q").map(|s| s.status),
+            Some(Status::Unsubscribed)
+        );
         // Subscribing again makes a new key: the old link still does nothing.
         let again = store
             .begin_confirmation(s.id, Origin::new("web form"), now())
             .expect("key");
         assert_ne!(again, key);
-        assert_eq!(store.confirm(link, Origin::default(), now()).expect("q"), Confirmed::Used);
+        assert_eq!(
+            store.confirm(link, Origin::default(), now()).expect("q"),
+            Confirmed::Used
+        );
         // A token made for one purpose does not act for another key.
-        let wrong = Claim { subscriber: s.id, key: Some(key) };
+        let wrong = Claim {
+            subscriber: s.id,
+            key: Some(key),
+        };
         assert_eq!(store.bound(wrong, Purpose::Unsubscribe).expect("q"), None);
     }
 
@@ -1749,17 +1809,46 @@ mod tests {
             .add_subscriber(pending("h@example.org"), &langs(), now())
             .expect("add");
         let key = store
-            .begin_confirmation(s.id, Origin { source: "web form", ip: Some("192.0.2.8") }, now())
+            .begin_confirmation(
+                s.id,
+                Origin {
+                    source: "web form",
+                    ip: Some("192.0.2.8"),
+                },
+                now(),
+            )
             .expect("key");
-        let link = Claim { subscriber: s.id, key: Some(key) };
+        let link = Claim {
+            subscriber: s.id,
+            key: Some(key),
+        };
         store
-            .confirm(link, Origin { source: "confirmation link", ip: Some("192.0.2.9") }, now())
+            .confirm(
+                link,
+                Origin {
+                    source: "confirmation link",
+                    ip: Some("192.0.2.9"),
+                },
+                now(),
+            )
             .expect("confirm");
         store
-            .set_preferences(s.id, "ru", &[], &langs(), Origin::new("preferences page"), now())
+            .set_preferences(
+                s.id,
+                "ru",
+                &[],
+                &langs(),
+                Origin::new("preferences page"),
+                now(),
+            )
             .expect("prefs");
-        let unsub = Claim { subscriber: s.id, key: Some(s.token_key) };
-        store.unsubscribe(unsub, Origin::new("unsubscribe link"), now()).expect("unsub");
+        let unsub = Claim {
+            subscriber: s.id,
+            key: Some(s.token_key),
+        };
+        store
+            .unsubscribe(unsub, Origin::new("unsubscribe link"), now())
+            .expect("unsub");
         let kinds: Vec<(EventKind, String, Option<String>)> = store
             .events(Some(s.id))
             .expect("events")
@@ -1769,9 +1858,21 @@ mod tests {
         assert_eq!(
             kinds,
             vec![
-                (EventKind::Subscribe, "web form".into(), Some("192.0.2.7".into())),
-                (EventKind::Subscribe, "web form".into(), Some("192.0.2.8".into())),
-                (EventKind::Confirm, "confirmation link".into(), Some("192.0.2.9".into())),
+                (
+                    EventKind::Subscribe,
+                    "web form".into(),
+                    Some("192.0.2.7".into())
+                ),
+                (
+                    EventKind::Subscribe,
+                    "web form".into(),
+                    Some("192.0.2.8".into())
+                ),
+                (
+                    EventKind::Confirm,
+                    "confirmation link".into(),
+                    Some("192.0.2.9".into())
+                ),
                 (EventKind::Preferences, "preferences page".into(), None),
                 (EventKind::Unsubscribe, "unsubscribe link".into(), None),
             ]
@@ -1786,16 +1887,25 @@ mod tests {
         let s = store
             .add_subscriber(new("r@example.org"), &langs(), now())
             .expect("add");
-        store.set_write_wait(Duration::from_millis(100)).expect("wait");
+        store
+            .set_write_wait(Duration::from_millis(100))
+            .expect("wait");
         // Another process holds the write lock (as a sender applying its journal does).
         let other = Connection::open(&path).expect("open");
-        other.execute_batch("BEGIN IMMEDIATE; UPDATE mail_subscribers SET name = 'x';").expect("lock");
+        other
+            .execute_batch("BEGIN IMMEDIATE; UPDATE mail_subscribers SET name = 'x';")
+            .expect("lock");
         let e = store.add_subscriber(new("w@example.org"), &langs(), now());
         assert!(matches!(e, Err(StoreError::Busy)), "{e:?}");
-        assert_eq!(store.subscriber(s.id).expect("read").map(|s| s.name), Some(s.name.clone()));
+        assert_eq!(
+            store.subscriber(s.id).expect("read").map(|s| s.name),
+            Some(s.name.clone())
+        );
         assert_eq!(store.subscribers(None).expect("read").len(), 1);
         other.execute_batch("COMMIT").expect("commit");
-        store.add_subscriber(new("w@example.org"), &langs(), now()).expect("added once free");
+        store
+            .add_subscriber(new("w@example.org"), &langs(), now())
+            .expect("added once free");
     }
 
     #[test]

@@ -299,8 +299,14 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         );
         let claim = |subscriber, key| Ok(Claim { subscriber, key });
-        assert_eq!(s.verify(&a, Purpose::Unsubscribe, at(0)), claim(1, Some(11)));
-        assert_eq!(s.verify(&b, Purpose::Unsubscribe, at(0)), claim(2, Some(11)));
+        assert_eq!(
+            s.verify(&a, Purpose::Unsubscribe, at(0)),
+            claim(1, Some(11))
+        );
+        assert_eq!(
+            s.verify(&b, Purpose::Unsubscribe, at(0)),
+            claim(2, Some(11))
+        );
         // Version 1 links (mailed before keys) still verify, with no key.
         let old = s.issue_v1(Purpose::Unsubscribe, 7, None);
         assert_eq!(old.len(), 46);
@@ -396,7 +402,8 @@ mod tests {
         let b = Secret::load(dir.path(), None).expect("read back");
         let t = a.issue(Purpose::Unsubscribe, 5, 1, None);
         assert_eq!(
-            b.verify(&t, Purpose::Unsubscribe, at(0)).map(|c| c.subscriber),
+            b.verify(&t, Purpose::Unsubscribe, at(0))
+                .map(|c| c.subscriber),
             Ok(5)
         );
         #[cfg(unix)]

@@ -264,7 +264,12 @@ fn outbox_by_default_and_unsubscribed_get_nothing() {
         .expect("q")
         .expect("there");
     store
-        .set_status(gone.id, Status::Unsubscribed, herald_mail::Origin::new("test"), now())
+        .set_status(
+            gone.id,
+            Status::Unsubscribed,
+            herald_mail::Origin::new("test"),
+            now(),
+        )
         .expect("unsubscribe");
     let settings = MailSettings {
         outbox: dir.path().join("outbox"),
@@ -408,15 +413,25 @@ fn internationalized_addresses_need_smtputf8() {
         if offered {
             assert_eq!(report.sent, 2, "{report:?}");
             assert_eq!(utf8.len(), 1);
-            assert!(utf8[0].mail.to_ascii_uppercase().contains("SMTPUTF8"), "{}", utf8[0].mail);
+            assert!(
+                utf8[0].mail.to_ascii_uppercase().contains("SMTPUTF8"),
+                "{}",
+                utf8[0].mail
+            );
         } else {
             assert_eq!(report.sent, 1, "{report:?}");
-            assert!(utf8.is_empty(), "raw UTF-8 sent to a server without SMTPUTF8");
+            assert!(
+                utf8.is_empty(),
+                "raw UTF-8 sent to a server without SMTPUTF8"
+            );
             assert_eq!(received.len(), 1);
             let failed = store.bulletins(Some(BulletinState::Failed)).expect("rows");
             assert_eq!(failed.len(), 1);
             assert!(
-                failed[0].last_error.as_deref().is_some_and(|e| e.contains("SMTPUTF8")),
+                failed[0]
+                    .last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("SMTPUTF8")),
                 "{failed:?}"
             );
         }

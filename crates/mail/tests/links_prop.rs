@@ -6,7 +6,9 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use herald_mail::{Confirmed, MailStore, NewSubscriber, Origin, Purpose, Secret, Status, TokenError};
+use herald_mail::{
+    Confirmed, MailStore, NewSubscriber, Origin, Purpose, Secret, Status, TokenError,
+};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -46,7 +48,9 @@ struct Link {
 }
 
 fn start() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("valid")
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .expect("valid")
 }
 
 fn run(ops: &[Op]) -> Result<(), TestCaseError> {
@@ -83,7 +87,11 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
         let mut to_confirm = None;
         match op {
             Op::Add(a, confirmed) => {
-                let status = if *confirmed { Status::Confirmed } else { Status::Pending };
+                let status = if *confirmed {
+                    Status::Confirmed
+                } else {
+                    Status::Pending
+                };
                 if let Ok(s) = new_row(&store, *a, status, now) {
                     prop_assert!(seen.insert(s.id), "id {} reused", s.id);
                     people += 1;
@@ -120,7 +128,9 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::Sweep(hours) => {
                 now += Duration::hours(i64::from(*hours));
-                store.expire_pending(now - Duration::hours(48)).expect("sweep");
+                store
+                    .expire_pending(now - Duration::hours(48))
+                    .expect("sweep");
             }
             Op::Confirm(n) | Op::Unsubscribe(n) | Op::Preferences(n) => {
                 if links.is_empty() {
@@ -144,13 +154,23 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 };
                 prop_assert_eq!(link.purpose, purpose);
                 if let Some(s) = store.bound(claim, purpose).expect("bound") {
-                    prop_assert_eq!(person_of[&s.id], link.person, "a link acted on another row's life");
+                    prop_assert_eq!(
+                        person_of[&s.id],
+                        link.person,
+                        "a link acted on another row's life"
+                    );
                 }
                 match purpose {
                     Purpose::Confirm => {
-                        if let Confirmed::Now(s) = store.confirm(claim, Origin::new("link"), now).expect("confirm") {
+                        if let Confirmed::Now(s) = store
+                            .confirm(claim, Origin::new("link"), now)
+                            .expect("confirm")
+                        {
                             prop_assert_eq!(person_of[&s.id], link.person);
-                            prop_assert!(confirmed_by.insert(i), "a confirmation link worked twice");
+                            prop_assert!(
+                                confirmed_by.insert(i),
+                                "a confirmation link worked twice"
+                            );
                         }
                     }
                     Purpose::Unsubscribe => {
@@ -160,11 +180,17 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                             .iter()
                             .map(|s| (s.id, s.status))
                             .collect();
-                        store.unsubscribe(claim, Origin::new("link"), now).expect("unsubscribe");
+                        store
+                            .unsubscribe(claim, Origin::new("link"), now)
+                            .expect("unsubscribe");
                         for s in store.subscribers(None).expect("rows") {
                             let was = before.iter().find(|(id, _)| *id == s.id).map(|x| x.1);
                             if was != Some(s.status) {
-                                prop_assert_eq!(person_of[&s.id], link.person, "unsubscribed another");
+                                prop_assert_eq!(
+                                    person_of[&s.id],
+                                    link.person,
+                                    "unsubscribed another"
+                                );
                             }
                         }
                     }

@@ -9,17 +9,23 @@ use chrono::{DateTime, TimeZone, Utc};
 use herald_mail::{EventKind, MailStore, NewSubscriber, Origin, Purpose, Secret, Status};
 
 fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).single().expect("valid")
+    Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0)
+        .single()
+        .expect("valid")
 }
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/v1")
+        .join(name)
 }
 
 /// The unsubscribe token in a bulletin's List-Unsubscribe field.
 fn bulletin_token(name: &str) -> String {
     let bytes = std::fs::read(fixture(name)).expect("bulletin");
-    let msg = mail_parser::MessageParser::default().parse(&bytes).expect("parses");
+    let msg = mail_parser::MessageParser::default()
+        .parse(&bytes)
+        .expect("parses");
     let field = msg
         .header_raw("List-Unsubscribe")
         .expect("List-Unsubscribe")
@@ -86,19 +92,32 @@ fn a_v1_database_migrates_and_its_bulletins_still_unsubscribe_the_right_person()
         .verify(&bulletin_token("dave.eml"), Purpose::Unsubscribe, now())
         .expect("a genuine v1 link");
     assert_eq!((dave.subscriber, dave.key), (4, None));
-    assert!(!store.unsubscribe(dave, Origin::new("one-click"), now()).expect("q"));
+    assert!(
+        !store
+            .unsubscribe(dave, Origin::new("one-click"), now())
+            .expect("q")
+    );
     // A v1 link naming a row made after the migration is refused too.
     let forged_v1 = secret.issue_v1(Purpose::Unsubscribe, eve.id, None);
-    let claim = secret.verify(&forged_v1, Purpose::Unsubscribe, now()).expect("genuine");
+    let claim = secret
+        .verify(&forged_v1, Purpose::Unsubscribe, now())
+        .expect("genuine");
     assert_eq!(store.bound(claim, Purpose::Unsubscribe).expect("q"), None);
-    assert_eq!(store.subscriber(eve.id).expect("q").map(|s| s.status), Some(Status::Confirmed));
+    assert_eq!(
+        store.subscriber(eve.id).expect("q").map(|s| s.status),
+        Some(Status::Confirmed)
+    );
 
     // alice's bulletin, as it sits in her inbox: it unsubscribes her, and only her.
     let alice = secret
         .verify(&bulletin_token("alice.eml"), Purpose::Unsubscribe, now())
         .expect("a genuine v1 link");
     assert_eq!((alice.subscriber, alice.key), (1, None));
-    assert!(store.unsubscribe(alice, Origin::new("one-click"), now()).expect("unsubscribe"));
+    assert!(
+        store
+            .unsubscribe(alice, Origin::new("one-click"), now())
+            .expect("unsubscribe")
+    );
     let after: Vec<(String, Status)> = store
         .subscribers(None)
         .expect("rows")

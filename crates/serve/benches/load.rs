@@ -238,7 +238,12 @@ fn main() {
 
     let tokens: String = rows
         .iter()
-        .map(|s| format!("{}\n", secret().issue(Purpose::Unsubscribe, s.id, s.token_key, None)))
+        .map(|s| {
+            format!(
+                "{}\n",
+                secret().issue(Purpose::Unsubscribe, s.id, s.token_key, None)
+            )
+        })
         .collect();
     let tokens_path = p.root().join("tokens.txt");
     std::fs::write(&tokens_path, tokens).expect("tokens");
@@ -317,7 +322,9 @@ fn subscribe_during_send(
             consent_at: Some(start_time()),
         })
         .collect();
-    store.add_subscribers(&all, start_time()).expect("subscribers");
+    store
+        .add_subscribers(&all, start_time())
+        .expect("subscribers");
     let corpus = herald_content::load(p.root()).expect("corpus");
     let settings = MailSettings {
         smtp: Some(SmtpSettings {
@@ -355,7 +362,14 @@ fn subscribe_during_send(
         .replace("__TOKEN__", token)
         .replace("__COOKIE__", cookie)
         .replace("load.example.org", "during.example.org");
-    let during = wrk(base, &script, secs, threads, p.root(), "subscribe during send");
+    let during = wrk(
+        base,
+        &script,
+        secs,
+        threads,
+        p.root(),
+        "subscribe during send",
+    );
     let (sent, took) = sender.join().expect("sender");
     println!(
         "send: {sent} of {queued} bulletins in {:.1} s while subscribing; longest subscribe {:.1} ms, non-200 {}",

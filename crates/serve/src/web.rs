@@ -139,17 +139,23 @@ const BUSY_RETRY_SECS: &str = "5";
 /// 503 with Retry-After: the request changed nothing and may simply be repeated.
 fn busy(mut res: Response) -> Response {
     *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    res.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static(BUSY_RETRY_SECS));
+    res.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_static(BUSY_RETRY_SECS),
+    );
     res
 }
 
-const BUSY_TEXT: &str =
-    "The service is busy sending mail right now and nothing was saved. Please try again in a few seconds.";
+const BUSY_TEXT: &str = "The service is busy sending mail right now and nothing was saved. Please try again in a few seconds.";
 
 fn failed(app: &App, what: &str, f: Failure) -> Response {
     match f {
-        Failure::Busy => busy(message(app, StatusCode::OK, "Please try again", &[BUSY_TEXT])),
+        Failure::Busy => busy(message(
+            app,
+            StatusCode::OK,
+            "Please try again",
+            &[BUSY_TEXT],
+        )),
         Failure::Other(e) => internal(app, what, e),
     }
 }
@@ -377,9 +383,7 @@ async fn subscribe(
     })
     .await;
     // The form keeps what the person typed when the store is busy.
-    let busy_form = |app: &App| {
-        busy(subscribe_form(app, StatusCode::OK, &req, Some(BUSY_TEXT)))
-    };
+    let busy_form = |app: &App| busy(subscribe_form(app, StatusCode::OK, &req, Some(BUSY_TEXT)));
     let subscriber = match outcome {
         Ok(s) => s,
         Err(Failure::Busy) => return busy_form(&app),
@@ -477,7 +481,11 @@ fn token_of(f: &Fields) -> &str {
 }
 
 /// The row a token still acts on (see `MailStore::bound`).
-async fn lookup(app: &Arc<App>, claim: Claim, purpose: Purpose) -> Result<Option<Subscriber>, Response> {
+async fn lookup(
+    app: &Arc<App>,
+    claim: Claim,
+    purpose: Purpose,
+) -> Result<Option<Subscriber>, Response> {
     let store = app.store.clone();
     blocking(move || store.bound(claim, purpose))
         .await
@@ -489,7 +497,9 @@ fn used(app: &App) -> Response {
         app,
         StatusCode::GONE,
         "This link was already used",
-        &["A confirmation link works once. If you unsubscribed since, subscribe again for a new link."],
+        &[
+            "A confirmation link works once. If you unsubscribed since, subscribe again for a new link.",
+        ],
     )
 }
 
@@ -553,7 +563,9 @@ async fn confirm(
         Ok(Confirmed::Gone) => gone(&app),
         Ok(Confirmed::Used) => used(&app),
         Ok(Confirmed::Now(s)) => {
-            let prefs = app.secret.issue(Purpose::Preferences, s.id, s.token_key, None);
+            let prefs = app
+                .secret
+                .issue(Purpose::Preferences, s.id, s.token_key, None);
             let link = format!("/preferences?token={prefs}");
             html(
                 StatusCode::OK,

@@ -244,7 +244,12 @@ async fn second_subscribe_in_the_window_sends_nothing_and_reveals_nothing() {
         .expect("row")
         .id;
     store
-        .set_status(id, Status::Confirmed, herald_mail::Origin::new("test"), start_time())
+        .set_status(
+            id,
+            Status::Confirmed,
+            herald_mail::Origin::new("test"),
+            start_time(),
+        )
         .expect("confirm");
     let (_, b3) = subscribe(&c, &run, "twice@example.org", "en", &[]).await;
     assert_eq!(b1, b3);

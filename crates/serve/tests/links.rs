@@ -26,7 +26,11 @@ async fn confirm_token(p: &Project, n: usize, address: &str) -> String {
     let mail = mails
         .iter()
         .filter(|m| std::fs::read_to_string(m).expect("eml").contains(address))
-        .max_by_key(|m| std::fs::metadata(m).and_then(|x| x.modified()).expect("mtime"))
+        .max_by_key(|m| {
+            std::fs::metadata(m)
+                .and_then(|x| x.modified())
+                .expect("mtime")
+        })
         .expect("a mail to the address");
     token_of(&confirm_link(mail))
 }
@@ -40,7 +44,11 @@ async fn a_removed_subscribers_links_never_act_on_the_next_one() {
     let token = confirm_token(&p, 1, "attacker@example.org").await;
     let attacker = p.subscriber("attacker@example.org").expect("row");
     let prefs = p.token(Purpose::Preferences, attacker.id);
-    assert!(p.store().remove_subscriber("attacker@example.org").expect("rm"));
+    assert!(
+        p.store()
+            .remove_subscriber("attacker@example.org")
+            .expect("rm")
+    );
     subscribe(&c, &run, "victim@example.org", "en", &[]).await;
     wait_for_mails(&p, 2).await;
     let victim = p.subscriber("victim@example.org").expect("row");
@@ -202,6 +210,7 @@ async fn a_busy_database_answers_503_keeps_the_form_and_reads_go_on() {
         )
         .expect("add");
     let prefs = p.token(Purpose::Preferences, s.id);
+    let unsub = p.token(Purpose::Unsubscribe, s.id);
     // Another process holds the write lock (a send applying its journal).
     let other = rusqlite::Connection::open(p.root().join(".herald/herald.db")).expect("open");
     other
@@ -222,7 +231,9 @@ async fn a_busy_database_answers_503_keeps_the_form_and_reads_go_on() {
         .expect("POST");
     assert_eq!(res.status(), 503);
     assert_eq!(
-        res.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        res.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
         Some("5")
     );
     let html = res.text().await.expect("body");
@@ -236,7 +247,6 @@ async fn a_busy_database_answers_503_keeps_the_form_and_reads_go_on() {
         .expect("GET");
     assert_eq!(res.status(), 200);
     // One-click unsubscribe: 503 too, never 500.
-    let unsub = p.token(Purpose::Unsubscribe, s.id);
     let (status, _) = post_form(
         &c,
         run.url(&format!("/unsubscribe/{unsub}")),
@@ -281,7 +291,10 @@ fn sink() -> Sink {
         .expect("smtp-sink (apt-get install postfix)");
     let start = std::time::Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < std::time::Duration::from_secs(10), "smtp-sink did not start");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "smtp-sink did not start"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     Sink { child, port }
@@ -299,7 +312,10 @@ async fn an_internationalized_address_is_refused_when_the_server_lacks_smtputf8(
     let (status, body) = subscribe(&c, &run, "пользователь@example.org", "en", &[]).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("SMTPUTF8"), "{body}");
-    assert!(body.contains("value=\"пользователь@example.org\""), "{body}");
+    assert!(
+        body.contains("value=\"пользователь@example.org\""),
+        "{body}"
+    );
     assert_eq!(p.store().subscribers(None).expect("rows").len(), 0);
     // An ASCII address goes through the same server.
     let (status, body) = subscribe(&c, &run, "ascii@example.org", "en", &[]).await;
