@@ -255,6 +255,9 @@ pub struct Subscriber {
     pub updated_at: DateTime<Utc>,
     /// Carried by every link made for this row ([`crate::Secret::issue`]).
     pub token_key: i64,
+    /// Carried by the row's confirmation link while one is open (a row added
+    /// unconfirmed has one); cleared when the link is used.
+    pub confirm_key: Option<i64>,
 }
 
 impl Subscriber {
@@ -428,7 +431,7 @@ fn parse_ts(column: &'static str, s: &str) -> Result<DateTime<Utc>, StoreError> 
         })
 }
 
-const SUBSCRIBER_COLUMNS: &str = "id, address, name, lang, topics, status, consent_at, consent_source, consent_ip, hard_failures, created_at, updated_at, token_key";
+const SUBSCRIBER_COLUMNS: &str = "id, address, name, lang, topics, status, consent_at, consent_source, consent_ip, hard_failures, created_at, updated_at, token_key, confirm_key";
 
 struct RawSubscriber {
     id: i64,
@@ -444,6 +447,7 @@ struct RawSubscriber {
     created_at: String,
     updated_at: String,
     token_key: i64,
+    confirm_key: Option<i64>,
 }
 
 impl RawSubscriber {
@@ -462,6 +466,7 @@ impl RawSubscriber {
             created_at: r.get(10)?,
             updated_at: r.get(11)?,
             token_key: r.get(12)?,
+            confirm_key: r.get(13)?,
         })
     }
 
@@ -492,6 +497,7 @@ impl RawSubscriber {
             created_at: parse_ts("mail_subscribers.created_at", &self.created_at)?,
             updated_at: parse_ts("mail_subscribers.updated_at", &self.updated_at)?,
             token_key: self.token_key,
+            confirm_key: self.confirm_key,
         })
     }
 }
@@ -624,7 +630,9 @@ pub enum Confirmed {
 
 /// How long a writer waits for the lock by default (the CLI, `publish`).
 const DEFAULT_WRITE_WAIT: Duration = Duration::from_secs(10);
-/// Idle read-only connections kept open.
+/// Read-only connections open at most. A WAL file has few read marks: more
+/// readers than that, each wanting the newest snapshot while a writer commits,
+/// retry and sleep inside SQLite; a reader waits here for a free connection instead.
 const READERS: usize = 4;
 
 /// The mail tables of one SQLite file.
@@ -642,7 +650,14 @@ pub struct MailStore {
 #[derive(Debug)]
 struct Readers {
     path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    pool: Mutex<Pool>,
+    free: parking_lot::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Pool {
+    idle: Vec<Connection>,
+    open: usize,
 }
 
 impl MailStore {
@@ -664,7 +679,8 @@ impl MailStore {
         let mut store = Self::init(conn).map_err(open_err)?;
         store.readers = Some(Readers {
             path: path.to_path_buf(),
-            idle: Mutex::new(Vec::new()),
+            pool: Mutex::new(Pool::default()),
+            free: parking_lot::Condvar::new(),
         });
         let mut journal = path.as_os_str().to_owned();
         journal.push("-mail-journal");
@@ -764,8 +780,9 @@ impl MailStore {
         self.conn.try_lock_for(self.wait()).ok_or(StoreError::Busy)
     }
 
-    /// Run `f` on a read-only connection: it sees the last committed state and
-    /// never waits for a writer (WAL). In memory, on the one connection.
+    /// Run `f` on the writing connection if it is free, else on a read-only one:
+    /// either way it sees the last committed state and never waits for a writer
+    /// (WAL). In memory, on the one connection.
     fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
@@ -773,23 +790,45 @@ impl MailStore {
         let Some(readers) = &self.readers else {
             return f(&*self.conn()?);
         };
-        let idle = readers.idle.lock().pop();
-        let conn = match idle {
+        // The writing connection when it is free: readers that keep the WAL in use
+        // stop checkpoints from restarting it, and every write gets slower.
+        if let Some(conn) = self.conn.try_lock() {
+            return f(&conn);
+        }
+        let conn = {
+            let mut pool = readers.pool.lock();
+            loop {
+                if let Some(c) = pool.idle.pop() {
+                    break Some(c);
+                }
+                if pool.open < READERS {
+                    pool.open += 1;
+                    break None;
+                }
+                readers.free.wait(&mut pool);
+            }
+        };
+        let conn = match conn {
             Some(c) => c,
             None => {
-                let c = Connection::open_with_flags(
+                let opened = Connection::open_with_flags(
                     &readers.path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?;
-                c.busy_timeout(self.wait())?;
-                c
+                )
+                .and_then(|c| c.busy_timeout(self.wait()).map(|()| c));
+                match opened {
+                    Ok(c) => c,
+                    Err(e) => {
+                        readers.pool.lock().open -= 1;
+                        readers.free.notify_one();
+                        return Err(e.into());
+                    }
+                }
             }
         };
         let result = f(&conn);
-        let mut idle = readers.idle.lock();
-        if idle.len() < READERS {
-            idle.push(conn);
-        }
+        readers.pool.lock().idle.push(conn);
+        readers.free.notify_one();
         result
     }
 
@@ -842,16 +881,22 @@ impl MailStore {
     /// (no key) acts only on a row that existed before the migration, and as a
     /// confirmation only once.
     pub fn bound(&self, claim: Claim, purpose: Purpose) -> Result<Option<Subscriber>, StoreError> {
-        let Some(s) = self.subscriber(claim.subscriber)? else {
+        let row = self.read(|c| {
+            let raw = c
+                .prepare_cached(&format!(
+                    "SELECT {SUBSCRIBER_COLUMNS}, legacy_tokens FROM mail_subscribers WHERE id = ?1"
+                ))?
+                .query_row([claim.subscriber], |r| {
+                    Ok((RawSubscriber::from_row(r)?, r.get::<_, i64>(14)?))
+                })
+                .optional()?;
+            raw.map(|(raw, legacy)| Ok((raw.cook()?, legacy)))
+                .transpose()
+        })?;
+        let Some((s, legacy)) = row else {
             return Ok(None);
         };
-        let (confirm_key, legacy): (Option<i64>, i64) = self.read(|c| {
-            Ok(c.query_row(
-                "SELECT confirm_key, legacy_tokens FROM mail_subscribers WHERE id = ?1",
-                [s.id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?)
-        })?;
+        let confirm_key = s.confirm_key;
         let ok = match (purpose, claim.key) {
             (Purpose::Confirm, Some(k)) => confirm_key == Some(k),
             (Purpose::Confirm, None) => legacy >= 2 && s.status != Status::Confirmed,
@@ -1458,8 +1503,9 @@ fn insert_subscriber(
     let r = conn
         .prepare_cached(
             "INSERT INTO mail_subscribers
-             (address, name, lang, topics, status, consent_at, consent_source, consent_ip, created_at, updated_at, token_key)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, random())",
+             (address, name, lang, topics, status, consent_at, consent_source, consent_ip, created_at, updated_at,
+              token_key, confirm_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, random(), CASE WHEN ?5 != 'confirmed' THEN random() END)",
         )?
         .execute(params![
             new.address,

@@ -319,7 +319,8 @@ fn subscribe_during_send(
             status: Status::Confirmed,
             consent_source: "bench".into(),
             consent_ip: None,
-            consent_at: Some(start_time()),
+            // Before every statement: the bulletin goes to all of them.
+            consent_at: Some(start_time() - chrono::Duration::days(365 * 30)),
         })
         .collect();
     store

@@ -362,12 +362,13 @@ async fn subscribe(
     };
     let store = app.store.clone();
     let languages = site.languages.clone();
-    // The subscriber who should get a confirmation mail, if any.
-    let outcome = blocking(move || -> Result<Option<Subscriber>, StoreError> {
+    // The subscriber who should get a confirmation mail, if any, and whether the
+    // row was made now (with its confirmation key and subscribe event).
+    let outcome = blocking(move || -> Result<Option<(Subscriber, bool)>, StoreError> {
         let existing = match store.subscriber_by_address(&new.address)? {
             Some(s) => s,
             None => match store.add_subscriber(new.clone(), &languages, now) {
-                Ok(s) => return Ok(Some(s)),
+                Ok(s) => return Ok(Some((s, true))),
                 // Added by a concurrent request since we looked.
                 Err(StoreError::Exists(_)) => store
                     .subscriber_by_address(&new.address)?
@@ -378,7 +379,7 @@ async fn subscribe(
         Ok(match existing.status {
             // Confirmed already: nothing to do, and the answer must not say so.
             Status::Confirmed => None,
-            Status::Pending | Status::Unsubscribed | Status::Bounced => Some(existing),
+            Status::Pending | Status::Unsubscribed | Status::Bounced => Some((existing, false)),
         })
     })
     .await;
@@ -389,9 +390,14 @@ async fn subscribe(
         Err(Failure::Busy) => return busy_form(&app),
         Err(e) => return internal(&app, "subscribe", e),
     };
-    if let Some(s) = subscriber
+    if let Some((s, added)) = subscriber
         && app.limits.address_allows(&s.address)
     {
+        if added && let Some(key) = s.confirm_key {
+            // Sent in the background: the answer takes as long whether or not a mail goes.
+            tokio::spawn(send_confirmation(app.clone(), s.id, key, s.address));
+            return check_inbox(&app, &address);
+        }
         let store = app.store.clone();
         let (lang, topics, languages) =
             (req.lang.clone(), req.topics.clone(), site.languages.clone());
@@ -416,11 +422,15 @@ async fn subscribe(
             Err(Failure::Busy) => return busy_form(&app),
             Err(e) => return internal(&app, "subscribe", e),
         };
-        // Sent in the background: the answer takes as long whether or not a mail goes.
         tokio::spawn(send_confirmation(app.clone(), s.id, key, s.address));
     }
+    check_inbox(&app, &address)
+}
+
+/// The answer to every accepted subscribe: it never tells whether the address was known.
+fn check_inbox(app: &App, address: &str) -> Response {
     message(
-        &app,
+        app,
         StatusCode::OK,
         "Check your inbox",
         &[

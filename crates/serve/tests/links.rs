@@ -132,7 +132,6 @@ async fn a_used_confirmation_link_is_refused_after_unsubscribe() {
         kinds,
         [
             "subscribe web form 127.0.0.1",
-            "subscribe web form 127.0.0.1",
             "confirm confirmation link 127.0.0.1",
             "unsubscribe unsubscribe link 127.0.0.1"
         ]
