@@ -3,7 +3,9 @@
 //! a valid CSRF token), POST /confirm with each row's link (a repeat answers 410) and then the one-click POST /unsubscribe, 20 s each on
 //! loopback; the bench prints req/s, p50, p99 and errors, then checks the
 //! subscriber rows: none lost, none duplicated, every unsubscribe applied.
-//! `HERALD_LOAD_SECS` shortens the runs. The per-IP limit is raised for the run:
+//! `HERALD_LOAD_SECS` shortens the runs. `HERALD_LOAD_SEND=20000` adds a run of
+//! subscribe while a bulletin goes to that many subscribers (through postfix's
+//! smtp-sink) on the same database, and prints the longest subscribe. The per-IP limit is raised for the run:
 //! every request comes from 127.0.0.1.
 
 #[path = "../tests/common/mod.rs"]
