@@ -207,6 +207,29 @@ pub struct Prepared {
     pdf: Option<(String, Vec<u8>)>,
 }
 
+/// `text` with CRLF line ends, in one pass. lettre converts a body itself, but
+/// by inserting one `\r` at a time: quadratic in the number of lines (1.6 s for a
+/// 1 MB statement of 43,000 short paragraphs); given CRLF, it has nothing to do.
+fn crlf(text: String) -> String {
+    let lone = text.bytes().enumerate().filter(|&(i, b)| {
+        b == b'\n' && (i == 0 || text.as_bytes()[i - 1] != b'\r')
+    });
+    let missing = lone.count();
+    if missing == 0 {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + missing);
+    let mut last = '\0';
+    for c in text.chars() {
+        if c == '\n' && last != '\r' {
+            out.push('\r');
+        }
+        out.push(c);
+        last = c;
+    }
+    out
+}
+
 /// The recipient of one message.
 #[derive(Debug, Clone, Copy)]
 pub struct Recipient<'a> {
@@ -433,8 +456,8 @@ impl<'a> Composer<'a> {
             statement_id: statement.id.clone(),
             lang: statement.lang.clone(),
             subject: clean_line(&statement.meta.title, 250),
-            text,
-            html,
+            text: crlf(text),
+            html: crlf(html),
             pdf,
         })
     }
@@ -498,8 +521,8 @@ impl<'a> Composer<'a> {
         Ok(Prepared {
             statement_id: key.to_string(),
             lang: lang.to_string(),
-            html: render("digest.html")?,
-            text: render("digest.txt")?,
+            html: crlf(render("digest.html")?),
+            text: crlf(render("digest.txt")?),
             subject,
             pdf: None,
         })
@@ -1131,6 +1154,14 @@ pub fn message_id(statement_id: &str, version: &str, subscriber_id: i64, domain:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crlf_adds_only_the_missing_carriage_returns() {
+        assert_eq!(crlf("a\nb\r\nc\n\n".into()), "a\r\nb\r\nc\r\n\r\n");
+        assert_eq!(crlf("\nx".into()), "\r\nx");
+        assert_eq!(crlf("ж\nя".into()), "ж\r\nя");
+        assert_eq!(crlf("none".into()), "none");
+    }
 
     #[test]
     fn clean_line_removes_breaks() {

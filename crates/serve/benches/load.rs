@@ -5,12 +5,14 @@
 //! subscriber rows: none lost, none duplicated, every unsubscribe applied.
 //! `HERALD_LOAD_SECS` shortens the runs. `HERALD_LOAD_SEND=20000` adds a run of
 //! subscribe while a bulletin goes to that many subscribers (through postfix's
-//! smtp-sink) on the same database, and prints the longest subscribe. First it serves static pages and a PDF, beside
+//! smtp-sink) on the same database, and prints the longest subscribe.
+//! `HERALD_LOAD_SLOW=5` holds five slow connections open during the subscription runs. First it serves static pages and a PDF, beside
 //! nginx on the same files when nginx is installed (`static_pages.rs`). The per-IP limit is raised for the run:
 //! every request comes from 127.0.0.1.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod slow;
 mod static_pages;
 
 use std::process::Command;
@@ -184,6 +186,16 @@ fn main() {
     let (token, cookie) = rt.block_on(form_token(&c, &run));
     let base = format!("http://{}", run.addr);
     static_pages::run(&p.root().join("public"), &base, secs.min(10));
+    // HERALD_LOAD_SLOW=5: the subscription endpoints under load with that many slow
+    // clients holding connections open the whole time.
+    let slow_n: usize = std::env::var("HERALD_LOAD_SLOW")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let slow = slow::Slow::hold(run.addr, slow_n);
+    if slow_n > 0 {
+        println!("{slow_n} slow connections held open from here on");
+    }
 
     let script = SUBSCRIBE
         .replace("__TOKEN__", &token)
@@ -279,6 +291,10 @@ fn main() {
     {
         subscribe_during_send(&p, &base, &token, &cookie, n, secs, threads);
     }
+    if slow_n > 0 {
+        println!("slow connections closed by the server (and opened again): {}", slow.closed());
+    }
+    drop(slow);
     drop(run);
 }
 
