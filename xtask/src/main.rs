@@ -3,6 +3,7 @@
 
 mod bench;
 mod corpus;
+mod fuzz;
 
 use std::process::ExitCode;
 
@@ -14,6 +15,8 @@ const HELP: &str = "cargo xtask <command>
   <any other herald command>            passed to herald as is (see `cargo xtask help`)
   corpus N DIR                          write N generated statements to DIR/content
   bench [--runs R] [N...]               time check/publish on generated corpora (release build)
+  fuzz [parse|render] [--seconds S] [--keep-going] [-- LIBFUZZER_ARGS]
+                                        run the cargo-fuzz targets (nightly; docs/fuzzing.md)
 ";
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
             }
         }
         Some("bench") => bench::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("-h" | "--help") | None => {
             print!("{HELP}");
             ExitCode::SUCCESS
