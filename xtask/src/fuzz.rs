@@ -59,7 +59,8 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize().unwrap_or(root)
 }
 
 /// Whether `cargo +nightly fuzz` works; installs cargo-fuzz when only it is missing.
@@ -125,6 +126,7 @@ fn run_one(target: &str, o: &Options) -> Result<bool, String> {
     let root = root();
     let corpus = root.join("fuzz/corpus").join(target);
     let seeds = root.join("fuzz/seeds").join(target);
+    // Where cargo fuzz tells libFuzzer to put what it finds.
     let artifacts = root.join("fuzz/artifacts").join(target);
     for dir in [&corpus, &artifacts] {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -140,7 +142,6 @@ fn run_one(target: &str, o: &Options) -> Result<bool, String> {
         .arg(&seeds)
         .arg("--")
         .arg(format!("-max_total_time={}", o.seconds))
-        .arg(format!("-artifact_prefix={}/", artifacts.display()))
         .arg(format!(
             "-dict={}",
             root.join("fuzz/statement.dict").display()
