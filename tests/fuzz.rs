@@ -41,7 +41,12 @@ pub fn split_input(data: &[u8]) -> (String, &[u8]) {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (data, &[][..]),
     };
-    (String::from_utf8_lossy(first).trim_end_matches('\r').to_string(), rest)
+    (
+        String::from_utf8_lossy(first)
+            .trim_end_matches('\r')
+            .to_string(),
+        rest,
+    )
 }
 
 /// The path as a relative path that stays inside `statements/`, if it is one.
@@ -189,18 +194,22 @@ fn publish_all(corpus: &Corpus) -> usize {
     let due: Vec<&Statement> = corpus.statements.iter().collect();
     let mut made = 0;
 
-    // PDF.
+    // PDF. A failed render is reported after the other channels have run, so
+    // one channel's known failure does not hide another's.
     let renderer = herald_pdf::Renderer::new(&corpus.config, &settings.pdf)
         .unwrap_or_else(|e| panic!("check accepted, the PDF renderer failed: {e}"));
     let mut pdf_sizes = std::collections::HashMap::new();
+    let mut pdf_failure = None;
     for s in &due {
-        let bytes = renderer
-            .render(&corpus.config, s)
-            .unwrap_or_else(|e| panic!("check accepted, the PDF channel failed: {e}"));
-        lopdf::Document::load_mem(&bytes)
-            .unwrap_or_else(|e| panic!("the PDF does not load: {e}"));
-        pdf_sizes.insert(urls::pdf(s), bytes.len() as u64);
-        made += 1;
+        match renderer.render(&corpus.config, s) {
+            Ok(bytes) => {
+                lopdf::Document::load_mem(&bytes)
+                    .unwrap_or_else(|e| panic!("the PDF does not load: {e}"));
+                pdf_sizes.insert(urls::pdf(s), bytes.len() as u64);
+                made += 1;
+            }
+            Err(e) => pdf_failure = Some(e.to_string()),
+        }
     }
 
     // Feeds.
@@ -252,8 +261,8 @@ fn publish_all(corpus: &Corpus) -> usize {
     made += files.len();
     for (path, bytes) in &files {
         if path.ends_with(".html") {
-            let text = std::str::from_utf8(bytes)
-                .unwrap_or_else(|e| panic!("{path} is not UTF-8: {e}"));
+            let text =
+                std::str::from_utf8(bytes).unwrap_or_else(|e| panic!("{path} is not UTF-8: {e}"));
             no_controls(path, text, &['\t', '\n', '\x0c', '\r']);
         } else if path.ends_with(".xml") {
             well_formed_xml(path, bytes);
@@ -274,9 +283,9 @@ fn publish_all(corpus: &Corpus) -> usize {
     let mut prepared = Vec::new();
     for s in &due {
         for p in [composer.prepare(s), composer.prepare_correction(s)] {
-            prepared.push(p.unwrap_or_else(|e| {
-                panic!("check accepted, the mail bulletin failed: {e}")
-            }));
+            prepared.push(
+                p.unwrap_or_else(|e| panic!("check accepted, the mail bulletin failed: {e}")),
+            );
         }
     }
     let mut by_lang: BTreeMap<&str, Vec<&Statement>> = BTreeMap::new();
@@ -302,6 +311,9 @@ fn publish_all(corpus: &Corpus) -> usize {
             .unwrap_or_else(|e| panic!("check accepted, mail composition failed: {e}"));
         one_header_each(&composed.bytes);
         made += 1;
+    }
+    if let Some(e) = pdf_failure {
+        panic!("check accepted, the PDF channel failed: {e}");
     }
     made
 }
@@ -358,7 +370,14 @@ fn one_header_each(message: &[u8]) {
         );
     }
     let text = String::from_utf8_lossy(header);
-    for name in ["From", "To", "Subject", "Message-ID", "Date", "List-Unsubscribe"] {
+    for name in [
+        "From",
+        "To",
+        "Subject",
+        "Message-ID",
+        "Date",
+        "List-Unsubscribe",
+    ] {
         let n = text
             .split("\r\n")
             .filter(|line| {
@@ -369,7 +388,9 @@ fn one_header_each(message: &[u8]) {
         assert_eq!(n, 1, "the message header has {n} {name} fields");
     }
     assert!(
-        mail_parser::MessageParser::default().parse(message).is_some(),
+        mail_parser::MessageParser::default()
+            .parse(message)
+            .is_some(),
         "the message does not parse"
     );
 }

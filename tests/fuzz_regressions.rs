@@ -53,7 +53,10 @@ fn describe(out: &Output) -> String {
 fn replay(target: &str, dirs: &[&str]) -> Vec<String> {
     let mut failures = Vec::new();
     let files: Vec<PathBuf> = dirs.iter().flat_map(|d| inputs(d)).collect();
-    assert!(!files.is_empty(), "no inputs in tests/fuzz-regressions/{dirs:?}");
+    assert!(
+        !files.is_empty(),
+        "no inputs in tests/fuzz-regressions/{dirs:?}"
+    );
     for file in files {
         let out = Command::new(REPLAY)
             .arg(target)

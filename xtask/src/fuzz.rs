@@ -13,7 +13,8 @@ use std::process::{Command, ExitCode, Stdio};
 /// Every target, in the order a bare `cargo xtask fuzz` runs them.
 pub const TARGETS: &[&str] = &["parse", "render"];
 
-const USAGE: &str = "usage: cargo xtask fuzz [parse|render] [--seconds S] [--keep-going] [-- LIBFUZZER_ARGS]";
+const USAGE: &str =
+    "usage: cargo xtask fuzz [parse|render] [--seconds S] [--keep-going] [-- LIBFUZZER_ARGS]";
 
 struct Options {
     targets: Vec<String>,
@@ -91,7 +92,10 @@ fn tools() -> Result<(), String> {
     if installed && has_fuzz() {
         Ok(())
     } else {
-        Err("could not install cargo-fuzz; run `cargo install cargo-fuzz --locked` and retry".into())
+        Err(
+            "could not install cargo-fuzz; run `cargo install cargo-fuzz --locked` and retry"
+                .into(),
+        )
     }
 }
 
