@@ -135,7 +135,7 @@ fn run_one(target: &str, o: &Options) -> Result<bool, String> {
     for dir in [&corpus, &artifacts] {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    let before = findings(&artifacts).len();
+    let before = findings(&artifacts);
     let mut cmd = Command::new("cargo");
     // No sanitizer: the workspace forbids unsafe code, and without ASan a
     // render runs several times faster. Debug assertions catch overflows.
@@ -205,16 +205,17 @@ fn run_one(target: &str, o: &Options) -> Result<bool, String> {
         found.len(),
         artifacts.display()
     );
-    for f in &found[before.min(found.len())..] {
+    let new: Vec<&PathBuf> = found.iter().filter(|f| !before.contains(f)).collect();
+    for f in &new {
         println!("  new: {}", f.display());
     }
-    if found.len() > before {
+    if !new.is_empty() {
         println!(
             "  replay on stable: cargo run -p herald-e2e --bin fuzz-replay {target} FILE\n  \
              then keep it as a test: copy it to tests/fuzz-regressions/{target}/ (docs/fuzzing.md)"
         );
     }
-    Ok(status.success() && found.len() == before)
+    Ok(status.success() && new.is_empty())
 }
 
 pub fn run(args: &[String]) -> ExitCode {
