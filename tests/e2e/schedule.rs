@@ -231,7 +231,7 @@ fn smtp_sink(dir: &std::path::Path) -> SmtpSink {
         .arg(format!("127.0.0.1:{port}"))
         .arg("64")
         .spawn()
-        .expect("smtp-sink (run .ci/setup-mail.sh)");
+        .expect("smtp-sink (run `cargo xtask provision`)");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(

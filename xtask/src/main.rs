@@ -1,9 +1,10 @@
 //! `cargo xtask`: the editor's entry point. Publishing lives in the herald library;
-//! this only adds developer tasks (corpus generation, benchmarks).
+//! this only adds developer tasks (corpus generation, benchmarks, the test run).
 
 mod bench;
 mod corpus;
 mod fuzz;
+mod test;
 
 use std::process::ExitCode;
 
@@ -17,6 +18,10 @@ const HELP: &str = "cargo xtask <command>
   bench [--runs R] [N...]               time check/publish on generated corpora (release build)
   fuzz [parse|render] [--seconds S] [--keep-going] [-- LIBFUZZER_ARGS]
                                         run the cargo-fuzz targets (nightly; docs/fuzzing.md)
+  test [ARGS...]                        install what the tests use (apt-get as root, Python
+                                        packages in target/test-venv), then
+                                        `cargo test --workspace ARGS` with that environment
+  provision                             only the install step of `test`
 ";
 
 fn main() -> ExitCode {
@@ -41,6 +46,20 @@ fn main() -> ExitCode {
         }
         Some("bench") => bench::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
+        Some("test") => test::run_tests(&args[1..]),
+        Some("provision") => match test::provision(&test::workspace()) {
+            Ok(venv) => {
+                println!(
+                    "ready: Debian tools present, Python packages in {}",
+                    venv.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("xtask provision: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some("-h" | "--help") | None => {
             print!("{HELP}");
             ExitCode::SUCCESS

@@ -344,7 +344,7 @@ fn xslt_turns_feeds_into_a_readable_page() {
         let out = Command::new("xsltproc")
             .arg(public.path().join(feed))
             .output()
-            .expect("xsltproc runs (install it with .ci/setup-feed.sh)");
+            .expect("xsltproc runs (run `cargo xtask test`, which installs it)");
         assert!(
             out.status.success(),
             "{feed}: {}",

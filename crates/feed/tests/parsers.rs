@@ -264,10 +264,12 @@ fn python_feedparser_reads_every_feed() {
         .arg(FEEDPARSER)
         .args(paths.keys())
         .output()
-        .expect("python3 runs (install feedparser with .ci/setup-feed.sh)");
+        .expect(
+            "python3 runs (run the tests with `cargo xtask test`: its python3 is target/test-venv)",
+        );
     assert!(
         out.status.success(),
-        "feedparser failed (run .ci/setup-feed.sh): {}",
+        "feedparser failed (run the tests with `cargo xtask test`: its python3 has feedparser): {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let parsed: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();

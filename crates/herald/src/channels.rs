@@ -131,6 +131,8 @@ pub struct Ctx<'a> {
 pub struct Flow {
     /// PDF path below `public/` -> exact byte length.
     pub pdf_sizes: HashMap<String, u64>,
+    /// Feed URLs whose bytes changed: the WebSub hub hears of them after the commit.
+    pub changed_feeds: Vec<String>,
 }
 
 /// A statement's permanent feed id, minted at first publication.
@@ -188,6 +190,10 @@ fn pdf(ctx: &Ctx<'_>, flow: &mut Flow) -> Result<(), Error> {
     let rendered: Vec<(String, u64)> = todo
         .par_iter()
         .map(|s| {
+            // A signal stops the run between two PDFs.
+            if ctx.sink.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
             let path = urls::pdf(s);
             let bytes = renderer
                 .render(&ctx.corpus.config, s)
@@ -200,7 +206,7 @@ fn pdf(ctx: &Ctx<'_>, flow: &mut Flow) -> Result<(), Error> {
     Ok(())
 }
 
-fn feed(ctx: &Ctx<'_>, flow: &Flow) -> Result<String, Error> {
+fn feed(ctx: &Ctx<'_>, flow: &mut Flow) -> Result<String, Error> {
     let entries = ctx
         .due
         .iter()
@@ -222,39 +228,61 @@ fn feed(ctx: &Ctx<'_>, flow: &Flow) -> Result<String, Error> {
     let before = ctx.sink.changed().len();
     let report = herald_feed::render(&input, ctx.sink).map_err(|e| channel_err("feed", e))?;
     let changed = ctx.sink.changed().split_off(before);
-    let topics = report.changed_feed_urls(&changed);
-    match &ctx.settings.feed.hub {
-        Some(hub) if !topics.is_empty() && !ctx.dry_run => {
-            // A hub that is down must not undo a publish: report it and go on.
-            match herald_feed::ping_hub(hub, &topics, Duration::from_secs(10)) {
-                Ok(()) => Ok(format!(
-                    "WebSub hub told of {} changed feed(s)",
-                    topics.len()
-                )),
-                Err(e) => {
-                    tracing::warn!("WebSub ping failed: {e}");
-                    Ok(format!("WebSub ping failed: {e}"))
-                }
-            }
-        }
-        _ => Ok(String::new()),
-    }
+    flow.changed_feeds = report.changed_feed_urls(&changed);
+    Ok(String::new())
 }
 
-fn site(ctx: &Ctx<'_>, flow: &Flow) -> Result<(), Error> {
-    let mut topics: Vec<String> = ctx
-        .due
+/// Tell the WebSub hub of the feeds this run changed, once they are in place.
+/// A hub that is down must not undo a publish: the failure is only reported.
+pub fn ping_hub(settings: &Settings, topics: &[String], dry_run: bool) -> Option<String> {
+    let hub = settings.feed.hub.as_ref()?;
+    if topics.is_empty() || dry_run {
+        return None;
+    }
+    Some(
+        match herald_feed::ping_hub(hub, topics, Duration::from_secs(10)) {
+            Ok(()) => format!("WebSub hub told of {} changed feed(s)", topics.len()),
+            Err(e) => {
+                tracing::warn!("WebSub ping failed: {e}");
+                format!("WebSub ping failed: {e}")
+            }
+        },
+    )
+}
+
+/// The subscribe form of the pages: the topics of `published`, posting to the
+/// same origin as the pages (the CSP of `herald serve` allows no other).
+fn subscribe_form(corpus: &Corpus, published: &[&Statement]) -> herald_site::SubscribeForm {
+    let mut topics: Vec<String> = published
         .iter()
         .flat_map(|s| s.meta.topics.iter().cloned())
         .collect();
     topics.sort();
     topics.dedup();
-    // Same origin as the pages (the CSP of `herald serve` allows no other).
-    let form = herald_site::SubscribeForm {
+    herald_site::SubscribeForm {
         action: "/subscribe".into(),
-        languages: ctx.corpus.config.languages.clone(),
+        languages: corpus.config.languages.clone(),
         topics,
-    };
+    }
+}
+
+/// A site error as herald reports it: a template's error is invalid content (exit
+/// 3, with file and line), anything else a channel failure.
+fn site_err(root: &std::path::Path, e: herald_site::SiteError) -> Error {
+    match e.diagnostic(root) {
+        Some(d) => invalid(d),
+        None => channel_err("site", e),
+    }
+}
+
+fn invalid(d: herald_content::Diagnostic) -> Error {
+    Error::Content(herald_content::LoadError::Invalid(
+        herald_content::Diagnostics(vec![d]),
+    ))
+}
+
+fn site(ctx: &Ctx<'_>, flow: &Flow) -> Result<(), Error> {
+    let form = subscribe_form(ctx.corpus, ctx.due);
     let input = herald_site::SiteInput {
         corpus: ctx.corpus,
         published: ctx.due,
@@ -266,8 +294,109 @@ fn site(ctx: &Ctx<'_>, flow: &Flow) -> Result<(), Error> {
         },
         subscribe: ctx.settings.subscribe.then_some(&form),
     };
-    herald_site::render(&input, ctx.sink).map_err(|e| channel_err("site", e))?;
+    herald_site::render(&input, ctx.sink).map_err(|e| site_err(&ctx.corpus.root, e))?;
     Ok(())
+}
+
+/// True when `content/templates/` holds a file of its own (a site override).
+fn has_site_overrides(paths: &Paths) -> bool {
+    std::fs::read_dir(&paths.templates).is_ok_and(|d| {
+        d.filter_map(Result::ok)
+            .any(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
+    })
+}
+
+/// A statement with every optional field and every kind of block, in each
+/// configured language: templates are checked on it too, so one that fails only on,
+/// say, a correction's `updated` fails before the first correction is published.
+const SAMPLE: &str = r#"+++
+title = "Sample statement for the template check"
+date = 2000-01-03T09:00:00+00:00
+updated = 2000-01-04T09:00:00+00:00
+summary = "A summary."
+issuers = ["First issuer", "Second issuer"]
+place = "A place"
+occasion = "An occasion"
+topics = ["herald-template-check"]
++++
+A paragraph with *emphasis*, **strong**, `code`, a [link](https://example.org/) and a note.[^1]
+
+## A heading
+
+1. A list
+   - with a nested item
+
+> A quotation.
+
+| A | B |
+|---|---|
+| 1 | 2 |
+
+[^1]: The note.
+"#;
+
+/// [`SAMPLE`] in every configured language (none when the configuration refuses it).
+pub fn sample_statements(corpus: &Corpus) -> Vec<Statement> {
+    corpus
+        .config
+        .languages
+        .iter()
+        .filter_map(|lang| {
+            let rel = std::path::PathBuf::from(format!("2000/herald-template-check.{lang}.md"));
+            herald_content::statement::parse_file(&corpus.config, &rel, &rel, SAMPLE.as_bytes())
+                .ok()
+        })
+        .collect()
+}
+
+/// The template overrides in `content/templates/` (site) and
+/// `content/templates/mail/` (bulletins), rendered against `statements` (and the
+/// site also against none): a template error is a diagnostic with its file and
+/// line. Without overrides there is nothing to check (the built-ins are tested).
+pub fn check_templates(
+    corpus: &Corpus,
+    settings: &Settings,
+    statements: &[&Statement],
+) -> Result<(), Error> {
+    let paths = Paths::new(&corpus.root);
+    if has_site_overrides(&paths) {
+        let form = subscribe_form(corpus, statements);
+        let input = herald_site::SiteInput {
+            corpus,
+            published: statements,
+            pdfs: if settings.pdf.enabled {
+                herald_site::PdfLinks::Every
+            } else {
+                herald_site::PdfLinks::None
+            },
+            feeds: if settings.feed.enabled {
+                &FeedKind::ALL
+            } else {
+                &[]
+            },
+            subscribe: settings.subscribe.then_some(&form),
+        };
+        herald_site::check(&input).map_err(|e| site_err(&corpus.root, e))?;
+    }
+    check_mail_templates(corpus, settings, statements)
+}
+
+/// The mail half of [`check_templates`]; the publish gate runs it on the
+/// statements it will queue, before anything is rendered.
+pub fn check_mail_templates(
+    corpus: &Corpus,
+    settings: &Settings,
+    statements: &[&Statement],
+) -> Result<(), Error> {
+    if !herald_mail::has_overrides(&corpus.root) {
+        return Ok(());
+    }
+    herald_mail::check_templates(corpus, &settings.mail, statements).map_err(|e| {
+        match e.diagnostic(&corpus.root) {
+            Some(d) => invalid(d),
+            None => channel_err("mail", e),
+        }
+    })
 }
 
 pub struct MailCtx<'a> {

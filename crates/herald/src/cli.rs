@@ -271,7 +271,9 @@ pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
                         let mut err = std::io::stderr();
                         print_report(&mut err, &r);
                     }
-                    Err(e) => eprintln!("herald serve: rebuild failed: {e}"),
+                    Err(e) => eprintln!(
+                        "herald serve: rebuild failed, the last good site is still served:\n{e}"
+                    ),
                 }
             }));
             herald_serve::run(opts).map_err(|e| Error::Channel {

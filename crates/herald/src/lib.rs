@@ -67,6 +67,11 @@ pub enum Error {
     Lock(#[from] lock::LockError),
     #[error("{0}")]
     Usage(String),
+    /// SIGTERM or SIGINT arrived before anything of the run became visible.
+    #[error(
+        "stopped by signal: nothing of this run was published or recorded; the next run publishes what is due"
+    )]
+    Cancelled,
 }
 
 /// Documented exit codes (see the README).
@@ -91,6 +96,8 @@ impl Error {
             Error::Content(herald_content::LoadError::Invalid(_)) => exit::INVALID,
             Error::Busy(_) | Error::Lock(lock::LockError::Busy { .. }) => exit::BUSY,
             Error::Usage(_) => exit::USAGE,
+            // A requested stop, like a stop during mail delivery: not a failure.
+            Error::Cancelled => exit::OK,
             _ => exit::FAILURE,
         }
     }

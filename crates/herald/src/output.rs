@@ -1,12 +1,15 @@
-//! Atomic output: every file goes to a temporary file first and is renamed into
-//! place, so readers never see half a feed or half a PDF. A file whose bytes are
-//! unchanged is not touched at all (same bytes, same modification time).
+//! Atomic output: every file of a run is staged as a temporary file first and only
+//! renamed into place by [`AtomicSink::commit`] once every channel has rendered, so
+//! readers never see half a feed, and a run that fails or is stopped leaves nothing
+//! new in `public/` (dropping the sink deletes what it staged). A file whose bytes
+//! are unchanged is not touched at all (same bytes, same modification time).
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use herald_content::Sink;
 
@@ -22,6 +25,8 @@ pub struct AtomicSink {
     root: PathBuf,
     tmp: PathBuf,
     dry_run: bool,
+    /// Set by a signal: every later `put` fails, so the channels stop at the next file.
+    cancel: Option<Arc<AtomicBool>>,
     state: Mutex<SinkState>,
 }
 
@@ -31,6 +36,13 @@ struct SinkState {
     stats: WriteStats,
     /// Paths whose bytes changed in this run.
     changed: Vec<String>,
+    /// Changed files waiting in `tmp` for [`AtomicSink::commit`]: path -> staged file.
+    staged: BTreeMap<String, tempfile::TempPath>,
+}
+
+/// The error a `put` returns once the run is cancelled.
+pub fn cancelled_error() -> io::Error {
+    io::Error::new(io::ErrorKind::Interrupted, "stopped by signal")
 }
 
 /// Refuse paths that could escape `public/`.
@@ -63,8 +75,38 @@ impl AtomicSink {
             root: root.to_path_buf(),
             tmp: tmp.to_path_buf(),
             dry_run,
+            cancel: None,
             state: Mutex::new(SinkState::default()),
         })
+    }
+
+    /// Fail every `put` once `flag` is set.
+    pub fn with_cancel(mut self, flag: Option<Arc<AtomicBool>>) -> AtomicSink {
+        self.cancel = flag;
+        self
+    }
+
+    /// True once the run was asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst))
+    }
+
+    /// Move every staged file into place (parents created), then hand back the
+    /// manifest. Until this runs nothing of the run is visible in `public/`.
+    pub fn commit(self) -> io::Result<(BTreeMap<String, String>, WriteStats)> {
+        let st = self
+            .state
+            .into_inner()
+            .map_err(|_| io::Error::other("output sink poisoned by a panic"))?;
+        for (rel, staged) in st.staged {
+            let target = self.root.join(checked(&rel)?);
+            place(staged, &target).map_err(|e| {
+                io::Error::new(e.kind(), format!("writing {}: {e}", target.display()))
+            })?;
+        }
+        Ok((st.files, st.stats))
     }
 
     fn lock(&self) -> io::Result<std::sync::MutexGuard<'_, SinkState>> {
@@ -73,7 +115,8 @@ impl AtomicSink {
             .map_err(|_| io::Error::other("output sink poisoned by a panic"))
     }
 
-    /// Every file put so far: path -> hex XXH3-128 of its bytes.
+    /// Every file put so far: path -> hex XXH3-128 of its bytes. Staged files are
+    /// dropped (deleted), not placed: for dry runs and checks.
     pub fn into_manifest(self) -> (BTreeMap<String, String>, WriteStats) {
         let st = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
         (st.files, st.stats)
@@ -110,29 +153,36 @@ fn temp_builder() -> tempfile::Builder<'static, 'static> {
     b
 }
 
-/// Write `bytes` to `target` atomically, using `tmp_dir` for the temporary file.
-pub fn write_atomic(target: &Path, tmp_dir: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Rename a staged file to `target`; across file systems, copy it beside the
+/// target first so the last step is still a rename.
+fn place(staged: tempfile::TempPath, target: &Path) -> io::Result<()> {
     let dir = target.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
-    let mut tmp = temp_builder()
-        .tempfile_in(tmp_dir)
-        .or_else(|_| temp_builder().tempfile_in(dir))?;
-    tmp.write_all(bytes)?;
-    tmp.flush()?;
-    match tmp.persist(target) {
-        Ok(_) => Ok(()),
-        // Different file systems: retry beside the target, where rename is atomic.
+    match staged.persist(target) {
+        Ok(()) => Ok(()),
         Err(e) if e.error.kind() == io::ErrorKind::CrossesDevices => {
+            let staged = e.path;
             let mut tmp = temp_builder().tempfile_in(dir)?;
-            tmp.write_all(bytes)?;
+            io::copy(&mut fs::File::open(&staged)?, &mut tmp)?;
             tmp.persist(target).map(|_| ()).map_err(|e| e.error)
         }
         Err(e) => Err(e.error),
     }
 }
 
+/// Write `bytes` into a new temporary file in `tmp_dir`, closed, deleted when dropped.
+fn stage(tmp_dir: &Path, bytes: &[u8]) -> io::Result<tempfile::TempPath> {
+    let mut tmp = temp_builder().tempfile_in(tmp_dir)?;
+    tmp.write_all(bytes)?;
+    tmp.flush()?;
+    Ok(tmp.into_temp_path())
+}
+
 impl Sink for AtomicSink {
     fn put(&self, path: &str, bytes: &[u8]) -> io::Result<()> {
+        if self.is_cancelled() {
+            return Err(cancelled_error());
+        }
         let rel = checked(path)?;
         // Only compared with itself, to tell a changed output: XXH3 is ten times
         // cheaper than SHA-256 over the 200 MB a large site writes.
@@ -140,12 +190,24 @@ impl Sink for AtomicSink {
         let target = self.root.join(rel);
         let same = fs::metadata(&target).is_ok_and(|m| m.len() == bytes.len() as u64)
             && fs::read(&target).is_ok_and(|old| old == bytes);
-        if !same && !self.dry_run {
-            write_atomic(&target, &self.tmp, bytes).map_err(|e| {
-                io::Error::new(e.kind(), format!("writing {}: {e}", target.display()))
-            })?;
-        }
+        let staged = if !same && !self.dry_run {
+            Some(stage(&self.tmp, bytes).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "staging {} in {}: {e}",
+                        target.display(),
+                        self.tmp.display()
+                    ),
+                )
+            })?)
+        } else {
+            None
+        };
         let mut st = self.lock()?;
+        if let Some(staged) = staged {
+            st.staged.insert(path.to_string(), staged);
+        }
         if same {
             st.stats.unchanged += 1;
         } else {
@@ -194,26 +256,66 @@ pub fn remove_stale(
 mod tests {
     use super::*;
 
+    fn put_and_commit(public: &Path, tmp: &Path, path: &str, bytes: &[u8]) -> io::Result<()> {
+        let sink = AtomicSink::new(public, tmp, false)?;
+        sink.put(path, bytes)?;
+        sink.commit().map(|_| ())
+    }
+
     #[test]
     fn unchanged_files_keep_their_mtime() -> io::Result<()> {
         let dir = tempfile::tempdir()?;
         let public = dir.path().join("public");
-        let sink = AtomicSink::new(&public, &dir.path().join("tmp"), false)?;
-        sink.put("en/index.html", b"hello")?;
+        let tmp = dir.path().join("tmp");
+        put_and_commit(&public, &tmp, "en/index.html", b"hello")?;
         let m1 = fs::metadata(public.join("en/index.html"))?.modified()?;
         std::thread::sleep(std::time::Duration::from_millis(20));
+        let sink = AtomicSink::new(&public, &tmp, false)?;
         sink.put("en/index.html", b"hello")?;
-        let m2 = fs::metadata(public.join("en/index.html"))?.modified()?;
-        assert_eq!(m1, m2);
         assert_eq!(
             sink.stats(),
             WriteStats {
-                written: 1,
+                written: 0,
                 unchanged: 1
             }
         );
-        sink.put("en/index.html", b"changed")?;
+        sink.commit()?;
+        let m2 = fs::metadata(public.join("en/index.html"))?.modified()?;
+        assert_eq!(m1, m2);
+        put_and_commit(&public, &tmp, "en/index.html", b"changed")?;
         assert_eq!(fs::read(public.join("en/index.html"))?, b"changed");
+        Ok(())
+    }
+
+    #[test]
+    fn nothing_is_visible_before_commit_and_a_dropped_sink_leaves_nothing() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let public = dir.path().join("public");
+        let tmp = dir.path().join("tmp");
+        put_and_commit(&public, &tmp, "en/index.html", b"old")?;
+        let sink = AtomicSink::new(&public, &tmp, false)?;
+        sink.put("en/index.html", b"new")?;
+        sink.put("en/feed.xml", b"<feed/>")?;
+        assert_eq!(fs::read(public.join("en/index.html"))?, b"old");
+        assert!(!public.join("en/feed.xml").exists());
+        assert_eq!(fs::read_dir(&tmp)?.count(), 2, "both staged");
+        drop(sink);
+        assert_eq!(fs::read(public.join("en/index.html"))?, b"old");
+        assert!(!public.join("en/feed.xml").exists());
+        assert_eq!(fs::read_dir(&tmp)?.count(), 0, "staged files deleted");
+        Ok(())
+    }
+
+    #[test]
+    fn a_cancelled_sink_refuses_puts() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let flag = Arc::new(AtomicBool::new(false));
+        let sink = AtomicSink::new(&dir.path().join("p"), &dir.path().join("t"), false)?
+            .with_cancel(Some(flag.clone()));
+        sink.put("a.html", b"a")?;
+        flag.store(true, Ordering::SeqCst);
+        let err = sink.put("b.html", b"b").expect_err("cancelled");
+        assert_eq!(err.kind(), io::ErrorKind::Interrupted);
         Ok(())
     }
 
@@ -223,8 +325,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir()?;
         let public = dir.path().join("public");
-        let sink = AtomicSink::new(&public, &dir.path().join("tmp"), false)?;
-        sink.put("en/index.html", b"hello")?;
+        put_and_commit(&public, &dir.path().join("tmp"), "en/index.html", b"hello")?;
         // The same umask applies to both: a web server must read what it may read.
         fs::write(dir.path().join("plain"), b"hello")?;
         let mode = |p: &Path| fs::metadata(p).map(|m| m.permissions().mode() & 0o777);

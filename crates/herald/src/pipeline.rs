@@ -25,7 +25,8 @@ pub struct PublishOptions {
     pub started_at: DateTime<Utc>,
     /// Send bulletins (false: publish the files only; mail goes out on a later run).
     pub mail: bool,
-    /// Set by a signal: finish the message in flight, record it, stop.
+    /// Set by a signal: while rendering, stop and publish nothing of this run; while
+    /// sending, finish the message in flight, record it, stop.
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
@@ -269,11 +270,8 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         })
         .collect();
 
+    stop_if_cancelled(opts)?;
     let mut ledger = Ledger::open(&paths.ledger)?;
-    if !opts.dry_run {
-        // Whatever this run does, the last run's summary no longer describes it.
-        ledger.clear_state(SETTLED)?;
-    }
     let recorded: HashSet<(String, String, String, String)> = ledger
         .publications()?
         .into_iter()
@@ -306,6 +304,18 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         }
     }
     let nothing_new = new_statements.is_empty();
+    // The gate's last part: the mail templates on what this run will queue (the
+    // site's templates fail its render, which leaves nothing behind either).
+    if opts.mail {
+        let to_queue: Vec<&Statement> = due
+            .iter()
+            .copied()
+            .filter(|s| is_new(s, Channel::Mail))
+            .collect();
+        if !to_queue.is_empty() {
+            channels::check_mail_templates(&corpus, &channel_settings, &to_queue)?;
+        }
+    }
     let previous_outputs = ledger.outputs()?;
     let outputs_intact = previous_outputs
         .iter()
@@ -313,8 +323,12 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
 
     let mut removed_files = 0;
     let mut manifest_changed = None;
+    let mut staged = None;
+    let mut flow = channels::Flow::default();
     if !(nothing_new && unchanged_inputs && outputs_intact) {
-        let sink = AtomicSink::new(&paths.public, &paths.tmp, opts.dry_run)?;
+        // Every channel renders into staging; nothing is visible until all succeeded.
+        let sink = AtomicSink::new(&paths.public, &paths.tmp, opts.dry_run)?
+            .with_cancel(opts.cancel.clone());
         let ctx = channels::Ctx {
             corpus: &corpus,
             due: &due,
@@ -327,21 +341,23 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
             is_new: &is_new,
             dry_run: opts.dry_run,
         };
-        let mut flow = channels::Flow::default();
         for ch in &public {
+            stop_if_cancelled(opts)?;
             let before = sink.stats();
-            let mut rep = channels::run(*ch, &ctx, &mut flow)?;
+            let mut rep = channels::run(*ch, &ctx, &mut flow).map_err(|e| {
+                if sink.is_cancelled() {
+                    Error::Cancelled
+                } else {
+                    e
+                }
+            })?;
             let after = sink.stats();
             rep.files_written = after.written - before.written;
             rep.files_unchanged = after.unchanged - before.unchanged;
             reports.push(rep);
         }
         tracing::debug!("channels done at {} ms", t0.elapsed().as_millis());
-        let (manifest, _) = sink.into_manifest();
-        if !opts.dry_run {
-            removed_files = remove_stale(&paths.public, &previous_outputs, &manifest)?;
-        }
-        manifest_changed = Some(manifest);
+        staged = Some(sink);
     } else {
         for ch in &public {
             reports.push(ChannelReport {
@@ -350,6 +366,22 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
                 ..Default::default()
             });
         }
+    }
+    // The last point at which a signal leaves everything as it was.
+    stop_if_cancelled(opts)?;
+    if !opts.dry_run {
+        // Whatever this run does, the last run's summary no longer describes it.
+        ledger.clear_state(SETTLED)?;
+    }
+    if let Some(sink) = staged {
+        let manifest = if opts.dry_run {
+            sink.into_manifest().0
+        } else {
+            let (manifest, _) = sink.commit()?;
+            removed_files = remove_stale(&paths.public, &previous_outputs, &manifest)?;
+            manifest
+        };
+        manifest_changed = Some(manifest);
     }
 
     for s in &due {
@@ -387,6 +419,14 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         };
         ledger.commit(&rec)?;
         tracing::debug!("ledger committed at {} ms", t0.elapsed().as_millis());
+    }
+    // The hub is told only once the changed feeds are in place.
+    if let Some(note) = channels::ping_hub(&channel_settings, &flow.changed_feeds, opts.dry_run)
+        && let Some(rep) = reports
+            .iter_mut()
+            .find(|r| r.channel == Channel::Feed.name())
+    {
+        rep.note = note;
     }
 
     if opts.mail {
@@ -460,6 +500,14 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     })
 }
 
+/// `Error::Cancelled` once a signal asked the run to stop.
+fn stop_if_cancelled(opts: &PublishOptions) -> Result<(), Error> {
+    match &opts.cancel {
+        Some(c) if c.load(std::sync::atomic::Ordering::SeqCst) => Err(Error::Cancelled),
+        _ => Ok(()),
+    }
+}
+
 /// Validate everything; the corpus on success.
 pub fn check(root: &Path) -> Result<Corpus, Error> {
     let corpus = herald_content::load(root)?;
@@ -469,5 +517,10 @@ pub fn check(root: &Path) -> Result<Corpus, Error> {
         channel: "pdf",
         message: e.to_string(),
     })?;
+    // Every statement, embargoed ones too (each will be rendered once it is due), and
+    // a sample with every optional field.
+    let samples = channels::sample_statements(&corpus);
+    let all: Vec<&Statement> = corpus.statements.iter().chain(&samples).collect();
+    channels::check_templates(&corpus, &settings, &all)?;
     Ok(corpus)
 }

@@ -66,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Command::new(sink_bin)
             .args(["-u", "postfix", "-8", &format!("127.0.0.1:{port}"), "1024"])
             .spawn()
-            .map_err(|e| format!("cannot start smtp-sink (run .ci/setup-mail.sh): {e}"))?,
+            .map_err(|e| format!("cannot start smtp-sink (run `cargo xtask provision`): {e}"))?,
     );
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

@@ -253,6 +253,16 @@ impl<'a> Composer<'a> {
         settings: &'a MailSettings,
         secret: &'a Secret,
     ) -> Result<Composer<'a>, ComposeError> {
+        Composer::build(corpus, settings, secret, true)
+    }
+
+    /// [`Composer::new`]; without `sign`, the DKIM key is not read (for checks).
+    fn build(
+        corpus: &'a Corpus,
+        settings: &'a MailSettings,
+        secret: &'a Secret,
+        sign: bool,
+    ) -> Result<Composer<'a>, ComposeError> {
         let org = &corpus.config.organization;
         let from = match (&settings.from, &org.email) {
             (Some(f), _) => mailbox("from", f)?,
@@ -300,6 +310,7 @@ impl<'a> Composer<'a> {
         let dkim = settings
             .dkim
             .as_ref()
+            .filter(|_| sign)
             .map(|d| {
                 let path = corpus.root.join(&d.key);
                 let shown = path.display().to_string();
@@ -319,6 +330,9 @@ impl<'a> Composer<'a> {
             .transpose()?;
 
         let mut env = minijinja::Environment::new();
+        // A misspelt variable in an override is an error, not an empty string;
+        // `{% if x %}` on a missing value stays allowed (as in herald-site).
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::SemiStrict);
         env.set_auto_escape_callback(|name| {
             if name.ends_with(".html") {
                 minijinja::AutoEscape::Html
@@ -354,9 +368,8 @@ impl<'a> Composer<'a> {
         })
     }
 
-    /// Render `statement` once: subject, text and HTML with a mark where each
-    /// recipient's unsubscribe link goes, and the PDF if it is attached.
-    pub fn prepare(&self, statement: &Statement) -> Result<Prepared, ComposeError> {
+    /// The HTML and text of `statement`'s bulletin (the templates only).
+    fn render_bulletin(&self, statement: &Statement) -> Result<(String, String), ComposeError> {
         let config = &self.corpus.config;
         let page_url = absolute_url(&config.base_url, &urls::page(statement));
         let pdf_url = absolute_url(&config.base_url, &urls::pdf(statement));
@@ -397,8 +410,13 @@ impl<'a> Composer<'a> {
             }
         };
         let render = |name: &str| self.render(name, &ctx);
-        let html = render("bulletin.html")?;
-        let text = render("bulletin.txt")?;
+        Ok((render("bulletin.html")?, render("bulletin.txt")?))
+    }
+
+    /// Render `statement` once: subject, text and HTML with a mark where each
+    /// recipient's unsubscribe link goes, and the PDF if it is attached.
+    pub fn prepare(&self, statement: &Statement) -> Result<Prepared, ComposeError> {
+        let (html, text) = self.render_bulletin(statement)?;
         let pdf = if self.settings.attach_pdf && self.settings.pdf_links {
             let path = self.corpus.root.join("public").join(urls::pdf(statement));
             let bytes = std::fs::read(&path).map_err(|source| ComposeError::Io {
@@ -972,6 +990,109 @@ fn org_value(org: &herald_content::config::Organization) -> minijinja::Value {
         address => &org.address,
         url => &org.url,
         email => &org.email,
+    }
+}
+
+/// `herald check` for bulletins: compile the templates (with the overrides in
+/// `content/templates/mail/`), then render the bulletin of each of `statements` and
+/// one digest of them per language, so a template that fails on any of them fails
+/// here and not when the bulletins are sent. Reads no DKIM key and no PDF.
+pub fn check_templates(
+    corpus: &Corpus,
+    settings: &MailSettings,
+    statements: &[&Statement],
+) -> Result<(), ComposeError> {
+    // Any key: a check mints no link anyone follows.
+    let secret = Secret::from_bytes(&[0x5a; 32]).map_err(|e| ComposeError::Build {
+        to: "check".into(),
+        reason: e.to_string(),
+    })?;
+    let composer = Composer::build(corpus, settings, &secret, false)?;
+    for s in statements {
+        composer.render_bulletin(s)?;
+    }
+    for lang in &corpus.config.languages {
+        let of_lang: Vec<&Statement> = statements
+            .iter()
+            .copied()
+            .filter(|s| &s.lang == lang)
+            .collect();
+        if !of_lang.is_empty() {
+            composer.prepare_digest("check", lang, &of_lang)?;
+        }
+    }
+    Ok(())
+}
+
+/// True when `content/templates/mail/` holds any file (an override to check).
+pub fn has_overrides(root: &Path) -> bool {
+    std::fs::read_dir(herald_content::content_dir(root).join(TEMPLATE_DIR))
+        .is_ok_and(|mut d| d.next().is_some())
+}
+
+impl ComposeError {
+    /// The diagnostic of a template error (file, line, hint) for the validation
+    /// gate; `None` for any other error. `root` is the project root.
+    pub fn diagnostic(&self, root: &Path) -> Option<herald_content::Diagnostic> {
+        use herald_content::Diagnostic;
+        let ComposeError::Template { name, source } = self else {
+            return None;
+        };
+        let name = source.name().unwrap_or(name);
+        let shown = Path::new("content").join(TEMPLATE_DIR).join(name);
+        let mut what = match source.detail() {
+            Some(d) => format!("{}: {d}", source.kind()),
+            None => source.kind().to_string(),
+        };
+        // An error inside an include says only "could not render include": add the cause.
+        let mut inner = source;
+        let mut next = std::error::Error::source(source);
+        while let Some(e) = next {
+            if let Some(m) = e.downcast_ref::<minijinja::Error>() {
+                inner = m;
+            }
+            next = e.source();
+        }
+        if !std::ptr::eq(inner, source) {
+            what = match inner.detail() {
+                Some(d) => format!("{what}: {}: {d}", inner.kind()),
+                None => format!("{what}: {}", inner.kind()),
+            };
+        }
+        let hint = match inner.kind() {
+            minijinja::ErrorKind::SyntaxError => {
+                "fix the template syntax (minijinja, Jinja2's syntax), or delete the file to use the built-in template"
+            }
+            minijinja::ErrorKind::UndefinedError => {
+                "that name is not defined for this template: see docs/mail.md for the variables each mail template gets"
+            }
+            _ if what.contains("recursion") => {
+                "a template includes or calls itself without end: remove the cycle"
+            }
+            _ => "fix the template, or delete the file to use the built-in template",
+        };
+        let message = format!("mail template {name}: {what}");
+        let text = std::fs::read_to_string(root.join(&shown)).ok();
+        Some(match (text, source.line()) {
+            (Some(text), Some(line)) => {
+                let span = source.range().unwrap_or_else(|| {
+                    let start: usize = text
+                        .split_inclusive('\n')
+                        .take(line.saturating_sub(1))
+                        .map(str::len)
+                        .sum();
+                    start..start
+                });
+                Diagnostic::at("template", &shown, &text, span, message, hint)
+            }
+            (Some(_), None) => Diagnostic::file("template", &shown, message, hint),
+            (None, _) => Diagnostic::file(
+                "template",
+                Path::new(&format!("built-in mail {name}")),
+                message,
+                hint,
+            ),
+        })
     }
 }
 

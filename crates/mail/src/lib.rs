@@ -19,7 +19,7 @@ pub mod store;
 pub mod token;
 
 pub use cli::{MailCommand, SubscribersCommand, run_mail, run_subscribers};
-pub use compose::{ComposeError, Composer};
+pub use compose::{ComposeError, Composer, check_templates, has_overrides};
 pub use deliver::{
     CORRECTION_PREFIX, DIGEST_PREFIX, DeliverError, DeliveryReport, Outcome, deliver, digest_key,
     queue, queue_digest,

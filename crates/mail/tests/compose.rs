@@ -186,3 +186,28 @@ fn templates_are_overridden_and_pdf_attached() {
     let e = Composer::new(&corpus, &settings, &secret).expect_err("bad template");
     assert!(e.to_string().contains("bulletin.html"), "{e}");
 }
+
+#[test]
+fn check_templates_names_the_override_line_of_an_undefined_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&content_root().join("content"), &dir.path().join("content"));
+    let corpus = herald_content::load(dir.path()).expect("content");
+    let all: Vec<_> = corpus.statements.iter().collect();
+    let settings = MailSettings::default();
+    assert!(!herald_mail::has_overrides(dir.path()));
+    herald_mail::check_templates(&corpus, &settings, &all).expect("built-ins render");
+    let templates = dir.path().join("content/templates/mail");
+    std::fs::create_dir_all(&templates).expect("mkdir");
+    // Fails only in a digest: a bulletin has no `statements`.
+    std::fs::write(
+        templates.join("digest.txt"),
+        "{{ subject }}\n{% for s in statements %}{{ s.no_such_field }}{% endfor %}\n",
+    )
+    .expect("write");
+    assert!(herald_mail::has_overrides(dir.path()));
+    let e = herald_mail::check_templates(&corpus, &settings, &all).expect_err("undefined");
+    let d = e.diagnostic(dir.path()).expect("a template diagnostic");
+    assert_eq!(d.file, Path::new("content/templates/mail/digest.txt"));
+    assert_eq!((d.line, d.column), (2, 29), "{d}");
+    assert!(d.message.contains("s.no_such_field"), "{d}");
+}

@@ -1,4 +1,4 @@
-//! Delivery against postfix's `smtp-sink` (installed by `.ci/setup-mail.sh`; the
+//! Delivery against postfix's `smtp-sink` (installed by `cargo xtask provision`; the
 //! postfix daemon itself is never started), healthy and told to fail.
 
 mod support;
@@ -40,7 +40,7 @@ fn sink(args: &[&str]) -> Sink {
         .arg(format!("127.0.0.1:{port}"))
         .arg("64")
         .spawn()
-        .expect("smtp-sink (run .ci/setup-mail.sh)");
+        .expect("smtp-sink (run `cargo xtask provision`)");
     let sink = Sink { child, port };
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {

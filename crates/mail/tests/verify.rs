@@ -1,6 +1,6 @@
 //! A bulletin checked by independent tools: Python's email parser in strict mode,
 //! dkimpy for the DKIM signature (RSA and Ed25519), SpamAssassin offline.
-//! `.ci/setup-mail.sh` installs them.
+//! `cargo xtask provision` installs them.
 
 mod support;
 
@@ -57,7 +57,7 @@ fn python(args: &[&str]) -> (bool, String) {
         .arg(script())
         .args(args)
         .output()
-        .expect("python3 (run .ci/setup-mail.sh)");
+        .expect("python3 with dkimpy (run the tests with `cargo xtask test`: its python3 is target/test-venv)");
     (
         out.status.success(),
         format!(
@@ -182,7 +182,7 @@ fn spamassassin_scores_a_bulletin_below_one() {
             .args(["-L", "-t"])
             .stdin(std::fs::File::open(&file).expect("eml"))
             .output()
-            .expect("spamassassin (run .ci/setup-mail.sh)");
+            .expect("spamassassin (run `cargo xtask provision`)");
         let text = String::from_utf8_lossy(&out.stdout);
         let status = text
             .lines()

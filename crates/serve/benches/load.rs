@@ -1,13 +1,15 @@
 //! Load test: `cargo bench -p herald-serve --bench load` (needs `wrk`, see
-//! .ci/setup-serve.sh). wrk hammers POST /subscribe (each request a new address,
+//! `cargo xtask provision`). wrk hammers POST /subscribe (each request a new address,
 //! a valid CSRF token) and then the one-click POST /unsubscribe, 20 s each on
 //! loopback; the bench prints req/s, p50, p99 and errors, then checks the
 //! subscriber rows: none lost, none duplicated, every unsubscribe applied.
-//! `HERALD_LOAD_SECS` shortens the runs. The per-IP limit is raised for the run:
+//! `HERALD_LOAD_SECS` shortens the runs. First it serves static pages and a PDF, beside
+//! nginx on the same files when nginx is installed (`static_pages.rs`). The per-IP limit is raised for the run:
 //! every request comes from 127.0.0.1.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod static_pages;
 
 use std::process::Command;
 
@@ -151,6 +153,7 @@ fn main() {
     let c = client();
     let (token, cookie) = rt.block_on(form_token(&c, &run));
     let base = format!("http://{}", run.addr);
+    static_pages::run(&p.root().join("public"), &base, secs.min(10));
 
     let script = SUBSCRIBE
         .replace("__TOKEN__", &token)

@@ -6,7 +6,9 @@
 //! opt-in), confirm, one-click unsubscribe (RFC 8058) and preferences. It never
 //! writes below `public/` and never renders a statement itself.
 
+mod conn;
 pub mod csrf;
+mod files;
 pub mod limit;
 pub mod mailer;
 pub mod pages;
@@ -92,6 +94,8 @@ pub enum ServeError {
     Watch(#[from] notify::Error),
     #[error("no random numbers from the system: {0}")]
     Random(String),
+    #[error("[serve] {0} must be at least 1")]
+    Zero(&'static str),
 }
 
 /// The statements' languages and topics, as the forms offer them.
@@ -120,6 +124,7 @@ pub(crate) struct App {
     pub organization: String,
     pub site: RwLock<Arc<SiteInfo>>,
     pub store: Arc<MailStore>,
+    pub files: files::Files,
     pub secret: Secret,
     pub csrf: csrf::Csrf,
     pub limits: limit::Limits,
@@ -176,6 +181,15 @@ pub async fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
     let mail: MailSettings = config
         .section("mail")
         .map_err(|d| ServeError::Config(Box::new(d)))?;
+    for (name, value) in [
+        ("header_timeout_secs", settings.header_timeout_secs),
+        ("body_timeout_secs", settings.body_timeout_secs),
+        ("max_connections", settings.max_connections),
+    ] {
+        if value == 0 {
+            return Err(ServeError::Zero(name));
+        }
+    }
     let state_dir = root.join(".herald");
     let secret = match opts.secret {
         Some(s) => s,
@@ -217,6 +231,7 @@ pub async fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
         limits: limit::Limits::new(&settings),
         settings,
         store: Arc::new(store),
+        files: files::Files::new(root.join("public")),
         secret,
         csrf,
         mailer,
@@ -241,6 +256,9 @@ pub async fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
 /// How long `content/` must stay quiet after a change before the rebuild runs, so
 /// an editor's save (several events) rebuilds once.
 const QUIET: Duration = Duration::from_millis(300);
+
+/// Stack of the watcher thread, which runs the rebuild.
+const WATCH_STACK: usize = 64 << 20;
 
 /// Only changes count. inotify also reports opens and reads, and the rebuild itself
 /// reads every statement: counting those would rebuild forever.
@@ -268,6 +286,9 @@ fn watch(
     watcher.watch(&herald_content::content_dir(root), RecursiveMode::Recursive)?;
     std::thread::Builder::new()
         .name("herald-serve-watch".into())
+        // The rebuild runs here: room for what the main thread of `herald publish`
+        // would have (reserved, not committed, until used).
+        .stack_size(WATCH_STACK)
         .spawn(move || {
             use std::sync::mpsc::RecvTimeoutError;
             let mut changed: std::collections::HashSet<PathBuf> = Default::default();
@@ -284,8 +305,25 @@ fn watch(
                     Err(RecvTimeoutError::Timeout) => {
                         tracing::info!("content/ changed ({} files): rebuilding", changed.len());
                         changed.clear();
-                        rebuild();
-                        app.reload_site();
+                        // Whatever the content does to a rebuild, the watcher (and with it
+                        // every later rebuild) lives on and the last good site stays served.
+                        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            rebuild();
+                            app.reload_site();
+                        }));
+                        if let Err(panic) = run {
+                            let why = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "unknown panic".into());
+                            tracing::error!(
+                                "rebuild panicked ({why}); public/ keeps the last good site"
+                            );
+                            eprintln!(
+                                "herald serve: rebuild panicked ({why}); the last good site is still served"
+                            );
+                        }
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
@@ -313,12 +351,14 @@ impl Server {
     ) -> Result<(), ServeError> {
         let sweeper = tokio::spawn(sweep(self.app.clone()));
         let router = web::router(self.app.clone());
-        let result = axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let s = &self.app.settings;
+        let limits = conn::ConnLimits {
+            header_timeout: Duration::from_secs(u64::from(s.header_timeout_secs)),
+            body_timeout: Duration::from_secs(u64::from(s.body_timeout_secs)),
+            max_connections: s.max_connections as usize,
+            shutdown_grace: Duration::from_secs(5),
+        };
+        let result = conn::serve(self.listener, router, limits, shutdown).await;
         sweeper.abort();
         Ok(result?)
     }

@@ -30,6 +30,13 @@ pub struct ServeSettings {
     /// Take the client's IP from the last `X-Forwarded-For` entry (only behind a proxy
     /// that sets it; otherwise clients could pick their own rate-limit key).
     pub trust_forwarded_for: bool,
+    /// Seconds a client has to send a request's headers; also how long a kept-alive
+    /// connection may wait idle for its next request.
+    pub header_timeout_secs: u32,
+    /// Seconds a client has to send a request's body once its headers are in.
+    pub body_timeout_secs: u32,
+    /// Connections open at once; more wait in the kernel's queue until one closes.
+    pub max_connections: u32,
 }
 
 impl Default for ServeSettings {
@@ -44,6 +51,9 @@ impl Default for ServeSettings {
             body_limit: 16 * 1024,
             form_expiry_minutes: 120,
             trust_forwarded_for: false,
+            header_timeout_secs: 10,
+            body_timeout_secs: 10,
+            max_connections: 1024,
         }
     }
 }

@@ -6,14 +6,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
-use axum::handler::HandlerWithoutStateExt;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use herald_mail::{
     NewSubscriber, Purpose, Status, StoreError, Subscriber, TokenError, parse_address,
 };
-use tower_http::services::ServeDir;
+use tower_http::compression::CompressionLayer;
 
 use crate::csrf::{self, CsrfError};
 use crate::mailer::Confirmation;
@@ -26,10 +25,6 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 pub(crate) fn router(app: Arc<App>) -> Router {
-    let public = app.root.join("public");
-    let files = ServeDir::new(public)
-        .append_index_html_on_directories(true)
-        .not_found_service(not_found.into_service());
     Router::new()
         .route("/subscribe", get(subscribe_page).post(subscribe))
         .route("/confirm", get(confirm_page).post(confirm))
@@ -39,10 +34,42 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             get(unsubscribe_page_path).post(unsubscribe_path),
         )
         .route("/preferences", get(preferences_page).post(preferences))
-        .fallback_service(files)
+        .fallback(static_file)
         .layer(DefaultBodyLimit::max(app.settings.body_limit))
+        .layer(CompressionLayer::new().compress_when(compressible()))
+        .layer(axum::middleware::map_response(weaken_encoded_etag))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)
+}
+
+/// Text is worth compressing, PDFs and images are compressed already; tiny bodies
+/// are not worth the header.
+fn compressible() -> impl tower_http::compression::Predicate {
+    use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+    SizeAbove::new(256)
+        .and(NotForContentType::GRPC)
+        .and(NotForContentType::IMAGES)
+        .and(NotForContentType::const_new("application/pdf"))
+        .and(NotForContentType::const_new("application/octet-stream"))
+}
+
+/// A compressed body is another representation: its ETag may only be weak (as
+/// nginx does), so If-None-Match still matches it and If-Range never does.
+async fn weaken_encoded_etag(mut res: Response) -> Response {
+    if res.headers().contains_key(header::CONTENT_ENCODING)
+        && let Some(etag) = res.headers().get(header::ETAG)
+        && let Ok(tag) = etag.to_str()
+        && !tag.starts_with("W/")
+        && let Ok(weak) = HeaderValue::from_str(&format!("W/{tag}"))
+    {
+        res.headers_mut().insert(header::ETAG, weak);
+    }
+    res
+}
+
+async fn static_file(State(app): Shared, req: axum::extract::Request) -> Response {
+    app.files
+        .respond(req.method(), req.uri().path(), req.headers())
 }
 
 async fn security_headers(mut res: Response) -> Response {
@@ -66,15 +93,6 @@ async fn security_headers(mut res: Response) -> Response {
         HeaderValue::from_static("same-origin"),
     );
     res
-}
-
-async fn not_found(State(()): State<()>) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "Not found. It may not be published yet.\n",
-    )
-        .into_response()
 }
 
 /// An HTML page that must not be cached (it may hold tokens).

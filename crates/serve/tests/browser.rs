@@ -61,7 +61,7 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("chromium starts (run .ci/setup-serve.sh)");
+            .expect("chromium starts (run `cargo xtask provision`)");
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr).lines();
         let url = loop {

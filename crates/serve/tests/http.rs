@@ -483,3 +483,53 @@ async fn content_changes_trigger_a_rebuild() {
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     assert_eq!(run.rebuilds(), 1, "reading content/ must not rebuild again");
 }
+
+/// Wait (up to 5 s) until `run` has rebuilt `n` times.
+async fn wait_for_rebuilds(run: &Running, n: usize) {
+    for _ in 0..100 {
+        if run.rebuilds() >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuild_that_panics_leaves_the_service_and_the_last_good_site() {
+    let p = Project::new("");
+    let run = start_with(
+        &p,
+        std::sync::Arc::new(|| panic!("a rebuild that dies on its content")),
+    )
+    .await;
+    let c = client();
+    let page = c.get(run.url("/en/")).send().await.expect("GET");
+    assert_eq!(page.status(), 200);
+    let before = page.bytes().await.expect("body");
+    let file = p
+        .root()
+        .join("content/statements/2016/labour-migration-in-figures.en.md");
+    let text = std::fs::read_to_string(&file).expect("read");
+    std::fs::write(&file, text.replace("+++\n\n", "+++\n\nEdited. ")).expect("write");
+    wait_for_rebuilds(&run, 1).await;
+    assert_eq!(run.rebuilds(), 1);
+    // The service answers, the old page is served, subscribing works.
+    let page = c.get(run.url("/en/")).send().await.expect("GET");
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.bytes().await.expect("body"), before);
+    let (status, body) = subscribe(&c, &run, "after.panic@example.org", "en", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        p.status("after.panic@example.org"),
+        Some(Status::Pending),
+        "{body}"
+    );
+    // The watcher lived through the panic: the next change rebuilds again.
+    std::fs::write(&file, text.replace("+++\n\n", "+++\n\nEdited twice. ")).expect("write");
+    wait_for_rebuilds(&run, 2).await;
+    assert_eq!(
+        run.rebuilds(),
+        2,
+        "the watcher thread died with the rebuild"
+    );
+}

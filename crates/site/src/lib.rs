@@ -167,6 +167,33 @@ impl SiteError {
     }
 }
 
+impl SiteError {
+    /// The diagnostic of a template error (file, line, hint), for the validation
+    /// gate; `None` for any other error. `root` is the project root.
+    pub fn diagnostic(&self, root: &Path) -> Option<Diagnostic> {
+        match self {
+            SiteError::Template {
+                template, source, ..
+            } => Some(templates::diagnostic(root, template, source)),
+            _ => None,
+        }
+    }
+}
+
+/// `herald check` for the site: compile the templates (with the overrides in
+/// `content/templates/`) and render every page `input` describes into nothing, then
+/// the same with no statement published (an empty archive), so a template that
+/// fails on any statement or on none fails here and not at publish time.
+pub fn check(input: &SiteInput<'_>) -> Result<(), SiteError> {
+    render(input, &Discard)?;
+    let empty = SiteInput {
+        published: &[],
+        ..*input
+    };
+    render(&empty, &Discard)?;
+    Ok(())
+}
+
 /// Render the whole site into `sink`. Same input, same bytes.
 pub fn render(input: &SiteInput<'_>, sink: &dyn Sink) -> Result<SiteReport, SiteError> {
     let config = &input.corpus.config;

@@ -1,5 +1,6 @@
 //! The built-in templates, and their overrides from `content/templates/`.
 
+use herald_content::Diagnostic;
 use herald_content::html::write_escaped;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -97,6 +98,84 @@ pub fn environment(dir: &Path) -> Result<Environment<'static>, SiteError> {
     Ok(env)
 }
 
+/// A template error as a diagnostic: the file it is in (an override below
+/// `content/templates/`, else the built-in), its line, what went wrong, what to do.
+/// `fallback` names the template when the error does not.
+pub fn diagnostic(root: &Path, fallback: &str, err: &minijinja::Error) -> Diagnostic {
+    let name = err.name().unwrap_or(fallback);
+    let name = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let shown = Path::new("content").join("templates").join(name);
+    let source = std::fs::read_to_string(root.join(&shown)).ok();
+    let (what, kind) = what_went_wrong(err);
+    let hint = template_hint(kind, &what);
+    let message = format!("template {name}: {what}");
+    match (source, err.line()) {
+        (Some(text), Some(line)) => {
+            let span = err.range().unwrap_or_else(|| {
+                let start: usize = text
+                    .split_inclusive('\n')
+                    .take(line.saturating_sub(1))
+                    .map(str::len)
+                    .sum();
+                start..start
+            });
+            Diagnostic::at("template", &shown, &text, span, message, hint)
+        }
+        (Some(_), None) => Diagnostic::file("template", &shown, message, hint),
+        (None, _) => Diagnostic::file(
+            "template",
+            Path::new(&format!("built-in {name}")),
+            message,
+            hint,
+        ),
+    }
+}
+
+/// The error's own words, followed by its innermost cause (an error inside an
+/// include says only "could not render include"), and the innermost kind.
+pub fn what_went_wrong(err: &minijinja::Error) -> (String, ErrorKind) {
+    let words = |e: &minijinja::Error| match e.detail() {
+        Some(d) => format!("{}: {d}", e.kind()),
+        None => e.kind().to_string(),
+    };
+    let mut what = words(err);
+    let mut inner = err;
+    let mut next = std::error::Error::source(err);
+    while let Some(e) = next {
+        if let Some(m) = e.downcast_ref::<minijinja::Error>() {
+            inner = m;
+        }
+        next = e.source();
+    }
+    if !std::ptr::eq(inner, err) {
+        let place = match (inner.name(), inner.line()) {
+            (Some(n), Some(l)) => format!(" (in {n}, line {l})"),
+            _ => String::new(),
+        };
+        what = format!("{what}: {}{place}", words(inner));
+    }
+    (what, inner.kind())
+}
+
+/// What to do about a template error of `kind`.
+pub fn template_hint(kind: ErrorKind, what: &str) -> String {
+    match kind {
+        ErrorKind::SyntaxError => {
+            "fix the template syntax (minijinja, Jinja2's syntax), or delete the file to use the built-in template".into()
+        }
+        ErrorKind::UndefinedError => {
+            "that name is not defined for this template: see docs/site.md for the variables each template gets; guard optional ones with `{% if x is defined %}`".into()
+        }
+        ErrorKind::TemplateNotFound => {
+            "include only files in content/templates/ (plain names, no folders) or built-in template names".into()
+        }
+        _ if what.contains("recursion") => {
+            "a template includes, extends or calls itself without end: remove the cycle".into()
+        }
+        _ => "fix the template, or delete the file to use the built-in template".into(),
+    }
+}
+
 /// The stylesheet: `dir/style.css` when present, else the built-in one.
 pub fn stylesheet(dir: &Path) -> Result<Vec<u8>, SiteError> {
     Ok(match read_override(dir, STYLESHEET_NAME)? {
@@ -134,6 +213,28 @@ mod tests {
             write_escaped(&mut out, s).expect("write");
             assert_eq!(out, herald_content::html::escape(s));
         }
+    }
+
+    #[test]
+    fn a_render_error_is_a_diagnostic_at_the_overrides_line() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("content/templates");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("topics.html"), "<p>\n  {{ no_such }}\n").expect("write");
+        let env = environment(&dir).expect("compiles");
+        let err = env
+            .get_template("topics.html")
+            .and_then(|t| t.render(minijinja::context! {}))
+            .expect_err("undefined");
+        let d = diagnostic(root.path(), "topics.html", &err);
+        assert_eq!(d.code, "template");
+        assert_eq!(d.file, Path::new("content/templates/topics.html"));
+        assert_eq!((d.line, d.column), (2, 6), "{d}");
+        assert!(d.message.contains("no_such"), "{d}");
+        // A built-in template has no file to point at: it is named as such.
+        let err = minijinja::Error::new(ErrorKind::SyntaxError, "x");
+        let d = diagnostic(root.path(), "base.html", &err);
+        assert_eq!(d.file, Path::new("built-in base.html"));
     }
 
     #[test]

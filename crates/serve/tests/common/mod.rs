@@ -178,12 +178,18 @@ impl Drop for Running {
 }
 
 pub async fn start(project: &Project) -> Running {
+    start_with(project, Arc::new(|| {})).await
+}
+
+/// [`start`], with `then` run by each rebuild after it is counted.
+pub async fn start_with(project: &Project, then: Rebuild) -> Running {
     let clock = Arc::new(Mutex::new(start_time()));
     let c = clock.clone();
     let rebuilds = Arc::new(AtomicUsize::new(0));
     let r = rebuilds.clone();
     let rebuild: Rebuild = Arc::new(move || {
         r.fetch_add(1, Ordering::SeqCst);
+        then();
     });
     let opts = ServeOptions {
         root: project.root().to_path_buf(),
