@@ -40,9 +40,14 @@ fn describe(out: &Output) -> String {
         let n = s.chars().count();
         s.chars().skip(n.saturating_sub(1500)).collect::<String>()
     };
+    use std::os::unix::process::ExitStatusExt;
+    let status = match (out.status.code(), out.status.signal()) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => format!("{:?}", out.status),
+    };
     format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        out.status,
+        "{status}\nstdout: {}\nstderr: {}",
         tail(&out.stdout),
         tail(&out.stderr)
     )
