@@ -4,3 +4,4 @@ mod digest;
 mod gate;
 mod publish;
 mod schedule;
+mod staging;

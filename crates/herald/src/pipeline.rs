@@ -258,6 +258,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         t0.elapsed().as_millis()
     );
     let channel_settings = channels::Settings::load(&corpus)?;
+    channels::content_rules(&corpus, &channel_settings)?;
     let now = opts.now;
     let due = corpus.due(now);
     let embargoed: Vec<Embargoed> = corpus
@@ -517,6 +518,7 @@ pub fn check(root: &Path) -> Result<Corpus, Error> {
         channel: "pdf",
         message: e.to_string(),
     })?;
+    channels::content_rules(&corpus, &settings)?;
     // Every statement, embargoed ones too (each will be rendered once it is due), and
     // a sample with every optional field.
     let samples = channels::sample_statements(&corpus);

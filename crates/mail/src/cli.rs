@@ -9,7 +9,9 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use herald_content::Config;
 
-use crate::store::{BulletinState, MailStore, NewSubscriber, Status, StoreError, Subscriber};
+use crate::store::{
+    BulletinState, Event, MailStore, NewSubscriber, Status, StoreError, Subscriber,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -63,10 +65,13 @@ pub enum SubscribersCommand {
         status: Option<String>,
     },
     /// Import a CSV file (header row; columns address, name, lang, topics,
-    /// status, consent_at, consent_source, consent_ip; only address is required).
-    /// Every bad row is reported and nothing is imported from a bad file.
+    /// status, consent_at, consent_source, consent_ip, history; only address is
+    /// required, history is not read). Every bad row is reported and nothing is
+    /// imported from a bad file.
     Import { file: PathBuf },
-    /// Export every subscriber as CSV (to a file, or standard output).
+    /// Export every subscriber as CSV (to a file, or standard output), with their
+    /// consent history. A cell that a spreadsheet would run as a formula gets a
+    /// leading `'` (which import takes off again).
     Export { file: Option<PathBuf> },
 }
 
@@ -83,7 +88,7 @@ pub enum MailCommand {
     },
 }
 
-const COLUMNS: [&str; 8] = [
+const COLUMNS: [&str; 9] = [
     "address",
     "name",
     "lang",
@@ -92,7 +97,50 @@ const COLUMNS: [&str; 8] = [
     "consent_at",
     "consent_source",
     "consent_ip",
+    "history",
 ];
+
+/// What a spreadsheet takes for the start of a formula (or, for tab and carriage
+/// return, hides before one).
+const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A cell a spreadsheet shows as text: a leading `'` before a formula start.
+fn neutral(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(FORMULA_START) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
+/// The cell an export wrote, without the `'` [`neutral`] added.
+fn unneutral(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(FORMULA_START) => rest,
+        _ => cell,
+    }
+}
+
+/// A consent history in one cell, oldest first: `time kind via source from ip (detail); ...`.
+fn history(events: &[&Event]) -> String {
+    events
+        .iter()
+        .map(|e| {
+            let mut s = format!("{} {}", crate::store::ts(e.at), e.kind);
+            if !e.source.is_empty() {
+                s.push_str(&format!(" via {}", e.source));
+            }
+            if let Some(ip) = &e.ip {
+                s.push_str(&format!(" from {ip}"));
+            }
+            if !e.detail.is_empty() {
+                s.push_str(&format!(" ({})", e.detail));
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
 
 fn write_err(e: impl std::fmt::Display) -> CliError {
     CliError::Write(e.to_string())
@@ -236,13 +284,33 @@ pub fn run_mail(
 pub fn import_csv(
     store: &MailStore,
     config: &Config,
-    input: impl Read,
+    mut input: impl Read,
     name: &str,
     now: DateTime<Utc>,
 ) -> Result<usize, CliError> {
+    let mut bytes = Vec::new();
+    input
+        .read_to_end(&mut bytes)
+        .map_err(|source| CliError::Read {
+            path: name.to_string(),
+            source,
+        })?;
+    // The physical line a record starts on, whatever the line endings: with CRLF
+    // the reader's position can point at the previous line's `\n`.
+    let line_at = |p: Option<&csv::Position>| {
+        p.map_or(0, |p| {
+            let mut at = usize::try_from(p.byte())
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            while at < bytes.len() && matches!(bytes[at], b'\r' | b'\n') {
+                at += 1;
+            }
+            1 + memchr::memchr_iter(b'\n', &bytes[..at]).count() as u64
+        })
+    };
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
-        .from_reader(input);
+        .from_reader(bytes.as_slice());
     let bad_file = |message: String| CliError::Import {
         path: name.to_string(),
         rows: vec![RowError { line: 1, message }],
@@ -278,7 +346,7 @@ pub fn import_csv(
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
+                let line = line_at(e.position());
                 errors.push(RowError {
                     line,
                     message: e.to_string(),
@@ -286,13 +354,9 @@ pub fn import_csv(
                 continue;
             }
         };
-        let line = record.position().map_or(0, |p| p.line());
-        let field = |c: usize| {
-            index[c]
-                .and_then(|i| record.get(i))
-                .unwrap_or("")
-                .to_string()
-        };
+        let line = line_at(record.position());
+        let field =
+            |c: usize| unneutral(index[c].and_then(|i| record.get(i)).unwrap_or("")).to_string();
         let mut fail = |message: String| errors.push(RowError { line, message });
         let status = match field(4).as_str() {
             "" => Status::Confirmed,
@@ -360,21 +424,29 @@ pub fn import_csv(
     Ok(store.add_subscribers(&rows, now)?)
 }
 
-/// Every subscriber as CSV, in the columns [`import_csv`] reads.
+/// Every subscriber as CSV, in the columns [`import_csv`] reads, with their
+/// consent history; no cell starts like a spreadsheet formula.
 pub fn export_csv(store: &MailStore, output: impl Write) -> Result<usize, CliError> {
     let mut w = csv::Writer::from_writer(output);
     w.write_record(COLUMNS).map_err(write_err)?;
     let all: Vec<Subscriber> = store.subscribers(None)?;
+    let events = store.events(None)?;
+    let mut by_subscriber: std::collections::HashMap<i64, Vec<&Event>> = Default::default();
+    for e in &events {
+        by_subscriber.entry(e.subscriber_id).or_default().push(e);
+    }
     for s in &all {
+        let history = history(by_subscriber.get(&s.id).map_or(&[][..], Vec::as_slice));
         w.write_record([
-            s.address.as_str(),
-            s.name.as_str(),
-            s.lang.as_str(),
-            &s.topics.join(" "),
+            neutral(&s.address).as_ref(),
+            &neutral(&s.name),
+            &neutral(&s.lang),
+            &neutral(&s.topics.join(" ")),
             s.status.as_str(),
             &s.consent_at.map(crate::store::ts).unwrap_or_default(),
-            s.consent_source.as_str(),
-            s.consent_ip.as_deref().unwrap_or(""),
+            &neutral(&s.consent_source),
+            &neutral(s.consent_ip.as_deref().unwrap_or("")),
+            &neutral(&history),
         ])
         .map_err(write_err)?;
     }
@@ -468,6 +540,54 @@ mod tests {
         );
         // A second import of the same file is refused as a whole.
         assert!(import_csv(&store, &config(), csv.as_bytes(), "list.csv", now()).is_err());
+    }
+
+    #[test]
+    fn crlf_import_reports_physical_lines() {
+        let store = MailStore::in_memory().expect("store");
+        let csv = "address,name\r\ngood@example.org,G\r\nbad,B\r\n\"x@example.org\",\"two\r\nlines\"\r\nworse,W\r\n";
+        let e = import_csv(&store, &config(), csv.as_bytes(), "crlf.csv", now()).expect_err("bad");
+        let CliError::Import { rows, .. } = &e else {
+            panic!("{e}")
+        };
+        let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
+        // The third bad row's name spans lines 4 and 5.
+        assert_eq!(lines, vec![3, 4, 6], "{e}");
+    }
+
+    #[test]
+    fn export_neutralizes_formulas_and_shows_the_history() {
+        let store = MailStore::in_memory().expect("store");
+        let csv = "address,name,consent_source\n\
+                   -dash@example.org,=cmd|' /C calc'!A0,@SUM(1+1)\n\
+                   plain@example.org,+1 555,cli\n";
+        import_csv(&store, &config(), csv.as_bytes(), "list.csv", now()).expect("import");
+        let mut out = Vec::new();
+        export_csv(&store, &mut out).expect("export");
+        let text = String::from_utf8(out.clone()).expect("utf8");
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        for record in reader.records() {
+            let record = record.expect("record");
+            for cell in record.iter() {
+                assert!(!cell.starts_with(FORMULA_START), "{cell:?} in {text}");
+            }
+        }
+        assert!(text.contains("'=cmd|' /C calc'!A0"), "{text}");
+        assert!(text.contains("'-dash@example.org"), "{text}");
+        assert!(
+            text.contains("2026-03-01T00:00:00Z subscribe via @SUM(1+1) (added as confirmed)"),
+            "{text}"
+        );
+        assert!(text.contains("confirm via cli"), "{text}");
+        // Imported again, the cells are what they were.
+        let other = MailStore::in_memory().expect("store");
+        import_csv(&other, &config(), out.as_slice(), "export.csv", now()).expect("reimport");
+        let s = other
+            .subscriber_by_address("-dash@example.org")
+            .expect("q")
+            .expect("row");
+        assert_eq!(s.name, "=cmd|' /C calc'!A0");
+        assert_eq!(s.consent_source, "@SUM(1+1)");
     }
 
     #[test]

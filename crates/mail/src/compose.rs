@@ -28,7 +28,7 @@ use crate::token::{Purpose, Secret, TOKEN_CHARS};
 
 /// Stands for the unsubscribe token in rendered templates; replaced per
 /// recipient. As long as a token, so every byte after it keeps its place.
-const MARK: &str = "HERALDxUNSUBSCRIBExTOKENxMARKxxxxxxxxxxxxxxxxx";
+const MARK: &str = "HERALDxUNSUBSCRIBExTOKENxMARKxxxxxxxxxxxxxxxxxxxxxxxxxxx";
 const _: () = assert!(MARK.len() == TOKEN_CHARS);
 
 const DEFAULT_HTML: &str = include_str!("templates/bulletin.html");
@@ -211,6 +211,8 @@ pub struct Prepared {
 #[derive(Debug, Clone, Copy)]
 pub struct Recipient<'a> {
     pub subscriber_id: i64,
+    /// The subscriber's `token_key`: their unsubscribe link carries it.
+    pub token_key: i64,
     pub address: &'a str,
     pub name: &'a str,
 }
@@ -708,7 +710,7 @@ impl<'a> Composer<'a> {
         let recipient = Mailbox::new((!name.is_empty()).then_some(name), address.clone());
         let token = self
             .secret
-            .issue(Purpose::Unsubscribe, to.subscriber_id, None);
+            .issue(Purpose::Unsubscribe, to.subscriber_id, to.token_key, None);
         if token.len() != MARK.len() {
             return Err(build_err("a token of an unexpected length".into()));
         }
@@ -1197,11 +1199,12 @@ mod tests {
                 let mid = message_id(&p.statement_id, "v", id, "statements.example.org");
                 let to = Recipient {
                     subscriber_id: id,
+                    token_key: id * 31,
                     address,
                     name,
                 };
                 let spliced = composer.fill(&template, to, &mid).expect("fill");
-                let token = secret.issue(Purpose::Unsubscribe, id, None);
+                let token = secret.issue(Purpose::Unsubscribe, id, id * 31, None);
                 let clean = clean_line(name, 200);
                 let mailbox = Mailbox::new(
                     (!clean.is_empty()).then_some(clean),

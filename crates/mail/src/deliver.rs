@@ -42,6 +42,8 @@ pub enum DeliverError {
     Insecure { host: String },
     #[error("[mail.smtp] cannot resolve {host}: {reason}")]
     Resolve { host: String, reason: String },
+    #[error("[mail.smtp] cannot ask {host} what it offers: {reason}")]
+    Probe { host: String, reason: String },
     #[error("[mail.smtp] {0}")]
     Tls(String),
     #[error("cannot write to the outbox {path}: {source}")]
@@ -389,6 +391,7 @@ fn prepare_row(
 struct Job {
     row: Bulletin,
     name: String,
+    token_key: i64,
     template: Arc<Template>,
     not_before: Option<Instant>,
 }
@@ -421,10 +424,10 @@ pub fn deliver(
         0
     };
     // Names first: the full subscriber rows are dropped before the queue is loaded.
-    let names: HashMap<i64, (String, Status)> = store
+    let names: HashMap<i64, (String, Status, i64)> = store
         .subscribers(None)?
         .into_iter()
-        .map(|s| (s.id, (s.name, s.status)))
+        .map(|s| (s.id, (s.name, s.status, s.token_key)))
         .collect();
     let pending = store.bulletins(Some(BulletinState::Pending))?;
     if pending.is_empty() {
@@ -438,8 +441,8 @@ pub fn deliver(
     let mut skipped = Vec::new();
     for row in pending {
         let skip = match names.get(&row.subscriber_id) {
-            Some((_, Status::Confirmed)) => None,
-            Some((_, status)) => Some(format!("subscriber is {status}")),
+            Some((_, Status::Confirmed, _)) => None,
+            Some((_, status, _)) => Some(format!("subscriber is {status}")),
             None => Some("subscriber was removed".to_string()),
         };
         // A digest's version lists its statements: rows with the same list share one render.
@@ -465,13 +468,14 @@ pub fn deliver(
         });
         match (reason, prep) {
             (None, Some(template)) => {
-                let name = names
+                let (name, token_key) = names
                     .get(&row.subscriber_id)
-                    .map(|(n, _)| n.clone())
+                    .map(|(n, _, k)| (n.clone(), *k))
                     .unwrap_or_default();
                 jobs.push_back(Job {
                     row,
                     name,
+                    token_key,
                     template,
                     not_before: None,
                 });
@@ -576,6 +580,8 @@ struct Shared<'a> {
     journal: Mutex<Journal<'a>>,
 }
 
+// Moved once per message, never stored in bulk: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Next {
     Job(Job),
     Wait(Duration),
@@ -754,6 +760,7 @@ impl Shared<'_> {
             &job.template,
             Recipient {
                 subscriber_id: job.row.subscriber_id,
+                token_key: job.token_key,
                 address: &job.row.address,
                 name: &job.name,
             },
@@ -936,6 +943,26 @@ impl SmtpTarget {
     }
 }
 
+/// Whether the SMTP server of `settings` offers SMTPUTF8 (RFC 6531): asked by
+/// connecting and reading its EHLO answer. `herald serve` refuses internationalized
+/// addresses at subscribe time when it does not.
+pub async fn smtputf8_offered(settings: &SmtpSettings) -> Result<bool, DeliverError> {
+    let target = SmtpTarget::new(settings)?;
+    let mut c = target
+        .connect()
+        .await
+        .map_err(|reason| DeliverError::Probe {
+            host: target.host.clone(),
+            reason,
+        })?;
+    let offered = c
+        .conn
+        .server_info()
+        .supports_feature(Extension::SmtpUtfEight);
+    let _ = tokio::time::timeout(target.timeout, c.conn.command(Quit)).await;
+    Ok(offered)
+}
+
 async fn within<T>(
     t: Duration,
     f: impl std::future::Future<Output = Result<T, lettre::transport::smtp::Error>>,
@@ -1061,6 +1088,23 @@ fn smtp(shared: &Shared<'_>, target: &SmtpTarget) -> Result<(), DeliverError> {
 /// the envelope's; every answer is read so the connection stays in step.
 async fn envelope(c: &mut Connection, t: Duration, composed: &Composed, buf: &mut String) -> Step {
     let mut params = Vec::new();
+    // An internationalized address goes out only to a server that takes it
+    // (RFC 6531); otherwise nothing is sent, and the row fails with the reason.
+    let e = &composed.envelope;
+    let ascii = |a: &lettre::Address| AsRef::<str>::as_ref(a).is_ascii();
+    if !e.from().is_none_or(ascii) || !e.to().iter().all(ascii) {
+        if !c
+            .conn
+            .server_info()
+            .supports_feature(Extension::SmtpUtfEight)
+        {
+            return Step::Permanent(
+                "the address has non-ASCII characters and the SMTP server does not offer SMTPUTF8"
+                    .to_string(),
+            );
+        }
+        params.push(MailParameter::SmtpUtfEight);
+    }
     if !composed.bytes.is_ascii()
         && c.conn
             .server_info()

@@ -22,11 +22,11 @@ pub use cli::{MailCommand, SubscribersCommand, run_mail, run_subscribers};
 pub use compose::{ComposeError, Composer, check_templates, has_overrides};
 pub use deliver::{
     CORRECTION_PREFIX, DIGEST_PREFIX, DeliverError, DeliveryReport, Outcome, deliver, digest_key,
-    queue, queue_digest,
+    queue, queue_digest, smtputf8_offered,
 };
 pub use settings::{DkimAlgorithm, DkimSettings, MailSettings, SmtpSettings, TlsMode};
 pub use store::{
-    Bulletin, BulletinState, MailStore, NewSubscriber, Status, StoreError, Subscriber,
-    SubscriberError, parse_address,
+    Bulletin, BulletinState, Confirmed, Event, EventKind, MailStore, NewSubscriber, Origin, Status,
+    StoreError, Subscriber, SubscriberError, parse_address,
 };
-pub use token::{Purpose, Secret, TokenError};
+pub use token::{Claim, Purpose, Secret, TokenError};

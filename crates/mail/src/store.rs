@@ -2,21 +2,37 @@
 //! and the bulletin ledger. The pipeline keeps its own tables in the same file; every
 //! table here starts with `mail_`.
 //!
-//! One connection per `MailStore`, behind a mutex so a store can be shared between
-//! threads (`herald serve`). WAL mode and a busy timeout let several processes use
-//! the file at once.
+//! One writing connection per `MailStore`, behind a mutex so a store can be shared
+//! between threads (`herald serve`), and a small pool of read-only connections:
+//! in WAL mode a reader never waits for a writer, in this process or another.
+//! A writer waits at most [`MailStore::set_write_wait`] for the lock, then fails
+//! with [`StoreError::Busy`].
+//!
+//! Subscriber ids are never reused (AUTOINCREMENT; a database made before that is
+//! migrated when opened), each row has a random `token_key` its links carry, and a
+//! pending row a `confirm_key` that its confirmation link carries and confirming
+//! clears. Consent is a history: `mail_events` holds each subscribe, confirm,
+//! preference change and unsubscribe with its time, source and IP.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use parking_lot::{Mutex, MutexGuard};
 
-const SCHEMA: &str = "
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+
+use crate::token::{Claim, Purpose};
+
+/// `token_key`: carried by every link of the row. `confirm_key`: carried by its
+/// confirmation link, cleared when used. `legacy_tokens`: which version 1 links
+/// (no key) the row still accepts: 0 none, 1 unsubscribe and preferences, 2 those
+/// and one confirmation (rows that existed before the migration).
+const SUBSCRIBERS: &str = "
 CREATE TABLE IF NOT EXISTS mail_subscribers (
-    id             INTEGER PRIMARY KEY,
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
     address        TEXT NOT NULL UNIQUE COLLATE NOCASE,
     name           TEXT NOT NULL DEFAULT '',
     lang           TEXT NOT NULL,
@@ -27,8 +43,14 @@ CREATE TABLE IF NOT EXISTS mail_subscribers (
     consent_ip     TEXT,
     hard_failures  INTEGER NOT NULL DEFAULT 0,
     created_at     TEXT NOT NULL,
-    updated_at     TEXT NOT NULL
+    updated_at     TEXT NOT NULL,
+    token_key      INTEGER NOT NULL,
+    confirm_key    INTEGER,
+    legacy_tokens  INTEGER NOT NULL DEFAULT 0
 );
+";
+
+const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS mail_bulletins (
     id            INTEGER PRIMARY KEY,
     statement_id  TEXT NOT NULL,
@@ -51,6 +73,57 @@ CREATE TABLE IF NOT EXISTS mail_meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS mail_events (
+    id            INTEGER PRIMARY KEY,
+    subscriber_id INTEGER NOT NULL,
+    kind          TEXT NOT NULL CHECK (kind IN ('subscribe', 'confirm', 'preferences', 'unsubscribe', 'bounce')),
+    at            TEXT NOT NULL,
+    source        TEXT NOT NULL DEFAULT '',
+    ip            TEXT,
+    detail        TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS mail_events_subscriber ON mail_events (subscriber_id, id);
+";
+
+/// A database made before ids were kept unique: rows keep their ids and accept
+/// version 1 links; new ids start above every id a subscriber or a bulletin ever had.
+const MIGRATE_V1: &str = "
+ALTER TABLE mail_subscribers RENAME TO mail_subscribers_v1;
+CREATE TABLE mail_subscribers (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    address        TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    name           TEXT NOT NULL DEFAULT '',
+    lang           TEXT NOT NULL,
+    topics         TEXT NOT NULL DEFAULT '',
+    status         TEXT NOT NULL CHECK (status IN ('pending', 'confirmed', 'unsubscribed', 'bounced')),
+    consent_at     TEXT,
+    consent_source TEXT NOT NULL DEFAULT '',
+    consent_ip     TEXT,
+    hard_failures  INTEGER NOT NULL DEFAULT 0,
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL,
+    token_key      INTEGER NOT NULL,
+    confirm_key    INTEGER,
+    legacy_tokens  INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO mail_subscribers
+    (id, address, name, lang, topics, status, consent_at, consent_source, consent_ip,
+     hard_failures, created_at, updated_at, token_key, confirm_key, legacy_tokens)
+SELECT id, address, name, lang, topics, status, consent_at, consent_source, consent_ip,
+     hard_failures, created_at, updated_at, random(),
+     CASE status WHEN 'pending' THEN random() END,
+     CASE status WHEN 'pending' THEN 2 ELSE 1 END
+FROM mail_subscribers_v1;
+DROP TABLE mail_subscribers_v1;
+INSERT INTO mail_events (subscriber_id, kind, at, source, ip, detail)
+SELECT id, 'subscribe', created_at, consent_source, consent_ip, 'as recorded before the consent history'
+FROM mail_subscribers ORDER BY id;
+INSERT INTO mail_events (subscriber_id, kind, at, source, ip, detail)
+SELECT id, 'confirm', consent_at, consent_source, NULL, 'as recorded before the consent history'
+FROM mail_subscribers WHERE consent_at IS NOT NULL ORDER BY id;
+DELETE FROM sqlite_sequence WHERE name = 'mail_subscribers';
+INSERT INTO sqlite_sequence (name, seq) VALUES ('mail_subscribers', (SELECT COALESCE(MAX(n), 0) FROM (
+    SELECT MAX(id) AS n FROM mail_subscribers UNION ALL SELECT MAX(subscriber_id) FROM mail_bulletins)));
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +134,12 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     #[error("mail store: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
+    /// Another connection held the write lock longer than the store waits.
+    #[error(
+        "the mail store is busy: another process or request is writing to it; try again in a moment"
+    )]
+    Busy,
     #[error("{0}")]
     Subscriber(#[from] SubscriberError),
     #[error("no subscriber {0}")]
@@ -89,6 +167,17 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                StoreError::Busy
+            }
+            _ => StoreError::Sql(e),
+        }
+    }
 }
 
 /// A bad subscriber field, with what to do about it.
@@ -164,6 +253,11 @@ pub struct Subscriber {
     pub hard_failures: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Carried by every link made for this row ([`crate::Secret::issue`]).
+    pub token_key: i64,
+    /// Carried by the row's confirmation link while one is open (a row added
+    /// unconfirmed has one); cleared when the link is used.
+    pub confirm_key: Option<i64>,
 }
 
 impl Subscriber {
@@ -337,7 +431,7 @@ fn parse_ts(column: &'static str, s: &str) -> Result<DateTime<Utc>, StoreError> 
         })
 }
 
-const SUBSCRIBER_COLUMNS: &str = "id, address, name, lang, topics, status, consent_at, consent_source, consent_ip, hard_failures, created_at, updated_at";
+const SUBSCRIBER_COLUMNS: &str = "id, address, name, lang, topics, status, consent_at, consent_source, consent_ip, hard_failures, created_at, updated_at, token_key, confirm_key";
 
 struct RawSubscriber {
     id: i64,
@@ -352,6 +446,8 @@ struct RawSubscriber {
     hard_failures: i64,
     created_at: String,
     updated_at: String,
+    token_key: i64,
+    confirm_key: Option<i64>,
 }
 
 impl RawSubscriber {
@@ -369,6 +465,8 @@ impl RawSubscriber {
             hard_failures: r.get(9)?,
             created_at: r.get(10)?,
             updated_at: r.get(11)?,
+            token_key: r.get(12)?,
+            confirm_key: r.get(13)?,
         })
     }
 
@@ -398,6 +496,8 @@ impl RawSubscriber {
             hard_failures: u32::try_from(self.hard_failures).unwrap_or(u32::MAX),
             created_at: parse_ts("mail_subscribers.created_at", &self.created_at)?,
             updated_at: parse_ts("mail_subscribers.updated_at", &self.updated_at)?,
+            token_key: self.token_key,
+            confirm_key: self.confirm_key,
         })
     }
 }
@@ -428,12 +528,136 @@ fn cook_bulletin((mut b, state): (Bulletin, String)) -> Result<Bulletin, StoreEr
     Ok(b)
 }
 
+/// What happened to a subscription, one row of its consent history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// Asked to subscribe (a web form, an import, the CLI).
+    Subscribe,
+    /// Consent given (the confirmation link, or added with consent).
+    Confirm,
+    /// Language or topics changed.
+    Preferences,
+    Unsubscribe,
+    /// Marked bounced (by an administrator; the sender counts failures only).
+    Bounce,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Subscribe => "subscribe",
+            EventKind::Confirm => "confirm",
+            EventKind::Preferences => "preferences",
+            EventKind::Unsubscribe => "unsubscribe",
+            EventKind::Bounce => "bounce",
+        }
+    }
+    fn parse(s: &str) -> Result<EventKind, StoreError> {
+        Ok(match s {
+            "subscribe" => EventKind::Subscribe,
+            "confirm" => EventKind::Confirm,
+            "preferences" => EventKind::Preferences,
+            "unsubscribe" => EventKind::Unsubscribe,
+            "bounce" => EventKind::Bounce,
+            _ => {
+                return Err(StoreError::Corrupt {
+                    column: "mail_events.kind",
+                    value: s.to_string(),
+                });
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One event of a subscriber's consent history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub subscriber_id: i64,
+    pub kind: EventKind,
+    pub at: DateTime<Utc>,
+    /// Where it came from: `web form (referer)`, `confirmation link`, `one-click`, `cli`, ...
+    pub source: String,
+    /// The client's address, where the person gave it.
+    pub ip: Option<String>,
+    pub detail: String,
+}
+
+/// Who made a change: the source and IP recorded with its event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Origin<'a> {
+    pub source: &'a str,
+    pub ip: Option<&'a str>,
+}
+
+impl<'a> Origin<'a> {
+    pub fn new(source: &'a str) -> Origin<'a> {
+        Origin { source, ip: None }
+    }
+}
+
+fn record_event(
+    conn: &Connection,
+    id: i64,
+    kind: EventKind,
+    at: &str,
+    origin: Origin<'_>,
+    detail: &str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO mail_events (subscriber_id, kind, at, source, ip, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![id, kind.as_str(), at, origin.source, origin.ip, detail])?;
+    Ok(())
+}
+
+/// The answer to a confirmation link (see [`MailStore::confirm`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmed {
+    /// Confirmed now, by this link.
+    Now(Box<Subscriber>),
+    /// The row is there but the link no longer confirms it: it was used, or a
+    /// subscription after an unsubscribe made a new one.
+    Used,
+    /// No row the link was made for.
+    Gone,
+}
+
+/// How long a writer waits for the lock by default (the CLI, `publish`).
+const DEFAULT_WRITE_WAIT: Duration = Duration::from_secs(10);
+/// Read-only connections open at most. A WAL file has few read marks: more
+/// readers than that, each wanting the newest snapshot while a writer commits,
+/// retry and sleep inside SQLite; a reader waits here for a free connection instead.
+const READERS: usize = 4;
+
 /// The mail tables of one SQLite file.
 #[derive(Debug)]
 pub struct MailStore {
     conn: Mutex<Connection>,
+    /// Read-only connections of a file store (none in memory: reads use `conn`).
+    readers: Option<Readers>,
+    /// Milliseconds a writer waits for the lock.
+    write_wait: AtomicU64,
     /// The sender's journal beside the database (none in memory).
     journal: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+struct Readers {
+    path: PathBuf,
+    pool: Mutex<Pool>,
+    free: parking_lot::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Pool {
+    idle: Vec<Connection>,
+    open: usize,
 }
 
 impl MailStore {
@@ -453,6 +677,11 @@ impl MailStore {
         }
         let conn = Connection::open(path).map_err(open_err)?;
         let mut store = Self::init(conn).map_err(open_err)?;
+        store.readers = Some(Readers {
+            path: path.to_path_buf(),
+            pool: Mutex::new(Pool::default()),
+            free: parking_lot::Condvar::new(),
+        });
         let mut journal = path.as_os_str().to_owned();
         journal.push("-mail-journal");
         let journal = PathBuf::from(journal);
@@ -516,21 +745,91 @@ impl MailStore {
         Ok(Self::init(conn)?)
     }
 
-    fn init(conn: Connection) -> rusqlite::Result<MailStore> {
-        conn.busy_timeout(Duration::from_secs(10))?;
+    fn init(mut conn: Connection) -> rusqlite::Result<MailStore> {
+        conn.busy_timeout(DEFAULT_WRITE_WAIT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // Durable against a killed process; a power loss may lose the last
         // transactions (see docs/mail.md).
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         Ok(MailStore {
             conn: Mutex::new(conn),
+            readers: None,
+            write_wait: AtomicU64::new(DEFAULT_WRITE_WAIT.as_millis() as u64),
             journal: None,
         })
     }
 
+    /// How long a write waits for the lock (held by another request of this
+    /// process, or another process) before it fails with [`StoreError::Busy`].
+    /// Default 10 s; `herald serve` waits less and answers 503.
+    pub fn set_write_wait(&self, wait: Duration) -> Result<(), StoreError> {
+        self.write_wait
+            .store(wait.as_millis() as u64, Ordering::Relaxed);
+        self.conn()?.busy_timeout(wait)?;
+        Ok(())
+    }
+
+    fn wait(&self) -> Duration {
+        Duration::from_millis(self.write_wait.load(Ordering::Relaxed))
+    }
+
+    /// The writing connection, within the write wait.
     pub(crate) fn conn(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
-        self.conn.lock().map_err(|_| StoreError::Poisoned)
+        self.conn.try_lock_for(self.wait()).ok_or(StoreError::Busy)
+    }
+
+    /// Run `f` on the writing connection if it is free, else on a read-only one:
+    /// either way it sees the last committed state and never waits for a writer
+    /// (WAL). In memory, on the one connection.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let Some(readers) = &self.readers else {
+            return f(&*self.conn()?);
+        };
+        // The writing connection when it is free: readers that keep the WAL in use
+        // stop checkpoints from restarting it, and every write gets slower.
+        if let Some(conn) = self.conn.try_lock() {
+            return f(&conn);
+        }
+        let conn = {
+            let mut pool = readers.pool.lock();
+            loop {
+                if let Some(c) = pool.idle.pop() {
+                    break Some(c);
+                }
+                if pool.open < READERS {
+                    pool.open += 1;
+                    break None;
+                }
+                readers.free.wait(&mut pool);
+            }
+        };
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let opened = Connection::open_with_flags(
+                    &readers.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .and_then(|c| c.busy_timeout(self.wait()).map(|()| c));
+                match opened {
+                    Ok(c) => c,
+                    Err(e) => {
+                        readers.pool.lock().open -= 1;
+                        readers.free.notify_one();
+                        return Err(e.into());
+                    }
+                }
+            }
+        };
+        let result = f(&conn);
+        readers.pool.lock().idle.push(conn);
+        readers.free.notify_one();
+        result
     }
 
     // ---- subscribers ----
@@ -544,11 +843,12 @@ impl MailStore {
         now: DateTime<Utc>,
     ) -> Result<Subscriber, StoreError> {
         let new = new.validate(languages)?;
-        let conn = self.conn()?;
-        insert_subscriber(&conn, &new, now)?;
-        drop(conn);
-        self.subscriber_by_address(&new.address)?
-            .ok_or(StoreError::NotFound(new.address))
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let id = insert_subscriber(&tx, &new, now)?;
+        let s = subscriber_where(&tx, "id = ?1", id)?;
+        tx.commit()?;
+        s.ok_or(StoreError::NotFound(new.address))
     }
 
     /// Add many subscribers in one transaction: all or none. Each must be valid
@@ -568,85 +868,219 @@ impl MailStore {
     }
 
     pub fn subscriber(&self, id: i64) -> Result<Option<Subscriber>, StoreError> {
-        let conn = self.conn()?;
-        let raw = conn
-            .query_row(
-                &format!("SELECT {SUBSCRIBER_COLUMNS} FROM mail_subscribers WHERE id = ?1"),
-                [id],
-                RawSubscriber::from_row,
-            )
-            .optional()?;
-        raw.map(RawSubscriber::cook).transpose()
+        self.read(|c| subscriber_where(c, "id = ?1", id))
     }
 
     /// By address, ignoring case.
     pub fn subscriber_by_address(&self, address: &str) -> Result<Option<Subscriber>, StoreError> {
-        let conn = self.conn()?;
-        let raw = conn
-            .query_row(
-                &format!("SELECT {SUBSCRIBER_COLUMNS} FROM mail_subscribers WHERE address = ?1"),
-                [address.trim()],
-                RawSubscriber::from_row,
-            )
-            .optional()?;
-        raw.map(RawSubscriber::cook).transpose()
+        self.read(|c| subscriber_where(c, "address = ?1", address.trim()))
+    }
+
+    /// The row a genuine token (see [`crate::Secret::verify`]) still acts on, if
+    /// any: the row it was made for, with the key it carries. A version 1 token
+    /// (no key) acts only on a row that existed before the migration, and as a
+    /// confirmation only once.
+    pub fn bound(&self, claim: Claim, purpose: Purpose) -> Result<Option<Subscriber>, StoreError> {
+        let row = self.read(|c| {
+            let raw = c
+                .prepare_cached(&format!(
+                    "SELECT {SUBSCRIBER_COLUMNS}, legacy_tokens FROM mail_subscribers WHERE id = ?1"
+                ))?
+                .query_row([claim.subscriber], |r| {
+                    Ok((RawSubscriber::from_row(r)?, r.get::<_, i64>(14)?))
+                })
+                .optional()?;
+            raw.map(|(raw, legacy)| Ok((raw.cook()?, legacy)))
+                .transpose()
+        })?;
+        let Some((s, legacy)) = row else {
+            return Ok(None);
+        };
+        let confirm_key = s.confirm_key;
+        let ok = match (purpose, claim.key) {
+            (Purpose::Confirm, Some(k)) => confirm_key == Some(k),
+            (Purpose::Confirm, None) => legacy >= 2 && s.status != Status::Confirmed,
+            (Purpose::Unsubscribe | Purpose::Preferences, Some(k)) => s.token_key == k,
+            (Purpose::Unsubscribe | Purpose::Preferences, None) => legacy >= 1,
+        };
+        Ok(ok.then_some(s))
     }
 
     /// Every subscriber (or those with `status`), by id.
     pub fn subscribers(&self, status: Option<Status>) -> Result<Vec<Subscriber>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {SUBSCRIBER_COLUMNS} FROM mail_subscribers WHERE ?1 IS NULL OR status = ?1 ORDER BY id"
-        ))?;
-        let rows = stmt
-            .query_map([status.map(Status::as_str)], RawSubscriber::from_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter().map(RawSubscriber::cook).collect()
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {SUBSCRIBER_COLUMNS} FROM mail_subscribers WHERE ?1 IS NULL OR status = ?1 ORDER BY id"
+            ))?;
+            let rows = stmt
+                .query_map([status.map(Status::as_str)], RawSubscriber::from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(RawSubscriber::cook).collect()
+        })
     }
 
-    /// Change a subscriber's status. Confirming records `now` as the consent time
-    /// (and `source`, when given).
+    /// The consent history of subscriber `id` (or of everyone), oldest first.
+    pub fn events(&self, id: Option<i64>) -> Result<Vec<Event>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT subscriber_id, kind, at, source, ip, detail FROM mail_events
+                 WHERE ?1 IS NULL OR subscriber_id = ?1 ORDER BY subscriber_id, id",
+            )?;
+            let rows = stmt
+                .query_map([id], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter()
+                .map(|(subscriber_id, kind, at, source, ip, detail)| {
+                    Ok(Event {
+                        subscriber_id,
+                        kind: EventKind::parse(&kind)?,
+                        at: parse_ts("mail_events.at", &at)?,
+                        source,
+                        ip,
+                        detail,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Change a subscriber's status, with an event. Confirming records `now` as
+    /// the consent time (and the origin's source, when not empty).
     pub fn set_status(
         &self,
         id: i64,
         status: Status,
-        source: Option<&str>,
+        origin: Origin<'_>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let conn = self.conn()?;
-        let n = if status == Status::Confirmed {
-            conn.execute(
-                "UPDATE mail_subscribers SET status = ?2, consent_at = ?3, updated_at = ?3,
-                 consent_source = COALESCE(?4, consent_source), hard_failures = 0 WHERE id = ?1",
-                params![id, status.as_str(), ts(now), source],
-            )?
-        } else {
-            conn.execute(
-                "UPDATE mail_subscribers SET status = ?2, updated_at = ?3 WHERE id = ?1",
-                params![id, status.as_str(), ts(now)],
-            )?
-        };
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("#{id}")));
-        }
-        if matches!(status, Status::Unsubscribed | Status::Bounced) {
-            // Nothing still queued goes out after an unsubscribe.
-            conn.execute(
-                "UPDATE mail_bulletins SET state = 'failed', last_error = ?2, updated_at = ?3
-                 WHERE subscriber_id = ?1 AND state = 'pending'",
-                params![id, format!("subscriber {}", status.as_str()), ts(now)],
-            )?;
-        }
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        change_status(&tx, id, status, origin, "", &ts(now))?;
+        tx.commit()?;
         Ok(())
     }
 
-    /// Change language and topics (validated against `languages`).
+    /// Start (or repeat) the double opt-in of a row that is not confirmed: the
+    /// key its confirmation link carries. The key stays the same until the link
+    /// is used; the row's expiry counts from now. Records a subscribe event.
+    pub fn begin_confirmation(
+        &self,
+        id: i64,
+        origin: Origin<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let now = ts(now);
+        let key: Option<i64> = tx
+            .query_row(
+                "UPDATE mail_subscribers SET
+                   legacy_tokens = CASE WHEN confirm_key IS NULL THEN MIN(legacy_tokens, 1) ELSE legacy_tokens END,
+                   confirm_key = COALESCE(confirm_key, random()),
+                   updated_at = ?2
+                 WHERE id = ?1 AND status != 'confirmed' RETURNING confirm_key",
+                params![id, now],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let key = key.ok_or(StoreError::NotFound(format!("#{id} (unconfirmed)")))?;
+        record_event(
+            &tx,
+            id,
+            EventKind::Subscribe,
+            &now,
+            origin,
+            "confirmation link sent",
+        )?;
+        tx.commit()?;
+        Ok(key)
+    }
+
+    /// Use a confirmation link, once: the row it was made for becomes confirmed
+    /// and the link's key is cleared, in one transaction (a replay racing the
+    /// first use finds it cleared).
+    pub fn confirm(
+        &self,
+        claim: Claim,
+        origin: Origin<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Confirmed, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let now = ts(now);
+        let n = tx.execute(
+            "UPDATE mail_subscribers SET status = 'confirmed', consent_at = ?3, updated_at = ?3,
+               hard_failures = 0, confirm_key = NULL, legacy_tokens = MIN(legacy_tokens, 1)
+             WHERE id = ?1 AND ((?2 IS NOT NULL AND confirm_key = ?2)
+               OR (?2 IS NULL AND legacy_tokens >= 2 AND status != 'confirmed'))",
+            params![claim.subscriber, claim.key, now],
+        )?;
+        if n == 0 {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM mail_subscribers WHERE id = ?1)",
+                [claim.subscriber],
+                |r| r.get(0),
+            )?;
+            return Ok(if exists {
+                Confirmed::Used
+            } else {
+                Confirmed::Gone
+            });
+        }
+        record_event(&tx, claim.subscriber, EventKind::Confirm, &now, origin, "")?;
+        let s = subscriber_where(&tx, "id = ?1", claim.subscriber)?;
+        tx.commit()?;
+        Ok(s.map_or(Confirmed::Gone, |s| Confirmed::Now(Box::new(s))))
+    }
+
+    /// One-click unsubscribe with a token: the row it was made for, if it is
+    /// still there, is unsubscribed (with an event; a repeat changes nothing).
+    /// Returns whether a row was unsubscribed now.
+    pub fn unsubscribe(
+        &self,
+        claim: Claim,
+        origin: Origin<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let Some(s) = self.bound(claim, Purpose::Unsubscribe)? else {
+            return Ok(false);
+        };
+        if s.status == Status::Unsubscribed {
+            return Ok(false);
+        }
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        // Checked again under the write lock: a concurrent repeat is a no-op.
+        let n = tx.execute(
+            "UPDATE mail_subscribers SET status = 'unsubscribed', updated_at = ?2
+             WHERE id = ?1 AND status != 'unsubscribed'",
+            params![s.id, ts(now)],
+        )?;
+        if n == 1 {
+            after_status(&tx, s.id, Status::Unsubscribed, &ts(now))?;
+            record_event(&tx, s.id, EventKind::Unsubscribe, &ts(now), origin, "")?;
+        }
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    /// Change language and topics (validated against `languages`), with an event.
     pub fn set_preferences(
         &self,
         id: i64,
         lang: &str,
         topics: &[String],
         languages: &[String],
+        origin: Origin<'_>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let checked = NewSubscriber {
@@ -660,18 +1094,28 @@ impl MailStore {
             consent_at: None,
         }
         .validate(languages)?;
-        let n = self.conn()?.execute(
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let topics = checked.topics.join(",");
+        let n = tx.execute(
             "UPDATE mail_subscribers SET lang = ?2, topics = ?3, updated_at = ?4 WHERE id = ?1",
-            params![id, checked.lang, checked.topics.join(","), ts(now)],
+            params![id, checked.lang, topics, ts(now)],
         )?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("#{id}")));
         }
+        let detail = format!(
+            "lang={} topics={}",
+            checked.lang,
+            if topics.is_empty() { "*" } else { &topics }
+        );
+        record_event(&tx, id, EventKind::Preferences, &ts(now), origin, &detail)?;
+        tx.commit()?;
         Ok(())
     }
 
-    /// Delete a subscriber and whatever is still queued for them; sent rows stay in
-    /// the ledger. Returns whether the address was known.
+    /// Delete a subscriber, their consent history and whatever is still queued
+    /// for them; sent rows stay in the ledger. Returns whether the address was known.
     pub fn remove_subscriber(&self, address: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction()?;
@@ -689,17 +1133,28 @@ impl MailStore {
             "DELETE FROM mail_bulletins WHERE subscriber_id = ?1 AND state = 'pending'",
             [id],
         )?;
+        tx.execute("DELETE FROM mail_events WHERE subscriber_id = ?1", [id])?;
         tx.execute("DELETE FROM mail_subscribers WHERE id = ?1", [id])?;
         tx.commit()?;
         Ok(true)
     }
 
-    /// Delete pending (unconfirmed) subscriptions created before `before`.
+    /// Delete pending (unconfirmed) subscriptions whose last confirmation link
+    /// was sent (or, without one, that were created) before `before`.
     pub fn expire_pending(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
-        Ok(self.conn()?.execute(
-            "DELETE FROM mail_subscribers WHERE status = 'pending' AND created_at < ?1",
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM mail_events WHERE subscriber_id IN
+             (SELECT id FROM mail_subscribers WHERE status = 'pending' AND updated_at < ?1)",
             [ts(before)],
-        )?)
+        )?;
+        let n = tx.execute(
+            "DELETE FROM mail_subscribers WHERE status = 'pending' AND updated_at < ?1",
+            [ts(before)],
+        )?;
+        tx.commit()?;
+        Ok(n)
     }
 
     // ---- bulletins ----
@@ -933,21 +1388,126 @@ pub(crate) enum Change {
     },
 }
 
+/// Bring an older database's tables to this version, once, under the write lock.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let table = |c: &Connection| -> rusqlite::Result<Option<String>> {
+        c.query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'mail_subscribers'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+    };
+    // Up to date (the usual case): no write lock taken, so opening never waits for a writer.
+    if table(conn)?.is_some_and(|sql| sql.contains("token_key")) {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    match table(&tx)? {
+        None => tx.execute_batch(SUBSCRIBERS)?,
+        Some(sql) if !sql.contains("token_key") => {
+            tracing::info!(
+                "mail store: migrating mail_subscribers (ids never reused, links bound to rows, consent history)"
+            );
+            tx.execute_batch(MIGRATE_V1)?;
+        }
+        Some(_) => {}
+    }
+    tx.commit()
+}
+
+fn subscriber_where(
+    conn: &Connection,
+    condition: &str,
+    value: impl rusqlite::ToSql,
+) -> Result<Option<Subscriber>, StoreError> {
+    let raw = conn
+        .prepare_cached(&format!(
+            "SELECT {SUBSCRIBER_COLUMNS} FROM mail_subscribers WHERE {condition}"
+        ))?
+        .query_row([value], RawSubscriber::from_row)
+        .optional()?;
+    raw.map(RawSubscriber::cook).transpose()
+}
+
+/// Set `status` with its event (none for an unchanged status).
+fn change_status(
+    tx: &Connection,
+    id: i64,
+    status: Status,
+    origin: Origin<'_>,
+    detail: &str,
+    now: &str,
+) -> Result<(), StoreError> {
+    let before: Option<String> = tx
+        .query_row(
+            "SELECT status FROM mail_subscribers WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(before) = before else {
+        return Err(StoreError::NotFound(format!("#{id}")));
+    };
+    let source = Some(origin.source).filter(|s| !s.is_empty());
+    if status == Status::Confirmed {
+        tx.execute(
+            "UPDATE mail_subscribers SET status = ?2, consent_at = ?3, updated_at = ?3,
+             consent_source = COALESCE(?4, consent_source), hard_failures = 0,
+             confirm_key = NULL, legacy_tokens = MIN(legacy_tokens, 1) WHERE id = ?1",
+            params![id, status.as_str(), now, source],
+        )?;
+    } else {
+        tx.execute(
+            "UPDATE mail_subscribers SET status = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id, status.as_str(), now],
+        )?;
+    }
+    after_status(tx, id, status, now)?;
+    if before != status.as_str() {
+        let kind = match status {
+            Status::Pending => EventKind::Subscribe,
+            Status::Confirmed => EventKind::Confirm,
+            Status::Unsubscribed => EventKind::Unsubscribe,
+            Status::Bounced => EventKind::Bounce,
+        };
+        record_event(tx, id, kind, now, origin, detail)?;
+    }
+    Ok(())
+}
+
+/// Nothing still queued goes out after an unsubscribe or a bounce.
+fn after_status(tx: &Connection, id: i64, status: Status, now: &str) -> Result<(), StoreError> {
+    if matches!(status, Status::Unsubscribed | Status::Bounced) {
+        tx.prepare_cached(
+            "UPDATE mail_bulletins SET state = 'failed', last_error = ?2, updated_at = ?3
+             WHERE subscriber_id = ?1 AND state = 'pending'",
+        )?
+        .execute(params![id, format!("subscriber {}", status.as_str()), now])?;
+    }
+    Ok(())
+}
+
+/// Insert a row (a fresh id, never used before, and a random token key) and its
+/// first events. Returns the id.
 fn insert_subscriber(
     conn: &Connection,
     new: &NewSubscriber,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     let consent = match (new.consent_at, new.status) {
         (Some(at), _) => Some(ts(at)),
         (None, Status::Confirmed) => Some(ts(now)),
         (None, _) => None,
     };
-    let r = conn.execute(
-        "INSERT INTO mail_subscribers
-         (address, name, lang, topics, status, consent_at, consent_source, consent_ip, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-        params![
+    let r = conn
+        .prepare_cached(
+            "INSERT INTO mail_subscribers
+             (address, name, lang, topics, status, consent_at, consent_source, consent_ip, created_at, updated_at,
+              token_key, confirm_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, random(), CASE WHEN ?5 != 'confirmed' THEN random() END)",
+        )?
+        .execute(params![
             new.address,
             new.name,
             new.lang,
@@ -957,17 +1517,40 @@ fn insert_subscriber(
             new.consent_source,
             new.consent_ip,
             ts(now)
-        ],
-    );
+        ]);
     match r {
-        Ok(_) => Ok(()),
+        Ok(_) => {}
         Err(rusqlite::Error::SqliteFailure(e, _))
             if e.code == rusqlite::ErrorCode::ConstraintViolation =>
         {
-            Err(StoreError::Exists(new.address.clone()))
+            return Err(StoreError::Exists(new.address.clone()));
         }
-        Err(e) => Err(e.into()),
+        Err(e) => return Err(e.into()),
     }
+    let id = conn.last_insert_rowid();
+    let origin = Origin {
+        source: &new.consent_source,
+        ip: new.consent_ip.as_deref(),
+    };
+    record_event(
+        conn,
+        id,
+        EventKind::Subscribe,
+        &ts(now),
+        origin,
+        &format!("added as {}", new.status),
+    )?;
+    if let Some(at) = &consent {
+        record_event(
+            conn,
+            id,
+            EventKind::Confirm,
+            at,
+            origin,
+            "consent given before adding",
+        )?;
+    }
+    Ok(id)
 }
 
 #[cfg(test)]
@@ -1079,7 +1662,7 @@ mod tests {
         assert_eq!(p.consent_at, None);
         let later = now() + chrono::Duration::hours(1);
         store
-            .set_status(p.id, Status::Confirmed, Some("web"), later)
+            .set_status(p.id, Status::Confirmed, Origin::new("web"), later)
             .expect("confirm");
         let p = store.subscriber(p.id).expect("q").expect("there");
         assert_eq!(
@@ -1087,7 +1670,14 @@ mod tests {
             (Status::Confirmed, Some(later), "web")
         );
         store
-            .set_preferences(p.id, "ru", &["health".into()], &langs(), later)
+            .set_preferences(
+                p.id,
+                "ru",
+                &["health".into()],
+                &langs(),
+                Origin::default(),
+                later,
+            )
             .expect("prefs");
         let p = store.subscriber(p.id).expect("q").expect("there");
         assert_eq!(
@@ -1096,11 +1686,11 @@ mod tests {
         );
         assert!(
             store
-                .set_preferences(p.id, "de", &[], &langs(), later)
+                .set_preferences(p.id, "de", &[], &langs(), Origin::default(), later)
                 .is_err()
         );
         assert!(matches!(
-            store.set_status(999, Status::Confirmed, None, later),
+            store.set_status(999, Status::Confirmed, Origin::default(), later),
             Err(StoreError::NotFound(_))
         ));
 
@@ -1118,6 +1708,250 @@ mod tests {
         assert!(store.remove_subscriber("P@example.org").expect("rm"));
         assert!(!store.remove_subscriber("P@example.org").expect("rm"));
         assert!(store.subscribers(None).expect("list").is_empty());
+    }
+
+    fn secret() -> crate::Secret {
+        crate::Secret::from_bytes(&[9u8; 32]).expect("key")
+    }
+
+    fn claim(token: &str, purpose: Purpose) -> Claim {
+        secret().verify(token, purpose, now()).expect("genuine")
+    }
+
+    fn pending(address: &str) -> NewSubscriber {
+        NewSubscriber {
+            status: Status::Pending,
+            consent_source: "web form".into(),
+            consent_ip: Some("192.0.2.7".into()),
+            ..new(address)
+        }
+    }
+
+    #[test]
+    fn ids_are_never_reused_after_remove_or_sweep() {
+        let store = MailStore::in_memory().expect("store");
+        let later = now() + chrono::Duration::hours(1);
+        // Remove: the attacker's row goes, the victim's is new.
+        let attacker = store
+            .add_subscriber(pending("attacker@example.org"), &langs(), now())
+            .expect("add");
+        let key = store
+            .begin_confirmation(attacker.id, Origin::new("web form"), now())
+            .expect("key");
+        let confirm = secret().issue(Purpose::Confirm, attacker.id, key, None);
+        let prefs = secret().issue(Purpose::Preferences, attacker.id, attacker.token_key, None);
+        assert!(store.remove_subscriber("attacker@example.org").expect("rm"));
+        let victim = store
+            .add_subscriber(pending("victim@example.org"), &langs(), later)
+            .expect("add");
+        store
+            .begin_confirmation(victim.id, Origin::new("web form"), later)
+            .expect("key");
+        assert!(victim.id > attacker.id, "{} reused", victim.id);
+        assert_eq!(
+            store
+                .bound(claim(&prefs, Purpose::Preferences), Purpose::Preferences)
+                .expect("q"),
+            None
+        );
+        assert_eq!(
+            store
+                .confirm(claim(&confirm, Purpose::Confirm), Origin::default(), later)
+                .expect("q"),
+            Confirmed::Gone
+        );
+        // Sweep: the same for an expired pending row.
+        let swept = store
+            .add_subscriber(pending("swept@example.org"), &langs(), later)
+            .expect("add");
+        assert_eq!(
+            store
+                .expire_pending(later + chrono::Duration::seconds(1))
+                .expect("sweep"),
+            2
+        );
+        let next = store
+            .add_subscriber(pending("next@example.org"), &langs(), later)
+            .expect("add");
+        assert!(next.id > swept.id);
+        assert_eq!(store.subscriber(victim.id).expect("q"), None);
+        assert_eq!(store.events(Some(swept.id)).expect("events"), vec![]);
+    }
+
+    #[test]
+    fn a_confirmation_link_works_once_even_after_unsubscribe() {
+        let store = MailStore::in_memory().expect("store");
+        let s = store
+            .add_subscriber(pending("once@example.org"), &langs(), now())
+            .expect("add");
+        let key = store
+            .begin_confirmation(s.id, Origin::new("web form"), now())
+            .expect("key");
+        // A second mail carries the same key until the link is used.
+        assert_eq!(
+            store
+                .begin_confirmation(s.id, Origin::new("web form"), now())
+                .expect("key"),
+            key
+        );
+        let link = claim(
+            &secret().issue(Purpose::Confirm, s.id, key, None),
+            Purpose::Confirm,
+        );
+        let Confirmed::Now(c) = store
+            .confirm(link, Origin::new("confirmation link"), now())
+            .expect("confirm")
+        else {
+            panic!("not confirmed")
+        };
+        assert_eq!(c.status, Status::Confirmed);
+        assert_eq!(
+            store.confirm(link, Origin::default(), now()).expect("q"),
+            Confirmed::Used
+        );
+        let unsub = claim(
+            &secret().issue(Purpose::Unsubscribe, s.id, s.token_key, None),
+            Purpose::Unsubscribe,
+        );
+        assert!(
+            store
+                .unsubscribe(unsub, Origin::new("one-click"), now())
+                .expect("unsub")
+        );
+        assert!(
+            !store
+                .unsubscribe(unsub, Origin::new("one-click"), now())
+                .expect("repeat")
+        );
+        assert_eq!(
+            store.confirm(link, Origin::default(), now()).expect("q"),
+            Confirmed::Used
+        );
+        assert_eq!(
+            store.subscriber(s.id).expect("q").map(|s| s.status),
+            Some(Status::Unsubscribed)
+        );
+        // Subscribing again makes a new key: the old link still does nothing.
+        let again = store
+            .begin_confirmation(s.id, Origin::new("web form"), now())
+            .expect("key");
+        assert_ne!(again, key);
+        assert_eq!(
+            store.confirm(link, Origin::default(), now()).expect("q"),
+            Confirmed::Used
+        );
+        // A token made for one purpose does not act for another key.
+        let wrong = Claim {
+            subscriber: s.id,
+            key: Some(key),
+        };
+        assert_eq!(store.bound(wrong, Purpose::Unsubscribe).expect("q"), None);
+    }
+
+    #[test]
+    fn consent_history_records_each_step() {
+        let store = MailStore::in_memory().expect("store");
+        let s = store
+            .add_subscriber(pending("h@example.org"), &langs(), now())
+            .expect("add");
+        let key = store
+            .begin_confirmation(
+                s.id,
+                Origin {
+                    source: "web form",
+                    ip: Some("192.0.2.8"),
+                },
+                now(),
+            )
+            .expect("key");
+        let link = Claim {
+            subscriber: s.id,
+            key: Some(key),
+        };
+        store
+            .confirm(
+                link,
+                Origin {
+                    source: "confirmation link",
+                    ip: Some("192.0.2.9"),
+                },
+                now(),
+            )
+            .expect("confirm");
+        store
+            .set_preferences(
+                s.id,
+                "ru",
+                &[],
+                &langs(),
+                Origin::new("preferences page"),
+                now(),
+            )
+            .expect("prefs");
+        let unsub = Claim {
+            subscriber: s.id,
+            key: Some(s.token_key),
+        };
+        store
+            .unsubscribe(unsub, Origin::new("unsubscribe link"), now())
+            .expect("unsub");
+        let kinds: Vec<(EventKind, String, Option<String>)> = store
+            .events(Some(s.id))
+            .expect("events")
+            .into_iter()
+            .map(|e| (e.kind, e.source, e.ip))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (
+                    EventKind::Subscribe,
+                    "web form".into(),
+                    Some("192.0.2.7".into())
+                ),
+                (
+                    EventKind::Subscribe,
+                    "web form".into(),
+                    Some("192.0.2.8".into())
+                ),
+                (
+                    EventKind::Confirm,
+                    "confirmation link".into(),
+                    Some("192.0.2.9".into())
+                ),
+                (EventKind::Preferences, "preferences page".into(), None),
+                (EventKind::Unsubscribe, "unsubscribe link".into(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_busy_writer_fails_fast_and_readers_do_not_wait() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("herald.db");
+        let store = MailStore::open(&path).expect("open");
+        let s = store
+            .add_subscriber(new("r@example.org"), &langs(), now())
+            .expect("add");
+        store
+            .set_write_wait(Duration::from_millis(100))
+            .expect("wait");
+        // Another process holds the write lock (as a sender applying its journal does).
+        let other = Connection::open(&path).expect("open");
+        other
+            .execute_batch("BEGIN IMMEDIATE; UPDATE mail_subscribers SET name = 'x';")
+            .expect("lock");
+        let e = store.add_subscriber(new("w@example.org"), &langs(), now());
+        assert!(matches!(e, Err(StoreError::Busy)), "{e:?}");
+        assert_eq!(
+            store.subscriber(s.id).expect("read").map(|s| s.name),
+            Some(s.name.clone())
+        );
+        assert_eq!(store.subscribers(None).expect("read").len(), 1);
+        other.execute_batch("COMMIT").expect("commit");
+        store
+            .add_subscriber(new("w@example.org"), &langs(), now())
+            .expect("added once free");
     }
 
     #[test]

@@ -1,9 +1,16 @@
 //! Signed tokens for links in mails: unsubscribe, confirm, preferences.
 //!
-//! A token names one subscriber and one purpose, optionally an expiry, and
-//! carries an HMAC-SHA256 over them (truncated to 128 bits). Verification is
-//! constant time. Tokens are stateless: replay protection (a confirm link used
-//! twice) is the store's status, not the token's.
+//! A token names one subscriber, one purpose, optionally an expiry, and a key
+//! the subscriber's row holds (its random `token_key`, or for a confirmation
+//! link the row's current `confirm_key`), and carries an HMAC-SHA256 over them
+//! (truncated to 128 bits). Verification is constant time. The signature proves
+//! who made the token; the key, checked by the store against the row, proves the
+//! row is still the one the token was made for (ids are never reused, and a used
+//! confirmation key is cleared, so a link outlives neither its subscriber nor its
+//! purpose).
+//!
+//! Version 1 tokens (before keys) carry no key: they are still read, and the
+//! store accepts them only on rows that existed when it was migrated.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,11 +28,15 @@ pub const SECRET_ENV: &str = "HERALD_SECRET";
 /// The file below the state folder (`.herald/`) that holds a generated secret.
 pub const SECRET_FILE: &str = "secret";
 
-const VERSION: u8 = 1;
+const V1: u8 = 1;
+const V2: u8 = 2;
 const MAC_LEN: usize = 16;
-const BODY_LEN: usize = 1 + 1 + 8 + 8;
+const V1_BODY: usize = 1 + 1 + 8 + 8;
+const V1_LEN: usize = V1_BODY + MAC_LEN;
+/// Version, purpose, subscriber, expiry, key.
+const BODY_LEN: usize = 1 + 1 + 8 + 8 + 8;
 const TOKEN_LEN: usize = BODY_LEN + MAC_LEN;
-/// Every token is this many characters (unpadded base64 of a fixed length).
+/// Every token issued is this many characters (unpadded base64 of a fixed length).
 pub(crate) const TOKEN_CHARS: usize = (TOKEN_LEN * 4).div_ceil(3);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -73,6 +84,15 @@ impl Purpose {
             _ => None,
         }
     }
+}
+
+/// What a genuine, unexpired token names. The store decides whether it still
+/// names a row ([`crate::MailStore::bound`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Claim {
+    pub subscriber: i64,
+    /// The row's key the token was made with; `None` for a version 1 token.
+    pub key: Option<i64>,
 }
 
 /// The HMAC key. Its `Debug` never shows the bytes.
@@ -155,68 +175,101 @@ impl Secret {
         Secret::load(state_dir, env.as_deref())
     }
 
-    fn mac(&self) -> HmacSha256 {
+    fn mac(&self, version: u8) -> HmacSha256 {
         // HMAC accepts keys of any length; `from_bytes` guarantees a strong one.
         let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(b"herald-mail token v1\0");
+        if version == V1 {
+            mac.update(b"herald-mail token v1\0");
+        } else {
+            mac.update(b"herald-mail token v2\0");
+        }
         mac
     }
 
-    /// A URL-safe token for `subscriber` (46 characters, `[A-Za-z0-9_-]`).
+    /// A URL-safe token for `subscriber` (56 characters, `[A-Za-z0-9_-]`), bound to
+    /// `key`: the row's `token_key`, or its `confirm_key` for [`Purpose::Confirm`].
     pub fn issue(
         &self,
         purpose: Purpose,
         subscriber: i64,
+        key: i64,
         expires: Option<DateTime<Utc>>,
     ) -> String {
         let mut buf = [0u8; TOKEN_LEN];
-        buf[0] = VERSION;
+        buf[0] = V2;
         buf[1] = purpose.code();
         buf[2..10].copy_from_slice(&subscriber.to_be_bytes());
         let exp = expires.map_or(0, |e| e.timestamp().max(1));
         buf[10..18].copy_from_slice(&exp.to_be_bytes());
-        let mut mac = self.mac();
+        buf[18..26].copy_from_slice(&key.to_be_bytes());
+        let mut mac = self.mac(V2);
         mac.update(&buf[..BODY_LEN]);
         let tag = mac.finalize().into_bytes();
         buf[BODY_LEN..].copy_from_slice(&tag[..MAC_LEN]);
         URL_SAFE_NO_PAD.encode(buf)
     }
 
-    /// The subscriber id a token was issued for, if it is genuine, for `purpose`, and
-    /// not expired at `now`.
+    /// A version 1 token, as herald made them before keys (tests of old links).
+    #[doc(hidden)]
+    pub fn issue_v1(
+        &self,
+        purpose: Purpose,
+        subscriber: i64,
+        expires: Option<DateTime<Utc>>,
+    ) -> String {
+        let mut buf = [0u8; V1_LEN];
+        buf[0] = V1;
+        buf[1] = purpose.code();
+        buf[2..10].copy_from_slice(&subscriber.to_be_bytes());
+        let exp = expires.map_or(0, |e| e.timestamp().max(1));
+        buf[10..18].copy_from_slice(&exp.to_be_bytes());
+        let mut mac = self.mac(V1);
+        mac.update(&buf[..V1_BODY]);
+        let tag = mac.finalize().into_bytes();
+        buf[V1_BODY..].copy_from_slice(&tag[..MAC_LEN]);
+        URL_SAFE_NO_PAD.encode(buf)
+    }
+
+    /// What a token names, if it is genuine, for `purpose`, and not expired at `now`.
     pub fn verify(
         &self,
         token: &str,
         purpose: Purpose,
         now: DateTime<Utc>,
-    ) -> Result<i64, TokenError> {
+    ) -> Result<Claim, TokenError> {
         if token.len() > 64 {
             return Err(TokenError::Malformed);
         }
         let bytes = URL_SAFE_NO_PAD
             .decode(token.trim())
             .map_err(|_| TokenError::Malformed)?;
-        if bytes.len() != TOKEN_LEN || bytes[0] != VERSION {
-            return Err(TokenError::Malformed);
-        }
-        let mut mac = self.mac();
-        mac.update(&bytes[..BODY_LEN]);
-        mac.verify_truncated_left(&bytes[BODY_LEN..])
+        let body = match (bytes.first(), bytes.len()) {
+            (Some(&V1), V1_LEN) => V1_BODY,
+            (Some(&V2), TOKEN_LEN) => BODY_LEN,
+            _ => return Err(TokenError::Malformed),
+        };
+        let mut mac = self.mac(bytes[0]);
+        mac.update(&bytes[..body]);
+        mac.verify_truncated_left(&bytes[body..])
             .map_err(|_| TokenError::BadSignature)?;
         // Only signed bytes are read below.
         if Purpose::from_code(bytes[1]) != Some(purpose) {
             return Err(TokenError::WrongPurpose);
         }
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&bytes[2..10]);
-        let mut exp = [0u8; 8];
-        exp.copy_from_slice(&bytes[10..18]);
-        let exp = i64::from_be_bytes(exp);
+        let field = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[at..at + 8]);
+            i64::from_be_bytes(b)
+        };
+        let exp = field(10);
         if exp != 0 && now.timestamp() >= exp {
             return Err(TokenError::Expired);
         }
-        Ok(i64::from_be_bytes(id))
+        Ok(Claim {
+            subscriber: field(2),
+            key: (body == BODY_LEN).then(|| field(18)),
+        })
     }
 }
 
@@ -236,23 +289,64 @@ mod tests {
     #[test]
     fn round_trip_and_unique_per_subscriber() {
         let s = secret();
-        let a = s.issue(Purpose::Unsubscribe, 1, None);
-        let b = s.issue(Purpose::Unsubscribe, 2, None);
+        let a = s.issue(Purpose::Unsubscribe, 1, 11, None);
+        let b = s.issue(Purpose::Unsubscribe, 2, 11, None);
         assert_ne!(a, b);
-        assert_eq!(a.len(), 46);
+        assert_eq!(a.len(), 56);
+        assert_eq!(a.len(), TOKEN_CHARS);
         assert!(
             a.bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         );
-        assert_eq!(s.verify(&a, Purpose::Unsubscribe, at(0)), Ok(1));
-        assert_eq!(s.verify(&b, Purpose::Unsubscribe, at(0)), Ok(2));
+        let claim = |subscriber, key| Ok(Claim { subscriber, key });
+        assert_eq!(
+            s.verify(&a, Purpose::Unsubscribe, at(0)),
+            claim(1, Some(11))
+        );
+        assert_eq!(
+            s.verify(&b, Purpose::Unsubscribe, at(0)),
+            claim(2, Some(11))
+        );
+        // Version 1 links (mailed before keys) still verify, with no key.
+        let old = s.issue_v1(Purpose::Unsubscribe, 7, None);
+        assert_eq!(old.len(), 46);
+        assert_eq!(s.verify(&old, Purpose::Unsubscribe, at(0)), claim(7, None));
+        assert_eq!(
+            s.verify(&old, Purpose::Confirm, at(0)),
+            Err(TokenError::WrongPurpose)
+        );
+        // A v1 body under a v2 version byte is not a token.
+        let mut raw = URL_SAFE_NO_PAD.decode(&old).expect("b64");
+        raw[0] = V2;
+        assert_eq!(
+            s.verify(&URL_SAFE_NO_PAD.encode(&raw), Purpose::Unsubscribe, at(0)),
+            Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn the_key_is_signed() {
+        let s = secret();
+        let t = s.issue(Purpose::Confirm, 3, 99, None);
+        let mut raw = URL_SAFE_NO_PAD.decode(&t).expect("b64");
+        raw[25] ^= 1;
+        assert_eq!(
+            s.verify(&URL_SAFE_NO_PAD.encode(&raw), Purpose::Confirm, at(0)),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]
     fn forged_wrong_purpose_expired_and_other_key_refused() {
         let s = secret();
-        let t = s.issue(Purpose::Confirm, 42, Some(at(1000)));
-        assert_eq!(s.verify(&t, Purpose::Confirm, at(999)), Ok(42));
+        let t = s.issue(Purpose::Confirm, 42, 5, Some(at(1000)));
+        assert_eq!(
+            s.verify(&t, Purpose::Confirm, at(999)),
+            Ok(Claim {
+                subscriber: 42,
+                key: Some(5)
+            })
+        );
         assert_eq!(
             s.verify(&t, Purpose::Confirm, at(1000)),
             Err(TokenError::Expired)
@@ -306,8 +400,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let a = Secret::load(dir.path(), None).expect("created");
         let b = Secret::load(dir.path(), None).expect("read back");
-        let t = a.issue(Purpose::Unsubscribe, 5, None);
-        assert_eq!(b.verify(&t, Purpose::Unsubscribe, at(0)), Ok(5));
+        let t = a.issue(Purpose::Unsubscribe, 5, 1, None);
+        assert_eq!(
+            b.verify(&t, Purpose::Unsubscribe, at(0))
+                .map(|c| c.subscriber),
+            Ok(5)
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

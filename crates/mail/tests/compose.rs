@@ -45,6 +45,7 @@ fn line_breaks_in_names_never_add_a_header_or_panic() {
                 &prepared,
                 Recipient {
                     subscriber_id: 7,
+                    token_key: 77,
                     address: "reader@example.net",
                     name,
                 },
@@ -86,6 +87,7 @@ fn one_click_link_is_signed_for_the_recipient() {
             &prepared,
             Recipient {
                 subscriber_id: 1234,
+                token_key: 77,
                 address: "reader@example.net",
                 name: "Reader",
             },
@@ -104,7 +106,13 @@ fn one_click_link_is_signed_for_the_recipient() {
     let url_prefix = "<https://statements.example.org/unsubscribe/";
     let start = header.find(url_prefix).expect("https link") + url_prefix.len();
     let token = &header[start..start + header[start..].find('>').expect("closing >")];
-    assert_eq!(secret.verify(token, Purpose::Unsubscribe, now()), Ok(1234));
+    assert_eq!(
+        secret.verify(token, Purpose::Unsubscribe, now()),
+        Ok(herald_mail::Claim {
+            subscriber: 1234,
+            key: Some(77)
+        })
+    );
     assert!(
         header.contains("<mailto:press@statements.example.org?subject=unsubscribe%20"),
         "{header}"
@@ -159,6 +167,7 @@ fn templates_are_overridden_and_pdf_attached() {
             &prepared,
             Recipient {
                 subscriber_id: 1,
+                token_key: 77,
                 address: "a@example.net",
                 name: "",
             },

@@ -95,11 +95,11 @@ fn two_thousand_subscribers_each_get_one_message_in_their_language() {
         .into_iter()
         .map(|r| (r.to[0].clone(), r.data))
         .collect();
-    let ids: HashMap<String, i64> = store
+    let ids: HashMap<String, (i64, i64)> = store
         .subscribers(None)
         .expect("subscribers")
         .into_iter()
-        .map(|s| (s.address, s.id))
+        .map(|s| (s.address, (s.id, s.token_key)))
         .collect();
     let mut message_ids = std::collections::HashSet::new();
     for (i, address) in addresses.iter().enumerate() {
@@ -125,8 +125,10 @@ fn two_thousand_subscribers_each_get_one_message_in_their_language() {
         assert_eq!(found.len(), 4, "{address}: {found:?}");
         for token in found {
             assert_eq!(
-                secret().verify(&token, herald_mail::Purpose::Unsubscribe, now()),
-                Ok(ids[address]),
+                secret()
+                    .verify(&token, herald_mail::Purpose::Unsubscribe, now())
+                    .map(|c| (c.subscriber, c.key)),
+                Ok((ids[address].0, Some(ids[address].1))),
                 "{address}"
             );
         }
@@ -262,7 +264,12 @@ fn outbox_by_default_and_unsubscribed_get_nothing() {
         .expect("q")
         .expect("there");
     store
-        .set_status(gone.id, Status::Unsubscribed, None, now())
+        .set_status(
+            gone.id,
+            Status::Unsubscribed,
+            herald_mail::Origin::new("test"),
+            now(),
+        )
         .expect("unsubscribe");
     let settings = MailSettings {
         outbox: dir.path().join("outbox"),
@@ -368,4 +375,65 @@ fn a_digest_reaches_each_subscriber_once_in_their_language() {
     }
     assert_eq!(run(&store, &corpus, &settings).sent, 0);
     assert_eq!(server.count(), 300);
+}
+
+/// Internationalized addresses: raw UTF-8 goes only to a server that offers
+/// SMTPUTF8 (and the MAIL command says so); otherwise the row fails, unsent.
+#[test]
+fn internationalized_addresses_need_smtputf8() {
+    let corpus = corpus();
+    for offered in [false, true] {
+        let server = SmtpServer::start_offering(false, offered);
+        let store = MailStore::in_memory().expect("store");
+        subscribers(&store, 1);
+        store
+            .add_subscriber(
+                herald_mail::NewSubscriber {
+                    address: "пользователь@example.net".into(),
+                    name: String::new(),
+                    lang: "ru".into(),
+                    topics: vec![],
+                    status: Status::Confirmed,
+                    consent_source: "test".into(),
+                    consent_ip: None,
+                    consent_at: Some(long_ago()),
+                },
+                &LANGS.map(String::from),
+                long_ago(),
+            )
+            .expect("add");
+        let settings = smtp_settings(&server);
+        assert_eq!(queue_statement(&store, &corpus, &settings), 2);
+        let report = run(&store, &corpus, &settings);
+        let received = server.received();
+        let utf8: Vec<_> = received
+            .iter()
+            .filter(|r| r.to.iter().any(|t| !t.is_ascii()))
+            .collect();
+        if offered {
+            assert_eq!(report.sent, 2, "{report:?}");
+            assert_eq!(utf8.len(), 1);
+            assert!(
+                utf8[0].mail.to_ascii_uppercase().contains("SMTPUTF8"),
+                "{}",
+                utf8[0].mail
+            );
+        } else {
+            assert_eq!(report.sent, 1, "{report:?}");
+            assert!(
+                utf8.is_empty(),
+                "raw UTF-8 sent to a server without SMTPUTF8"
+            );
+            assert_eq!(received.len(), 1);
+            let failed = store.bulletins(Some(BulletinState::Failed)).expect("rows");
+            assert_eq!(failed.len(), 1);
+            assert!(
+                failed[0]
+                    .last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("SMTPUTF8")),
+                "{failed:?}"
+            );
+        }
+    }
 }

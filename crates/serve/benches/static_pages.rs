@@ -4,7 +4,7 @@
 //! workers as cores), so the machine's own ceiling is printed beside herald's.
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 
 /// wrk's own summary: requests per second, p50 and p99 in milliseconds.
 struct Figures {
@@ -78,11 +78,15 @@ http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_reques
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf).ok()?;
+    // Its workers must not hold the bench's output open after it stops.
     let child = Command::new(bin)
         .arg("-c")
         .arg(&path)
         .arg("-p")
         .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .ok()?;
     for _ in 0..50 {
@@ -143,7 +147,15 @@ pub fn run(public: &Path, herald: &str, secs: u64) {
         }
     }
     if let Some((mut child, _)) = nginx {
-        let _ = child.kill();
+        // SIGTERM to the master stops its workers too; SIGKILL would orphan them.
+        let stopped = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped {
+            let _ = child.kill();
+        }
         let _ = child.wait();
     }
 }

@@ -9,6 +9,7 @@
 mod conn;
 pub mod csrf;
 mod files;
+mod form;
 pub mod limit;
 pub mod mailer;
 pub mod pages;
@@ -199,6 +200,8 @@ pub async fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
     let store = tokio::task::spawn_blocking(move || MailStore::open(&store_path))
         .await
         .map_err(|e| ServeError::Io(std::io::Error::other(e)))??;
+    // A request waits this long for the write lock, then answers 503.
+    store.set_write_wait(Duration::from_millis(u64::from(settings.db_wait_ms)))?;
     let addr = opts.listen.unwrap_or(settings.listen);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -1,13 +1,15 @@
 //! The confirmation mail (double opt-in), sent the way `[mail]` sends bulletins:
 //! over SMTP when a server is configured, else as an `.eml` file in the outbox.
+//! It also knows whether an internationalized address can be reached: only
+//! through a server that offers SMTPUTF8 (asked, and remembered for a while).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use herald_mail::settings::{SMTP_PASSWORD_ENV, SMTP_USERNAME_ENV};
-use herald_mail::{MailSettings, TlsMode};
+use herald_mail::{MailSettings, SmtpSettings, TlsMode};
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::Credentials;
@@ -41,7 +43,13 @@ pub struct Mailer {
     from: Mailbox,
     domain: String,
     delivery: Delivery,
+    smtp: Option<SmtpSettings>,
+    /// Whether the server offers SMTPUTF8, and when it was asked.
+    utf8: tokio::sync::Mutex<Option<(Instant, bool)>>,
 }
+
+/// How long an SMTPUTF8 answer is trusted before the server is asked again.
+const UTF8_TTL: Duration = Duration::from_secs(600);
 
 impl std::fmt::Debug for Mailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -125,7 +133,34 @@ impl Mailer {
             from,
             domain,
             delivery,
+            smtp: settings.smtp.clone(),
+            utf8: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Whether mail can reach an address with non-ASCII characters: always into
+    /// the outbox (a file), over SMTP only when the server offers SMTPUTF8.
+    /// A server that cannot be asked counts as "no" (and is asked again next time).
+    pub async fn carries_utf8(&self) -> bool {
+        let Some(smtp) = &self.smtp else {
+            return true;
+        };
+        let mut cached = self.utf8.lock().await;
+        if let Some((at, offered)) = *cached
+            && at.elapsed() < UTF8_TTL
+        {
+            return offered;
+        }
+        match herald_mail::smtputf8_offered(smtp).await {
+            Ok(offered) => {
+                *cached = Some((Instant::now(), offered));
+                offered
+            }
+            Err(e) => {
+                tracing::warn!("asking the SMTP server about SMTPUTF8: {e}");
+                false
+            }
+        }
     }
 
     /// Compose the confirmation mail (RFC 5322 bytes).

@@ -37,6 +37,10 @@ pub struct ServeSettings {
     pub body_timeout_secs: u32,
     /// Connections open at once; more wait in the kernel's queue until one closes.
     pub max_connections: u32,
+    /// Milliseconds a request waits for the database's write lock (held, for
+    /// instance, by a `publish` sending bulletins) before it answers 503 with
+    /// Retry-After. Reads never wait.
+    pub db_wait_ms: u32,
 }
 
 impl Default for ServeSettings {
@@ -54,6 +58,7 @@ impl Default for ServeSettings {
             header_timeout_secs: 10,
             body_timeout_secs: 10,
             max_connections: 1024,
+            db_wait_ms: 2000,
         }
     }
 }

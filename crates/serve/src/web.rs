@@ -10,7 +10,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use herald_mail::{
-    NewSubscriber, Purpose, Status, StoreError, Subscriber, TokenError, parse_address,
+    Claim, Confirmed, NewSubscriber, Origin, Purpose, Status, StoreError, Subscriber, TokenError,
+    parse_address,
 };
 use tower_http::compression::CompressionLayer;
 
@@ -122,14 +123,58 @@ fn internal(app: &App, what: &str, e: impl std::fmt::Display) -> Response {
     )
 }
 
+/// Why store work did not complete.
+enum Failure {
+    /// The write lock stayed taken for the store's whole wait: answered 503.
+    Busy,
+    Other(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Busy => f.write_str("the mail store is busy"),
+            Failure::Other(e) => f.write_str(e),
+        }
+    }
+}
+
 /// Run store work off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, String> {
+) -> Result<T, Failure> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
+        Ok(Err(StoreError::Busy)) => Err(Failure::Busy),
+        Ok(Err(e)) => Err(Failure::Other(e.to_string())),
+        Err(e) => Err(Failure::Other(e.to_string())),
+    }
+}
+
+/// Seconds a client is asked to wait before it tries a busy store again.
+const BUSY_RETRY_SECS: &str = "5";
+
+/// 503 with Retry-After: the request changed nothing and may simply be repeated.
+fn busy(mut res: Response) -> Response {
+    *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    res.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_static(BUSY_RETRY_SECS),
+    );
+    res
+}
+
+const BUSY_TEXT: &str = "The service is busy sending mail right now and nothing was saved. Please try again in a few seconds.";
+
+fn failed(app: &App, what: &str, f: Failure) -> Response {
+    match f {
+        Failure::Busy => busy(message(
+            app,
+            StatusCode::OK,
+            "Please try again",
+            &[BUSY_TEXT],
+        )),
+        Failure::Other(e) => internal(app, what, e),
     }
 }
 
@@ -288,6 +333,15 @@ async fn subscribe(
         Ok(a) => a,
         Err(e) => return subscribe_form(&app, StatusCode::BAD_REQUEST, &req, Some(&e.to_string())),
     };
+    // Refused now rather than never delivered: the mail server must offer SMTPUTF8.
+    if !address.is_ascii() && !app.mailer.carries_utf8().await {
+        let p = format!(
+            "{address} has characters outside ASCII, and this service's mail server cannot \
+             deliver to such addresses (it does not offer SMTPUTF8). Please use an address \
+             written in ASCII letters."
+        );
+        return subscribe_form(&app, StatusCode::BAD_REQUEST, &req, Some(&p));
+    }
     let site = app.site();
     if !site.languages.contains(&req.lang) {
         let p = format!(
@@ -326,12 +380,13 @@ async fn subscribe(
     };
     let store = app.store.clone();
     let languages = site.languages.clone();
-    // The subscriber who should get a confirmation mail, if any.
-    let outcome = blocking(move || -> Result<Option<Subscriber>, StoreError> {
+    // The subscriber who should get a confirmation mail, if any, and whether the
+    // row was made now (with its confirmation key and subscribe event).
+    let outcome = blocking(move || -> Result<Option<(Subscriber, bool)>, StoreError> {
         let existing = match store.subscriber_by_address(&new.address)? {
             Some(s) => s,
             None => match store.add_subscriber(new.clone(), &languages, now) {
-                Ok(s) => return Ok(Some(s)),
+                Ok(s) => return Ok(Some((s, true))),
                 // Added by a concurrent request since we looked.
                 Err(StoreError::Exists(_)) => store
                     .subscriber_by_address(&new.address)?
@@ -342,35 +397,58 @@ async fn subscribe(
         Ok(match existing.status {
             // Confirmed already: nothing to do, and the answer must not say so.
             Status::Confirmed => None,
-            Status::Pending | Status::Unsubscribed | Status::Bounced => Some(existing),
+            Status::Pending | Status::Unsubscribed | Status::Bounced => Some((existing, false)),
         })
     })
     .await;
+    // The form keeps what the person typed when the store is busy.
+    let busy_form = |app: &App| busy(subscribe_form(app, StatusCode::OK, &req, Some(BUSY_TEXT)));
     let subscriber = match outcome {
         Ok(s) => s,
+        Err(Failure::Busy) => return busy_form(&app),
         Err(e) => return internal(&app, "subscribe", e),
     };
-    if let Some(s) = subscriber
+    if let Some((s, added)) = subscriber
         && app.limits.address_allows(&s.address)
     {
-        // Preferences of an unconfirmed row may change: they take effect only
-        // once the mailbox's owner confirms.
-        if s.lang != req.lang || s.topics != req.topics {
-            let store = app.store.clone();
-            let (lang, topics, languages) =
-                (req.lang.clone(), req.topics.clone(), site.languages.clone());
-            let id = s.id;
-            if let Err(e) =
-                blocking(move || store.set_preferences(id, &lang, &topics, &languages, now)).await
-            {
-                return internal(&app, "subscribe", e);
-            }
+        if added && let Some(key) = s.confirm_key {
+            // Sent in the background: the answer takes as long whether or not a mail goes.
+            tokio::spawn(send_confirmation(app.clone(), s.id, key, s.address));
+            return check_inbox(&app, &address);
         }
-        // Sent in the background: the answer takes as long whether or not a mail goes.
-        tokio::spawn(send_confirmation(app.clone(), s.id, s.address));
+        let store = app.store.clone();
+        let (lang, topics, languages) =
+            (req.lang.clone(), req.topics.clone(), site.languages.clone());
+        let ip = ip.to_string();
+        let id = s.id;
+        let changed = s.lang != req.lang || s.topics != req.topics;
+        let key = blocking(move || {
+            let origin = Origin {
+                source: "web form",
+                ip: Some(&ip),
+            };
+            // Preferences of an unconfirmed row may change: they take effect only
+            // once the mailbox's owner confirms.
+            if changed {
+                store.set_preferences(id, &lang, &topics, &languages, origin, now)?;
+            }
+            store.begin_confirmation(id, origin, now)
+        })
+        .await;
+        let key = match key {
+            Ok(k) => k,
+            Err(Failure::Busy) => return busy_form(&app),
+            Err(e) => return internal(&app, "subscribe", e),
+        };
+        tokio::spawn(send_confirmation(app.clone(), s.id, key, s.address));
     }
+    check_inbox(&app, &address)
+}
+
+/// The answer to every accepted subscribe: it never tells whether the address was known.
+fn check_inbox(app: &App, address: &str) -> Response {
     message(
-        &app,
+        app,
         StatusCode::OK,
         "Check your inbox",
         &[
@@ -382,10 +460,10 @@ async fn subscribe(
     )
 }
 
-async fn send_confirmation(app: Arc<App>, id: i64, address: String) {
+async fn send_confirmation(app: Arc<App>, id: i64, key: i64, address: String) {
     let now = app.now();
     let expires = now + chrono::Duration::hours(i64::from(app.settings.confirm_expiry_hours));
-    let token = app.secret.issue(Purpose::Confirm, id, Some(expires));
+    let token = app.secret.issue(Purpose::Confirm, id, key, Some(expires));
     let link = format!("{}confirm?token={token}", app.public_url);
     let site = app.site();
     let c = Confirmation {
@@ -430,11 +508,16 @@ fn token_of(f: &Fields) -> &str {
     f.get("token").unwrap_or("")
 }
 
-async fn lookup(app: &Arc<App>, id: i64) -> Result<Option<Subscriber>, Response> {
+/// The row a token still acts on (see `MailStore::bound`).
+async fn lookup(
+    app: &Arc<App>,
+    claim: Claim,
+    purpose: Purpose,
+) -> Result<Option<Subscriber>, Response> {
     let store = app.store.clone();
-    blocking(move || store.subscriber(id))
+    blocking(move || store.bound(claim, purpose))
         .await
-        .map_err(|e| internal(app, "subscriber", e))
+        .map_err(|e| failed(app, "subscriber", e))
 }
 
 fn used(app: &App) -> Response {
@@ -442,7 +525,9 @@ fn used(app: &App) -> Response {
         app,
         StatusCode::GONE,
         "This link was already used",
-        &["The subscription is confirmed already; a confirmation link works once."],
+        &[
+            "A confirmation link works once. If you unsubscribed since, subscribe again for a new link.",
+        ],
     )
 }
 
@@ -459,44 +544,56 @@ fn gone(app: &App) -> Response {
 async fn confirm_page(State(app): Shared, RawQuery(q): RawQuery) -> Response {
     let f = query(&q);
     let token = token_of(&f);
-    let id = match app.secret.verify(token, Purpose::Confirm, app.now()) {
-        Ok(id) => id,
+    let claim = match app.secret.verify(token, Purpose::Confirm, app.now()) {
+        Ok(c) => c,
         Err(e) => return refused(&app, &e),
     };
-    match lookup(&app, id).await {
+    match lookup(&app, claim, Purpose::Confirm).await {
         Err(r) => r,
-        Ok(None) => gone(&app),
-        Ok(Some(s)) if s.status == Status::Confirmed => used(&app),
         Ok(Some(_)) => html(StatusCode::OK, pages::confirm_form(&app.site(), token)),
+        Ok(None) => {
+            let store = app.store.clone();
+            match blocking(move || store.subscriber(claim.subscriber)).await {
+                Ok(Some(_)) => used(&app),
+                Ok(None) => gone(&app),
+                Err(e) => failed(&app, "confirm", e),
+            }
+        }
     }
 }
 
-async fn confirm(State(app): Shared, body: Bytes) -> Response {
+async fn confirm(
+    State(app): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let f = Fields::parse(&body);
     let now = app.now();
-    let id = match app.secret.verify(token_of(&f), Purpose::Confirm, now) {
-        Ok(id) => id,
+    let claim = match app.secret.verify(token_of(&f), Purpose::Confirm, now) {
+        Ok(c) => c,
         Err(e) => return refused(&app, &e),
     };
     let store = app.store.clone();
-    // Check and change in one step of the store's lock order: a replay racing the
-    // first use finds the row confirmed.
-    let result = blocking(move || -> Result<Option<Status>, StoreError> {
-        let Some(s) = store.subscriber(id)? else {
-            return Ok(None);
+    let ip = client_ip(&app, peer, &headers).to_string();
+    // Check and change in one transaction: a replay racing the first use finds
+    // the link's key cleared.
+    let result = blocking(move || {
+        let origin = Origin {
+            source: "confirmation link",
+            ip: Some(&ip),
         };
-        if s.status != Status::Confirmed {
-            store.set_status(id, Status::Confirmed, None, now)?;
-        }
-        Ok(Some(s.status))
+        store.confirm(claim, origin, now)
     })
     .await;
     match result {
-        Err(e) => internal(&app, "confirm", e),
-        Ok(None) => gone(&app),
-        Ok(Some(Status::Confirmed)) => used(&app),
-        Ok(Some(_)) => {
-            let prefs = app.secret.issue(Purpose::Preferences, id, None);
+        Err(e) => failed(&app, "confirm", e),
+        Ok(Confirmed::Gone) => gone(&app),
+        Ok(Confirmed::Used) => used(&app),
+        Ok(Confirmed::Now(s)) => {
+            let prefs = app
+                .secret
+                .issue(Purpose::Preferences, s.id, s.token_key, None);
             let link = format!("/preferences?token={prefs}");
             html(
                 StatusCode::OK,
@@ -533,34 +630,64 @@ fn encode(s: &str) -> String {
 fn unsubscribe_get(app: &App, token: &str, action: &str) -> Response {
     match app.secret.verify(token, Purpose::Unsubscribe, app.now()) {
         Err(e) => refused(app, &e),
-        Ok(id) => {
-            let prefs = app.secret.issue(Purpose::Preferences, id, None);
-            html(
-                StatusCode::OK,
-                pages::unsubscribe_form(
-                    &app.site(),
-                    action,
-                    &format!("/preferences?token={prefs}"),
-                ),
-            )
-        }
+        // The preferences page takes the unsubscribe link's token as well.
+        Ok(_) => html(
+            StatusCode::OK,
+            pages::unsubscribe_form(
+                &app.site(),
+                action,
+                &format!("/preferences?token={}", encode(token)),
+            ),
+        ),
     }
 }
 
-async fn unsubscribe(State(app): Shared, RawQuery(q): RawQuery, body: Bytes) -> Response {
+async fn unsubscribe(
+    State(app): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let token = token_of(&query(&q)).to_string();
-    unsubscribe_post(app, token, body).await
+    let ip = client_ip(&app, peer, &headers);
+    unsubscribe_post(app, token, ip, headers, body).await
 }
 
-async fn unsubscribe_path(State(app): Shared, Path(token): Path<String>, body: Bytes) -> Response {
-    unsubscribe_post(app, token, body).await
+async fn unsubscribe_path(
+    State(app): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ip = client_ip(&app, peer, &headers);
+    unsubscribe_post(app, token, ip, headers, body).await
 }
 
-/// RFC 8058 one-click: the body must be `List-Unsubscribe=One-Click`. The signed
-/// token is the proof, so no CSRF token (mail providers post without cookies).
-async fn unsubscribe_post(app: Arc<App>, token: String, body: Bytes) -> Response {
-    let f = Fields::parse(&body);
-    if f.get("List-Unsubscribe") != Some("One-Click") {
+/// RFC 8058 one-click: the body must be `List-Unsubscribe=One-Click`, as
+/// `multipart/form-data` (what the RFC asks mailbox providers to send) or
+/// urlencoded. The signed token is the proof, so no CSRF token (mail providers
+/// post without cookies). A repeat answers 200 as well.
+async fn unsubscribe_post(
+    app: Arc<App>,
+    token: String,
+    ip: IpAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let one_click = match crate::form::one_click(&headers, body).await {
+        Ok(v) => v,
+        Err(e) => {
+            return message(
+                &app,
+                StatusCode::BAD_REQUEST,
+                "Not unsubscribed",
+                &[&format!("The request body cannot be read: {e}.")],
+            );
+        }
+    };
+    if !one_click {
         return message(
             &app,
             StatusCode::BAD_REQUEST,
@@ -569,24 +696,24 @@ async fn unsubscribe_post(app: Arc<App>, token: String, body: Bytes) -> Response
         );
     }
     let now = app.now();
-    let id = match app.secret.verify(&token, Purpose::Unsubscribe, now) {
-        Ok(id) => id,
+    let claim = match app.secret.verify(&token, Purpose::Unsubscribe, now) {
+        Ok(c) => c,
         Err(e) => return refused(&app, &e),
     };
     let store = app.store.clone();
-    let result = blocking(move || -> Result<(), StoreError> {
-        match store.subscriber(id)? {
-            Some(s) if s.status != Status::Unsubscribed => {
-                store.set_status(id, Status::Unsubscribed, None, now)
-            }
-            // Unknown (removed) or unsubscribed already: the reader's wish holds.
-            _ => Ok(()),
-        }
+    let ip = ip.to_string();
+    // Removed, or unsubscribed already: nothing changes, and the reader's wish holds.
+    let result = blocking(move || {
+        let origin = Origin {
+            source: "unsubscribe link",
+            ip: Some(&ip),
+        };
+        store.unsubscribe(claim, origin, now)
     })
     .await;
     match result {
-        Err(e) => internal(&app, "unsubscribe", e),
-        Ok(()) => message(
+        Err(e) => failed(&app, "unsubscribe", e),
+        Ok(_) => message(
             &app,
             StatusCode::OK,
             "You are unsubscribed",
@@ -598,7 +725,7 @@ async fn unsubscribe_post(app: Arc<App>, token: String, body: Bytes) -> Response
 }
 
 /// The preferences link, or a bulletin's unsubscribe link, opens the preferences.
-fn preferences_id(app: &App, token: &str) -> Result<i64, TokenError> {
+fn preferences_claim(app: &App, token: &str) -> Result<Claim, TokenError> {
     let now = app.now();
     app.secret
         .verify(token, Purpose::Preferences, now)
@@ -638,26 +765,31 @@ fn preferences_form(
 async fn preferences_page(State(app): Shared, RawQuery(q): RawQuery) -> Response {
     let f = query(&q);
     let token = token_of(&f);
-    let id = match preferences_id(&app, token) {
-        Ok(id) => id,
+    let claim = match preferences_claim(&app, token) {
+        Ok(c) => c,
         Err(e) => return refused(&app, &e),
     };
-    match lookup(&app, id).await {
+    match lookup(&app, claim, Purpose::Preferences).await {
         Err(r) => r,
         Ok(None) => gone(&app),
         Ok(Some(s)) => preferences_form(&app, StatusCode::OK, token, &s, None),
     }
 }
 
-async fn preferences(State(app): Shared, headers: HeaderMap, body: Bytes) -> Response {
+async fn preferences(
+    State(app): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let f = Fields::parse(&body);
     let token = token_of(&f).to_string();
-    let id = match preferences_id(&app, &token) {
-        Ok(id) => id,
+    let claim = match preferences_claim(&app, &token) {
+        Ok(c) => c,
         Err(e) => return refused(&app, &e),
     };
     let now = app.now();
-    let subscriber = match lookup(&app, id).await {
+    let subscriber = match lookup(&app, claim, Purpose::Preferences).await {
         Err(r) => return r,
         Ok(None) => return gone(&app),
         Ok(Some(s)) => s,
@@ -684,7 +816,17 @@ async fn preferences(State(app): Shared, headers: HeaderMap, body: Bytes) -> Res
     let store = app.store.clone();
     let languages = site.languages.clone();
     let (l, t) = (lang.clone(), topics.clone());
-    match blocking(move || store.set_preferences(id, &l, &t, &languages, now)).await {
+    let ip = client_ip(&app, peer, &headers).to_string();
+    let id = subscriber.id;
+    let saved = blocking(move || {
+        let origin = Origin {
+            source: "preferences page",
+            ip: Some(&ip),
+        };
+        store.set_preferences(id, &l, &t, &languages, origin, now)
+    })
+    .await;
+    match saved {
         Ok(()) => {
             let updated = Subscriber {
                 lang,
@@ -700,9 +842,16 @@ async fn preferences(State(app): Shared, headers: HeaderMap, body: Bytes) -> Res
             )
         }
         // A bad language: the store's own message says which ones exist.
-        Err(e) if !site.languages.contains(&lang) => {
+        Err(Failure::Other(e)) if !site.languages.contains(&lang) => {
             preferences_form(&app, StatusCode::BAD_REQUEST, &token, &subscriber, Some(&e))
         }
+        Err(Failure::Busy) => busy(preferences_form(
+            &app,
+            StatusCode::OK,
+            &token,
+            &subscriber,
+            Some(BUSY_TEXT),
+        )),
         Err(e) => internal(&app, "preferences", e),
     }
 }

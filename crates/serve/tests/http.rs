@@ -203,14 +203,14 @@ async fn forged_expired_and_misused_tokens_refused() {
     let other = herald_mail::Secret::from_bytes(&[1u8; 32]).expect("key");
     let id = p.subscriber("late@example.org").expect("row").id;
     assert_eq!(
-        confirm(other.issue(Purpose::Confirm, id, None))
+        confirm(other.issue(Purpose::Confirm, id, 0, None))
             .await
             .expect("POST")
             .status(),
         400
     );
     // An unsubscribe token is no confirmation.
-    let unsub = secret().issue(Purpose::Unsubscribe, id, None);
+    let unsub = p.token(Purpose::Unsubscribe, id);
     assert_eq!(confirm(unsub).await.expect("POST").status(), 400);
     assert_eq!(confirm(String::new()).await.expect("POST").status(), 400);
     // Two days later (the default expiry is 48 hours) the link has expired.
@@ -244,7 +244,12 @@ async fn second_subscribe_in_the_window_sends_nothing_and_reveals_nothing() {
         .expect("row")
         .id;
     store
-        .set_status(id, Status::Confirmed, None, start_time())
+        .set_status(
+            id,
+            Status::Confirmed,
+            herald_mail::Origin::new("test"),
+            start_time(),
+        )
         .expect("confirm");
     let (_, b3) = subscribe(&c, &run, "twice@example.org", "en", &[]).await;
     assert_eq!(b1, b3);
@@ -279,7 +284,7 @@ async fn get_never_unsubscribes_one_click_post_does() {
             .id
     };
     let id = add("leaver@example.org");
-    let token = secret().issue(Purpose::Unsubscribe, id, None);
+    let token = p.token(Purpose::Unsubscribe, id);
     // GET, as a mail scanner would, on both URL forms: a page with a button.
     for url in [
         run.url(&format!("/unsubscribe?token={token}")),
@@ -305,7 +310,7 @@ async fn get_never_unsubscribes_one_click_post_does() {
     // A forged token does nothing.
     let forged = herald_mail::Secret::from_bytes(&[3u8; 32])
         .expect("key")
-        .issue(Purpose::Unsubscribe, id, None);
+        .issue(Purpose::Unsubscribe, id, 0, None);
     let res = c
         .post(run.url(&format!("/unsubscribe?token={forged}")))
         .header("content-type", FORM)
@@ -327,7 +332,7 @@ async fn get_never_unsubscribes_one_click_post_does() {
     assert_eq!(p.status("leaver@example.org"), Some(Status::Unsubscribed));
     // Again: still 200. And the path form works the same.
     let other = add("other@example.org");
-    let t2 = secret().issue(Purpose::Unsubscribe, other, None);
+    let t2 = p.token(Purpose::Unsubscribe, other);
     for url in [
         run.url(&format!("/unsubscribe?token={token}")),
         run.url(&format!("/unsubscribe/{t2}")),
@@ -351,7 +356,7 @@ async fn preferences_change_language_and_topics_with_csrf() {
     let c = client();
     subscribe(&c, &run, "prefs@example.org", "en", &[]).await;
     let id = p.subscriber("prefs@example.org").expect("row").id;
-    let token = secret().issue(Purpose::Unsubscribe, id, None);
+    let token = p.token(Purpose::Unsubscribe, id);
     let res = c
         .get(run.url(&format!("/preferences?token={token}")))
         .send()

@@ -269,7 +269,7 @@ async fn personal_pages_are_never_cached() {
     let p = Project::new("");
     let run = start(&p).await;
     let c = client();
-    let token = secret().issue(herald_mail::Purpose::Unsubscribe, 1, None);
+    let token = secret().issue(herald_mail::Purpose::Unsubscribe, 1, 7, None);
     for url in [
         "/subscribe".to_string(),
         format!("/unsubscribe?token={token}"),

@@ -37,6 +37,8 @@ pub enum Fault {
 
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The MAIL command as it came (with its parameters).
+    pub mail: String,
     pub from: String,
     pub to: Vec<String>,
     pub data: Vec<u8>,
@@ -46,6 +48,8 @@ pub struct Received {
 struct State {
     /// Offer PIPELINING (commands then arrive several in one write).
     pipelining: bool,
+    /// Offer SMTPUTF8 (RFC 6531).
+    smtputf8: bool,
     received: Mutex<Vec<Received>>,
     faults: Mutex<HashMap<String, (Fault, usize)>>,
     connections: AtomicUsize,
@@ -64,10 +68,16 @@ impl SmtpServer {
 
     /// A server that offers PIPELINING when `pipelining`.
     pub fn start_with(pipelining: bool) -> SmtpServer {
+        Self::start_offering(pipelining, false)
+    }
+
+    /// A server that offers PIPELINING and SMTPUTF8 as asked.
+    pub fn start_offering(pipelining: bool, smtputf8: bool) -> SmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let state = Arc::new(State {
             pipelining,
+            smtputf8,
             ..State::default()
         });
         let st = state.clone();
@@ -159,6 +169,7 @@ fn session(stream: TcpStream, st: &State) -> std::io::Result<()> {
     let mut input = BufReader::new(stream);
     out.write_all(b"220 test ESMTP ready\r\n")?;
     let mut from = String::new();
+    let mut mail = String::new();
     let mut to: Vec<String> = Vec::new();
     let mut pending_data_fault: Option<Fault> = None;
     let mut line = String::new();
@@ -170,6 +181,9 @@ fn session(stream: TcpStream, st: &State) -> std::io::Result<()> {
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            if st.smtputf8 {
+                out.write_all(b"250-SMTPUTF8\r\n")?;
+            }
             if st.pipelining {
                 out.write_all(
                     b"250-test\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 SIZE 50000000\r\n",
@@ -179,6 +193,7 @@ fn session(stream: TcpStream, st: &State) -> std::io::Result<()> {
             }
         } else if upper.starts_with("MAIL FROM") {
             from = angle(&cmd);
+            mail = cmd.clone();
             to.clear();
             pending_data_fault = None;
             out.write_all(b"250 2.1.0 ok\r\n")?;
@@ -221,6 +236,7 @@ fn session(stream: TcpStream, st: &State) -> std::io::Result<()> {
                 data.extend_from_slice(l.as_bytes());
             }
             let keep = Received {
+                mail: mail.clone(),
                 from: from.clone(),
                 to: to.clone(),
                 data,

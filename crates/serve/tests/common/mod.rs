@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeZone, Utc};
-use herald_mail::{MailStore, Secret, Status, Subscriber};
+use herald_mail::{MailStore, Purpose, Secret, Status, Subscriber};
 use herald_serve::{Rebuild, ServeOptions};
 
 pub const SECRET: [u8; 32] = [42u8; 32];
@@ -132,6 +132,12 @@ impl Project {
 
     pub fn status(&self, address: &str) -> Option<Status> {
         self.subscriber(address).map(|s| s.status)
+    }
+
+    /// A link token for the row `id` as herald makes it (bound to its key).
+    pub fn token(&self, purpose: Purpose, id: i64) -> String {
+        let s = self.store().subscriber(id).expect("q").expect("row");
+        secret().issue(purpose, id, s.token_key, None)
     }
 }
 
