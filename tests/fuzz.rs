@@ -277,6 +277,7 @@ fn publish_all(corpus: &Corpus) -> usize {
         .unwrap_or_else(|e| panic!("check accepted, the mail composer failed: {e}"));
     let to = herald_mail::compose::Recipient {
         subscriber_id: 1,
+        token_key: 1,
         address: "desk@example.org",
         name: "Desk",
     };

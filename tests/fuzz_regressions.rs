@@ -113,7 +113,7 @@ fn contract(file: &Path) -> Result<(), String> {
     let statement = root.join("content/statements").join(rel);
     fs::create_dir_all(statement.parent().expect("parent")).expect("mkdir");
     fs::write(root.join("content/herald.toml"), HERALD_TOML).expect("herald.toml");
-    fs::write(&statement, bytes).expect("statement");
+    // Subscribers first: `subscribers add` refuses to run on invalid content.
     for lang in ["en", "ru", "kk"] {
         let address = format!("desk-{lang}@example.org");
         let out = herald(BIN, root, &["subscribers", "add", &address, "--lang", lang]);
@@ -121,6 +121,7 @@ fn contract(file: &Path) -> Result<(), String> {
             return Err(format!("subscribers add: {}", describe(&out)));
         }
     }
+    fs::write(&statement, bytes).expect("statement");
     let check = herald(BIN, root, &["check"]);
     let publish = herald(BIN, root, &["publish", "--now", NOW]);
     match check.status.code() {
