@@ -1,4 +1,8 @@
-//! Helpers for the end-to-end tests: a scratch project with the sample content.
+//! Helpers for the end-to-end tests: a scratch project with the sample content,
+//! and the fuzz harness ([`fuzz`]) that the cargo-fuzz targets and their
+//! regression tests share.
+
+pub mod fuzz;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,7 @@
 
 mod bench;
 mod corpus;
+mod fuzz;
 mod test;
 
 use std::process::ExitCode;
@@ -15,6 +16,8 @@ const HELP: &str = "cargo xtask <command>
   <any other herald command>            passed to herald as is (see `cargo xtask help`)
   corpus N DIR                          write N generated statements to DIR/content
   bench [--runs R] [N...]               time check/publish on generated corpora (release build)
+  fuzz [parse|render] [--seconds S] [--keep-going] [-- LIBFUZZER_ARGS]
+                                        run the cargo-fuzz targets (nightly; docs/fuzzing.md)
   test [ARGS...]                        install what the tests use (apt-get as root, Python
                                         packages in target/test-venv), then
                                         `cargo test --workspace ARGS` with that environment
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
             }
         }
         Some("bench") => bench::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("test") => test::run_tests(&args[1..]),
         Some("provision") => match test::provision(&test::workspace()) {
             Ok(venv) => {
