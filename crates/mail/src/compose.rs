@@ -211,9 +211,10 @@ pub struct Prepared {
 /// by inserting one `\r` at a time: quadratic in the number of lines (1.6 s for a
 /// 1 MB statement of 43,000 short paragraphs); given CRLF, it has nothing to do.
 fn crlf(text: String) -> String {
-    let lone = text.bytes().enumerate().filter(|&(i, b)| {
-        b == b'\n' && (i == 0 || text.as_bytes()[i - 1] != b'\r')
-    });
+    let lone = text
+        .bytes()
+        .enumerate()
+        .filter(|&(i, b)| b == b'\n' && (i == 0 || text.as_bytes()[i - 1] != b'\r'));
     let missing = lone.count();
     if missing == 0 {
         return text;

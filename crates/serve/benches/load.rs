@@ -292,7 +292,10 @@ fn main() {
         subscribe_during_send(&p, &base, &token, &cookie, n, secs, threads);
     }
     if slow_n > 0 {
-        println!("slow connections closed by the server (and opened again): {}", slow.closed());
+        println!(
+            "slow connections closed by the server (and opened again): {}",
+            slow.closed()
+        );
     }
     drop(slow);
     drop(run);
