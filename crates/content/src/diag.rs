@@ -88,6 +88,9 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
+/// Characters of a snippet shown around the column.
+const SNIPPET_CHARS: usize = 120;
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "error[{}]: {}", self.code, self.message)?;
@@ -105,9 +108,24 @@ impl fmt::Display for Diagnostic {
         if let Some(snippet) = &self.snippet {
             let num = self.line.to_string();
             let pad = " ".repeat(num.len());
+            // A long line is shown as a window around the column, so a 1 MB line
+            // does not flood the terminal.
+            let skip = self
+                .column
+                .saturating_sub(1)
+                .saturating_sub(SNIPPET_CHARS / 2);
+            let total = snippet.chars().count();
+            let before = if skip > 0 { "…" } else { "" };
+            let after = if skip + SNIPPET_CHARS < total {
+                "…"
+            } else {
+                ""
+            };
             // Control characters would garble the terminal; show them as escapes.
             let shown: String = snippet
                 .chars()
+                .skip(skip)
+                .take(SNIPPET_CHARS)
                 .map(|c| {
                     if c.is_control() && c != '\t' {
                         '\u{FFFD}'
@@ -116,14 +134,11 @@ impl fmt::Display for Diagnostic {
                     }
                 })
                 .collect();
+            let caret = self.column.saturating_sub(1) - skip + before.chars().count();
+            let width = self.width.min(SNIPPET_CHARS.saturating_sub(caret)).max(1);
             writeln!(f, " {pad} |")?;
-            writeln!(f, " {num} | {shown}")?;
-            writeln!(
-                f,
-                " {pad} | {}{}",
-                " ".repeat(self.column.saturating_sub(1)),
-                "^".repeat(self.width)
-            )?;
+            writeln!(f, " {num} | {before}{shown}{after}")?;
+            writeln!(f, " {pad} | {}{}", " ".repeat(caret), "^".repeat(width))?;
         }
         write!(f, "  = hint: {}", self.hint)
     }
@@ -184,5 +199,17 @@ mod tests {
         let shown = d.to_string();
         assert!(shown.contains("f.md:2:8"), "{shown}");
         assert!(shown.contains("       ^"), "{shown}");
+    }
+
+    #[test]
+    fn a_long_line_is_shown_around_the_column() {
+        let src = format!("{}x{}\n", "a".repeat(5_000), "b".repeat(5_000));
+        let d = Diagnostic::at("t", Path::new("f.md"), &src, 5_000..5_001, "m", "h");
+        assert_eq!((d.line, d.column), (1, 5_001));
+        let shown = d.to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert!(lines[3].chars().count() < 140, "{shown}");
+        let caret = lines[4].find('^').expect("caret");
+        assert_eq!(lines[3].chars().nth(caret), Some('x'), "{shown}");
     }
 }

@@ -9,7 +9,9 @@
 pub mod config;
 pub mod diag;
 pub mod doc;
+pub mod files;
 pub mod html;
+pub mod limits;
 pub mod markdown;
 pub mod statement;
 pub mod urls;
@@ -57,26 +59,35 @@ fn shown(root: &Path, path: &Path) -> PathBuf {
 }
 
 /// Every statement file below `content/statements/`, sorted by path (hidden files
-/// skipped), as [`load`] reads them.
+/// skipped, links leaving the project left out), as [`load`] reads them.
 pub fn statement_files(root: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    let dir = content_dir(root).join("statements");
-    let mut files = Vec::new();
-    if dir.exists() {
-        for entry in walkdir::WalkDir::new(&dir).sort_by_file_name() {
-            let entry = entry.map_err(|e| LoadError::Io {
-                path: e.path().map_or_else(|| dir.clone(), Path::to_path_buf),
-                source: e.into(),
-            })?;
-            let hidden = entry
-                .file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with('.'));
-            if entry.file_type().is_file() && !hidden {
-                files.push(entry.into_path());
-            }
-        }
-    }
-    Ok(files)
+    Ok(walk(root, &content_dir(root).join("statements"))?.files)
+}
+
+/// Every file below `content/assets/`, sorted by path, as the site copies them (hidden
+/// files skipped, links leaving the project left out: [`load`] reports them).
+pub fn asset_files(root: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    Ok(walk(root, &content_dir(root).join("assets"))?.files)
+}
+
+fn walk(root: &Path, dir: &Path) -> Result<files::Walk, LoadError> {
+    files::walk(root, dir).map_err(|e| LoadError::Io {
+        path: e
+            .path()
+            .map_or_else(|| dir.to_path_buf(), Path::to_path_buf),
+        source: e.into(),
+    })
+}
+
+/// A statement file, but never more than one byte past [`limits::FILE_BYTES`]:
+/// enough to report it as too large without holding a huge file in memory.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limits::FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Load and validate everything. Reports every problem in every file at once.
@@ -88,13 +99,17 @@ pub fn load(root: &Path) -> Result<Corpus, LoadError> {
         LoadError::Invalid(Diagnostics(vec![d]))
     })?;
     let dir = content.join("statements");
-    let files = statement_files(root)?;
+    let files::Walk {
+        files,
+        problems: mut link_problems,
+    } = walk(root, &dir)?;
+    link_problems.extend(walk(root, &content.join("assets"))?.problems);
     let parsed: Vec<Result<Statement, Vec<Diagnostic>>> = files
         .par_iter()
         .map(|path| {
             let rel = path.strip_prefix(&dir).unwrap_or(path);
             let show = shown(root, path);
-            match std::fs::read(path) {
+            match read_bounded(path) {
                 Ok(bytes) => statement::parse_file(&config, rel, &show, &bytes),
                 Err(e) => Err(vec![Diagnostic::file(
                     "io",
@@ -105,7 +120,7 @@ pub fn load(root: &Path) -> Result<Corpus, LoadError> {
             }
         })
         .collect();
-    let mut problems = Vec::new();
+    let mut problems = link_problems;
     let mut statements = Vec::new();
     for p in parsed {
         match p {

@@ -6,6 +6,7 @@ use std::ops::Range;
 use pulldown_cmark::{Alignment, CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
 
 use crate::doc::{Align, Block, Document, Footnote, Inline};
+use crate::limits;
 
 /// Something in the body that parses but must not be published as is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,15 +18,26 @@ pub struct BodyIssue {
     pub hint: String,
 }
 
+/// The most problems one body reports.
+const MAX_ISSUES: usize = 50;
+
 fn options() -> Options {
     Options::ENABLE_TABLES | Options::ENABLE_FOOTNOTES | Options::ENABLE_STRIKETHROUGH
 }
 
 /// Parse a statement body. Never fails: problems are returned beside the tree.
+///
+/// Nesting deeper than [`limits::BLOCK_DEPTH`] or [`limits::INLINE_DEPTH`] stops the
+/// parse at the first level too deep: the tree is never built deeper than the limits,
+/// so nothing that walks it (drop included) can exhaust a stack.
 pub fn parse(body: &str) -> (Document, Vec<BodyIssue>) {
     let mut b = Builder::default();
     for (event, range) in Parser::new_ext(body, options()).into_offset_iter() {
+        b.controls(body, &event, &range);
         b.event(event, range);
+        if b.stopped {
+            break;
+        }
     }
     b.finish()
 }
@@ -40,7 +52,16 @@ struct Builder {
     note_defs: HashMap<String, Vec<Block>>,
     anchors: HashMap<String, usize>,
     issues: Vec<BodyIssue>,
-    html: Option<String>,
+    /// The sanitized HTML block being gathered, and where it starts.
+    html: Option<(String, Range<usize>)>,
+    /// Open lists, quotes and footnote definitions.
+    block_depth: usize,
+    /// Open emphasis, strong, strikethrough, links and images.
+    inline_depth: usize,
+    /// A limit was crossed: the remaining events are not read.
+    stopped: bool,
+    /// A decoded control character was reported (one per body is enough).
+    control_reported: bool,
 }
 
 enum Frame {
@@ -119,6 +140,74 @@ fn html_text(html: &str) -> String {
 }
 
 impl Builder {
+    /// A control character written as a character reference (`&#27;`) is decoded by the
+    /// parser, so the raw-text scan of the file cannot see it: look at decoded text.
+    fn controls(&mut self, body: &str, event: &Event<'_>, range: &Range<usize>) {
+        if self.control_reported {
+            return;
+        }
+        let decoded: [&str; 2] = match event {
+            Event::Text(t) => [t.as_ref(), ""],
+            Event::Start(Tag::Link {
+                dest_url, title, ..
+            })
+            | Event::Start(Tag::Image {
+                dest_url, title, ..
+            }) => [dest_url.as_ref(), title.as_ref()],
+            _ => return,
+        };
+        let raw = body.get(range.clone()).unwrap_or("");
+        for text in decoded {
+            // A raw control character is reported by the file scan already.
+            if let Some((_, c)) = limits::bad_in_body(text).filter(|(_, c)| !raw.contains(*c)) {
+                self.control_issue(range.clone(), c);
+                return;
+            }
+        }
+    }
+
+    fn control_issue(&mut self, span: Range<usize>, c: char) {
+        self.control_reported = true;
+        self.issues.push(BodyIssue {
+            span,
+            code: "control-char",
+            message: format!(
+                "control character {} in the text (written as a character reference)",
+                limits::describe(c)
+            ),
+            hint: "delete the reference: the character is invisible and breaks pages, feeds, PDFs and mail".into(),
+        });
+    }
+
+    /// Count one more level of nesting; past the limit, report it and stop reading.
+    fn deeper(&mut self, block: bool, range: &Range<usize>) {
+        let (depth, limit, what) = if block {
+            (
+                &mut self.block_depth,
+                limits::BLOCK_DEPTH,
+                "lists, quotes and footnotes",
+            )
+        } else {
+            (
+                &mut self.inline_depth,
+                limits::INLINE_DEPTH,
+                "emphasis, links and images",
+            )
+        };
+        *depth += 1;
+        if *depth > limit {
+            self.stopped = true;
+            self.issues.push(BodyIssue {
+                span: range.start..range.start + 1,
+                code: "nesting",
+                message: format!("{what} are nested more than {limit} levels deep here"),
+                hint: format!(
+                    "flatten the structure: at most {limit} levels of {what} inside one another (see docs/content.md, Limits)"
+                ),
+            });
+        }
+    }
+
     fn push_inline(&mut self, inline: Inline) {
         match self.stack.last_mut() {
             Some(
@@ -179,7 +268,7 @@ impl Builder {
                 self.push_block(Block::Rule)
             }
             Event::Html(h) => {
-                if let Some(buf) = self.html.as_mut() {
+                if let Some((buf, _)) = self.html.as_mut() {
                     buf.push_str(&h);
                 }
             }
@@ -205,6 +294,20 @@ impl Builder {
     }
 
     fn start(&mut self, tag: Tag<'_>, range: Range<usize>) {
+        match &tag {
+            Tag::BlockQuote(_) | Tag::List(_) | Tag::FootnoteDefinition(_) => {
+                self.deeper(true, &range)
+            }
+            Tag::Emphasis
+            | Tag::Strong
+            | Tag::Strikethrough
+            | Tag::Link { .. }
+            | Tag::Image { .. } => self.deeper(false, &range),
+            _ => {}
+        }
+        if self.stopped {
+            return;
+        }
         match tag {
             Tag::Paragraph => {
                 self.flush_loose_inlines();
@@ -213,7 +316,8 @@ impl Builder {
             Tag::Heading { level, .. } => {
                 self.flush_loose_inlines();
                 let level = level as u8;
-                if level == 1 {
+                // Enough to show the pattern; a body of thousands is not reported line by line.
+                if level == 1 && self.issues.len() < MAX_ISSUES {
                     self.issues.push(BodyIssue {
                         span: range,
                         code: "heading-level",
@@ -237,7 +341,7 @@ impl Builder {
             }
             Tag::HtmlBlock => {
                 self.flush_loose_inlines();
-                self.html = Some(String::new())
+                self.html = Some((String::new(), range))
             }
             Tag::List(start) => {
                 self.flush_loose_inlines();
@@ -283,10 +387,42 @@ impl Builder {
     }
 
     fn end(&mut self, end: TagEnd) {
+        match end {
+            TagEnd::BlockQuote(_) | TagEnd::List(_) | TagEnd::FootnoteDefinition => {
+                self.block_depth = self.block_depth.saturating_sub(1)
+            }
+            TagEnd::Emphasis
+            | TagEnd::Strong
+            | TagEnd::Strikethrough
+            | TagEnd::Link
+            | TagEnd::Image => self.inline_depth = self.inline_depth.saturating_sub(1),
+            _ => {}
+        }
         if matches!(end, TagEnd::HtmlBlock) {
-            if let Some(raw) = self.html.take() {
+            if let Some((raw, range)) = self.html.take() {
+                // The sanitizer's parser slows with the square of the depth: refuse
+                // absurd nesting before it reads a byte.
+                if let Some(at) = limits::html_too_deep(&raw) {
+                    self.stopped = true;
+                    self.issues.push(BodyIssue {
+                        span: range.start + at..range.start + at + 1,
+                        code: "nesting",
+                        message: format!(
+                            "raw HTML elements are nested more than {} levels deep here",
+                            limits::HTML_DEPTH
+                        ),
+                        hint: "close the HTML elements you open, or write the structure in Markdown (see docs/content.md, Limits)".into(),
+                    });
+                    return;
+                }
                 let html = ammonia::clean(&raw);
                 let text = html_text(&html);
+                // The sanitizer decodes character references: `&#27;` is a control now.
+                if let Some((_, c)) = limits::bad_in_body(&html).filter(|(_, c)| !raw.contains(*c))
+                    && !self.control_reported
+                {
+                    self.control_issue(range, c);
+                }
                 if !html.trim().is_empty() {
                     self.push_block(Block::Html { html, text });
                 }
@@ -457,6 +593,52 @@ mod tests {
         let h = doc.headings();
         assert_eq!(h[0].1, "итоги");
         assert_eq!(h[1].1, "итоги-2");
+    }
+
+    #[test]
+    fn nesting_stops_at_the_limit_without_building_deeper() {
+        for (unit, count) in [("> ", 2_000), ("- ", 100_000), ("> 1. ", 5_000)] {
+            let body = format!("{}deep\n", unit.repeat(count));
+            let (_, issues) = parse(&body);
+            assert_eq!(issues.len(), 1, "{unit:?}: {issues:?}");
+            assert_eq!(issues[0].code, "nesting");
+            // The level past the limit is where the report points.
+            let level = limits::BLOCK_DEPTH;
+            let at = if unit == "> 1. " {
+                // A quote and a list per unit: the 17th level is the 9th unit's quote.
+                level / 2 * unit.len()
+            } else {
+                level * unit.len()
+            };
+            assert_eq!(issues[0].span.start, at, "{unit:?}");
+        }
+        let ok = format!("{}deep\n", "> ".repeat(limits::BLOCK_DEPTH));
+        assert!(parse(&ok).1.is_empty());
+        let (_, issues) = parse(&format!("{}x{}\n", "*a ".repeat(40), " b*".repeat(40)));
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].span.start, 3 * limits::INLINE_DEPTH);
+        let ok = format!("{}x{}\n", "*a ".repeat(16), " b*".repeat(16));
+        assert!(parse(&ok).1.is_empty());
+        let deep = format!("<div>\n{}x\n", "<div>".repeat(100_000));
+        let (_, issues) = parse(&deep);
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].span.start, 6 + 255 * 5);
+    }
+
+    #[test]
+    fn control_characters_written_as_references_are_reported_once() {
+        let (_, issues) = parse("a &#27; b &#x85; c [l](https://x.org \"&#7;\")\n");
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!((issues[0].code, issues[0].span.start), ("control-char", 2));
+        assert!(issues[0].message.contains("U+001B"));
+        let (_, issues) = parse("[l](https://x.org \"&#7;\")\n");
+        assert!(issues[0].message.contains("U+0007"), "{issues:?}");
+        // HTML maps &#x80;..&#x9F; to Windows-1252 letters; other controls stay controls.
+        let (_, issues) = parse("<div>x &#27; y</div>\n");
+        assert!(issues[0].message.contains("U+001B"), "{issues:?}");
+        // Raw ones are the file scan's to report; tab, LF and CR are text.
+        assert!(parse("a \u{1b} b\n").1.is_empty());
+        assert!(parse("a &#9; b &#10; c &#13;\n").1.is_empty());
     }
 
     #[test]

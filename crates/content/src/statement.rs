@@ -11,6 +11,7 @@ use toml::de::{DeTable, DeValue};
 use crate::config::Config;
 use crate::diag::Diagnostic;
 use crate::doc::Document;
+use crate::limits;
 use crate::markdown;
 
 /// Keys a statement's front matter may hold.
@@ -139,13 +140,18 @@ struct Ctx<'a> {
     /// Byte offset of the front matter in the file.
     fm_start: usize,
     out: Vec<Diagnostic>,
+    /// Problems past [`MAX_PROBLEMS`], counted only.
+    dropped: usize,
 }
+
+/// The most problems one file reports: each costs a scan of the file for its line,
+/// and a file of thousands of bad keys is fixed by reading the first ones anyway.
+const MAX_PROBLEMS: usize = 100;
 
 impl Ctx<'_> {
     fn at(&mut self, code: &'static str, span: Range<usize>, msg: String, hint: impl Into<String>) {
         let span = span.start + self.fm_start..span.end + self.fm_start;
-        self.out
-            .push(Diagnostic::at(code, self.path, self.text, span, msg, hint));
+        self.abs(code, span, msg, hint);
     }
     fn abs(
         &mut self,
@@ -154,9 +160,65 @@ impl Ctx<'_> {
         msg: String,
         hint: impl Into<String>,
     ) {
-        self.out
-            .push(Diagnostic::at(code, self.path, self.text, span, msg, hint));
+        if self.out.len() < MAX_PROBLEMS {
+            self.out
+                .push(Diagnostic::at(code, self.path, self.text, span, msg, hint));
+        } else {
+            self.dropped += 1;
+        }
     }
+
+    /// Every problem found, with a last one saying how many were not shown.
+    fn finish(mut self) -> Vec<Diagnostic> {
+        if self.dropped > 0 {
+            self.out.push(Diagnostic::file(
+                "more",
+                self.path,
+                format!("{} more problems in this file are not shown", self.dropped),
+                "fix the problems above and run check again",
+            ));
+        }
+        self.out
+    }
+}
+
+/// A single-line field's decoded value: no control characters or line breaks (TOML
+/// escapes such as `\t`, `\u001b` or `\u0085` decode to them), no longer than its limit.
+/// `span` is the value's, relative to the front matter. False when it is refused.
+fn line_field(cx: &mut Ctx<'_>, key: &str, value: &str, span: Range<usize>) -> bool {
+    let raw = cx
+        .text
+        .get(span.start + cx.fm_start..span.end + cx.fm_start)
+        .unwrap_or("");
+    if let Some(c) = limits::bad_in_line(value) {
+        // Typed as itself (not an escape), the file scan reports it, but for the tab
+        // and line breaks it allows (a multi-line string holds them).
+        if !matches!(c, '\t' | '\n' | '\r') && raw.contains(c) {
+            return false;
+        }
+        cx.at(
+            "control-char",
+            span,
+            format!(
+                "`{key}` holds {}: a single-line field takes no control characters or line breaks",
+                limits::describe(c)
+            ),
+            format!("write `{key}` on one line without escapes such as \\t, \\n or \\u001b"),
+        );
+        return false;
+    }
+    let chars = value.trim().chars().count();
+    let limit = limits::field_chars(key);
+    if chars > limit {
+        cx.at(
+            "too-long",
+            span,
+            format!("`{key}` is {chars} characters long; the limit is {limit}"),
+            format!("shorten `{key}` to at most {limit} characters (see docs/content.md, Limits)"),
+        );
+        return false;
+    }
+    true
 }
 
 fn suggest(key: &str) -> String {
@@ -246,6 +308,22 @@ pub fn parse_file(
             )]);
         }
     };
+    if bytes.len() > limits::FILE_BYTES {
+        // Point at the first byte past the limit; the rest is never parsed.
+        let head = String::from_utf8_lossy(&bytes[..limits::FILE_BYTES]);
+        let end = head.len();
+        return Err(vec![Diagnostic::at(
+            "file-size",
+            shown,
+            &head,
+            end..end,
+            format!(
+                "the file is larger than {} bytes (1 MiB), the limit for one statement",
+                limits::FILE_BYTES
+            ),
+            "split it into several statements, or move tables and annexes into a PDF under content/assets/ and link to it",
+        )]);
+    }
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
@@ -280,6 +358,7 @@ pub fn parse_file(
         text,
         fm_start: 0,
         out: Vec::new(),
+        dropped: 0,
     };
 
     // Name checks.
@@ -316,7 +395,7 @@ pub fn parse_file(
             "the file does not start with `+++`".into(),
             "start the file with a line `+++`, the TOML front matter, another `+++`, then the body",
         );
-        return Err(cx.out);
+        return Err(cx.finish());
     }
     let fm_start = bom + first_line_end + 1;
     let rest = text.get(fm_start..).unwrap_or("");
@@ -336,7 +415,7 @@ pub fn parse_file(
             "the front matter opened here is never closed".into(),
             "add a line `+++` after the last front matter key",
         );
-        return Err(cx.out);
+        return Err(cx.finish());
     };
     cx.fm_start = fm_start;
     let fm = &text[fm_start..fm_start + fm_len];
@@ -363,7 +442,7 @@ pub fn parse_file(
                 format!("front matter is not valid TOML: {}", e.message().trim()),
                 "fix the TOML syntax: strings in double quotes, dates like 2014-07-30T09:00:00+06:00, lists in [ ]",
             );
-            return Err(cx.out);
+            return Err(cx.finish());
         }
     };
 
@@ -402,6 +481,10 @@ pub fn parse_file(
                     continue;
                 };
                 let s = s.to_string();
+                // A refused title is still a title: no "missing title" besides.
+                if !line_field(&mut cx, k, &s, vspan.clone()) && k == "slug" {
+                    continue;
+                }
                 match k {
                     "title" => title = Some((s, vspan)),
                     "summary" => summary = Some(s),
@@ -464,6 +547,20 @@ pub fn parse_file(
                     type_err(&mut cx, "a list of strings", "[\"...\"]");
                     continue;
                 };
+                let most = if k == "topics" {
+                    limits::TOPICS
+                } else {
+                    limits::ISSUERS
+                };
+                if items.len() > most {
+                    cx.at(
+                        "too-many",
+                        vspan.clone(),
+                        format!("`{k}` lists {} entries; the limit is {most}", items.len()),
+                        format!("keep the {most} that matter most (see docs/content.md, Limits)"),
+                    );
+                    continue;
+                }
                 for item in items {
                     let DeValue::String(s) = item.get_ref() else {
                         cx.at(
@@ -475,6 +572,9 @@ pub fn parse_file(
                         continue;
                     };
                     let s = s.to_string();
+                    if !line_field(&mut cx, k, &s, item.span()) {
+                        continue;
+                    }
                     if s.trim().is_empty() {
                         cx.at(
                             "empty",
@@ -606,10 +706,10 @@ pub fn parse_file(
     }
 
     if !cx.out.is_empty() || !lang_ok {
-        return Err(cx.out);
+        return Err(cx.finish());
     }
     let (Some(title), Some(date)) = (title, date) else {
-        return Err(cx.out);
+        return Err(cx.finish());
     };
     let summary = match summary {
         Some(s) if !s.trim().is_empty() => s.trim().to_string(),

@@ -286,3 +286,143 @@ fn rendered_diagnostic_names_file_line_and_hint() {
     assert!(s.contains(" 3 | date = 2014-07-30T09:00:00"), "{s}");
     assert!(s.contains("= hint: add the offset"), "{s}");
 }
+
+fn first(front: &str, body: &str) -> Diagnostic {
+    let f = with(
+        &format!("title = \"T\"\ndate = 2014-07-30T09:00:00Z\n{front}"),
+        body,
+    );
+    only(&[("2014/a.en.md", &f)])
+}
+
+#[test]
+fn escaped_controls_in_single_line_fields() {
+    for (front, at, named) in [
+        ("place = \"P\\r\\nX\"\n", (4, 9), "U+000D"),
+        ("occasion = \"A\\tB\"\n", (4, 12), "U+0009"),
+        ("summary = \"\\u001b[31m\"\n", (4, 11), "U+001B"),
+        ("issuers = [\"Org\", \"A\\u0085\"]\n", (4, 19), "U+0085"),
+        ("topics = [\"a\\u0000\"]\n", (4, 11), "U+0000"),
+        ("slug = \"a\\u2028b\"\n", (4, 8), "U+2028"),
+        ("summary = \"\"\"\nA\nB\"\"\"\n", (4, 11), "U+000A"),
+    ] {
+        let d = first(front, "Body\n");
+        assert_eq!(d.code, "control-char", "{front}");
+        assert_eq!((d.line, d.column), at, "{front}");
+        assert!(d.message.contains(named), "{front}: {}", d.message);
+        assert!(d.hint.contains("one line"), "{}", d.hint);
+    }
+    let f = with(
+        "title = \"A\\u0000B\"\ndate = 2014-07-30T09:00:00Z\n",
+        "Body\n",
+    );
+    let d = only(&[("2014/a.en.md", &f)]);
+    assert_eq!((d.code, d.line, d.column), ("control-char", 2, 9));
+}
+
+#[test]
+fn field_lengths_and_counts() {
+    let cases = [
+        (
+            format!("summary = \"{}\"\n", "s".repeat(1001)),
+            "too-long",
+            11,
+        ),
+        (format!("place = \"{}\"\n", "p".repeat(301)), "too-long", 9),
+        (
+            format!("occasion = \"{}\"\n", "o".repeat(301)),
+            "too-long",
+            12,
+        ),
+        (
+            format!("issuers = [\"{}\"]\n", "i".repeat(301)),
+            "too-long",
+            12,
+        ),
+        (
+            format!("topics = [\"{}\"]\n", "t".repeat(101)),
+            "too-long",
+            11,
+        ),
+        (format!("slug = \"{}\"\n", "s".repeat(101)), "too-long", 8),
+        (
+            format!("issuers = [{}]\n", vec!["\"O\""; 21].join(",")),
+            "too-many",
+            11,
+        ),
+        (
+            format!("topics = [{}]\n", vec!["\"t\""; 21].join(",")),
+            "too-many",
+            10,
+        ),
+    ];
+    for (front, code, col) in cases {
+        let d = first(&front, "Body\n");
+        assert_eq!((d.code, d.line, d.column), (code, 4, col), "{front}");
+        assert!(d.hint.contains("docs/content.md"), "{}", d.hint);
+    }
+    // At the limit is fine.
+    let f = with(
+        &format!(
+            "title = \"{}\"\ndate = 2014-07-30T09:00:00Z\ntopics = [{}]\n",
+            "t".repeat(300),
+            vec!["\"t\""; 20].join(",")
+        ),
+        "Body\n",
+    );
+    let dir = project(&[("2014/a.en.md", &f)]);
+    load(dir.path()).expect("at the limits");
+    let d = only(&[(
+        "2014/a.en.md",
+        &with(
+            &format!(
+                "title = \"{}\"\ndate = 2014-07-30T09:00:00Z\n",
+                "t".repeat(301)
+            ),
+            "Body\n",
+        ),
+    )]);
+    assert_eq!(
+        d.message,
+        "`title` is 301 characters long; the limit is 300"
+    );
+}
+
+#[test]
+fn file_size_is_reported_where_the_limit_is_passed() {
+    let line = "word ".repeat(19) + "\n";
+    let body = line.repeat(20_000);
+    let f = with("title = \"T\"\ndate = 2014-07-30T09:00:00Z\n", &body);
+    assert!(f.len() > herald_content::limits::FILE_BYTES);
+    let d = only(&[("2014/a.en.md", &f)]);
+    assert_eq!(d.code, "file-size");
+    let head = &f[..herald_content::limits::FILE_BYTES];
+    let line = head.iter().filter(|b| **b == b'\n').count() + 1;
+    assert_eq!(d.line, line);
+    assert!(d.column > 0);
+}
+
+#[test]
+fn deep_nesting_is_a_diagnostic() {
+    let d = first("", &format!("{}x\n", "> ".repeat(2_000)));
+    assert_eq!((d.code, d.line, d.column), ("nesting", 5, 33));
+    let d = first("", &format!("{}x\n", "- ".repeat(100_000)));
+    assert_eq!((d.code, d.line, d.column), ("nesting", 5, 33));
+}
+
+#[test]
+fn a_file_of_thousands_of_problems_reports_the_first_hundred() {
+    let keys: String = (0..5_000).map(|i| format!("unknown{i} = 1\n")).collect();
+    let p = problems(&[(
+        "2014/a.en.md",
+        &with(
+            &format!("title = \"T\"\ndate = 2014-07-30T09:00:00Z\n{keys}"),
+            "Body\n",
+        ),
+    )]);
+    assert_eq!(p.len(), 101);
+    assert!(
+        p.iter()
+            .any(|d| d.code == "more" && d.message.starts_with("4900 more"))
+    );
+}

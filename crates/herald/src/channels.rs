@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use herald_content::{Corpus, FeedKind, Sink, Statement, urls};
+use herald_content::{Corpus, Diagnostic, FeedKind, Sink, Statement, urls};
 use rayon::prelude::*;
 
 use crate::ledger::{Entry, Ledger};
@@ -113,6 +113,104 @@ impl std::fmt::Debug for Settings {
     }
 }
 
+/// The channels' content rules, run by `check` and by `publish` before anything is
+/// rendered, so what a channel would refuse while rendering is a diagnostic instead.
+/// The PDF's: every character it draws has a glyph in the font chain, and every
+/// configured language's script is covered (a herald.toml error otherwise).
+pub fn content_rules(corpus: &Corpus, settings: &Settings) -> Result<(), Error> {
+    if !settings.pdf.enabled {
+        return Ok(());
+    }
+    let chain = herald_pdf::FontChain::new(&corpus.config, &settings.pdf)
+        .map_err(|e| channel_err("pdf", e))?;
+    let config = &corpus.config;
+    let shown = |p: &std::path::Path| p.strip_prefix(&corpus.root).unwrap_or(p).to_path_buf();
+    let mut problems: Vec<Diagnostic> = Vec::new();
+    for lang in &config.languages {
+        let missing = chain.uncovered_language(lang);
+        if missing.is_empty() {
+            continue;
+        }
+        let quoted = format!("\"{lang}\"");
+        let source = config.source();
+        let at = source
+            .find("languages")
+            .and_then(|k| source[k..].find(&quoted).map(|i| k + i))
+            .unwrap_or(0);
+        let list: String = missing
+            .iter()
+            .take(5)
+            .map(|c| format!("{c} (U+{:04X}) ", *c as u32))
+            .collect();
+        problems.push(Diagnostic::at(
+            "pdf-language",
+            &shown(&config.path),
+            source,
+            at..at + quoted.len(),
+            format!("no PDF font covers the script of language {lang:?}: {}", list.trim_end()),
+            format!("add a font for it under [pdf], e.g. fonts = [\"fonts/NotoSans{}-Regular.ttf\"] (paths relative to herald.toml), or set [pdf] enabled = false", script_hint(lang)),
+        ));
+    }
+    let found: Vec<Vec<Diagnostic>> = corpus
+        .statements
+        .par_iter()
+        .filter_map(|s| {
+            let missing = chain.uncovered(config, s);
+            (!missing.is_empty()).then(|| missing_glyphs(corpus, s, &missing))
+        })
+        .collect();
+    problems.extend(found.into_iter().flatten());
+    if problems.is_empty() {
+        return Ok(());
+    }
+    problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    Err(Error::Content(herald_content::LoadError::Invalid(
+        herald_content::Diagnostics(problems),
+    )))
+}
+
+/// The usual Noto family name part for a language's script, for the hint.
+fn script_hint(lang: &str) -> &'static str {
+    match lang.split('-').next().unwrap_or(lang) {
+        "zh" => "SC",
+        "ja" => "JP",
+        "ko" => "KR",
+        "he" | "yi" => "Hebrew",
+        "hi" | "mr" | "ne" | "sa" => "Devanagari",
+        "hy" => "Armenian",
+        "ka" => "Georgian",
+        "th" => "Thai",
+        "bn" => "Bengali",
+        "ta" => "Tamil",
+        "am" | "ti" => "Ethiopic",
+        _ => "",
+    }
+}
+
+/// One diagnostic per character no PDF font has, at its first place in the file.
+fn missing_glyphs(corpus: &Corpus, s: &Statement, missing: &[char]) -> Vec<Diagnostic> {
+    let source = std::fs::read_to_string(corpus.root.join(&s.path)).unwrap_or_default();
+    missing
+        .iter()
+        .map(|&c| {
+            let code = c as u32;
+            // Written as itself, or as a character reference (`&#x1F600;`, `&#128512;`).
+            let at = source.char_indices().find(|&(_, x)| x == c).map(|(i, _)| i..i + c.len_utf8()).or_else(|| {
+                let lower = source.to_ascii_lowercase();
+                [format!("&#x{code:x};"), format!("&#x{code:04x};"), format!("&#{code};")]
+                    .iter()
+                    .find_map(|r| lower.find(r.as_str()).map(|i| i..i + r.len()))
+            });
+            let message = format!("no PDF font has a glyph for {c:?} (U+{code:04X})");
+            let hint = "add a font file that has it to `fonts` under [pdf] in herald.toml, e.g. [pdf] fonts = [\"fonts/NotoSansSymbols2-Regular.ttf\"] (paths relative to herald.toml; TrueType or CFF outlines, not a colour emoji font), or remove the character";
+            match at {
+                Some(span) => Diagnostic::at("missing-glyph", &s.path, &source, span, message, hint),
+                None => Diagnostic::file("missing-glyph", &s.path, message, hint),
+            }
+        })
+        .collect()
+}
+
 pub struct Ctx<'a> {
     pub corpus: &'a Corpus,
     pub due: &'a [&'a Statement],
@@ -197,7 +295,8 @@ fn pdf(ctx: &Ctx<'_>, flow: &mut Flow) -> Result<(), Error> {
             let path = urls::pdf(s);
             let bytes = renderer
                 .render(&ctx.corpus.config, s)
-                .map_err(|e| channel_err("pdf", format!("{}: {e}", s.path.display())))?;
+                // The error names the statement's file already.
+                .map_err(|e| channel_err("pdf", e))?;
             ctx.sink.put(&path, &bytes)?;
             Ok((path, bytes.len() as u64))
         })

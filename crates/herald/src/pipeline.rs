@@ -258,6 +258,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         t0.elapsed().as_millis()
     );
     let channel_settings = channels::Settings::load(&corpus)?;
+    channels::content_rules(&corpus, &channel_settings)?;
     let now = opts.now;
     let due = corpus.due(now);
     let embargoed: Vec<Embargoed> = corpus
@@ -522,5 +523,6 @@ pub fn check(root: &Path) -> Result<Corpus, Error> {
     let samples = channels::sample_statements(&corpus);
     let all: Vec<&Statement> = corpus.statements.iter().chain(&samples).collect();
     channels::check_templates(&corpus, &settings, &all)?;
+    channels::content_rules(&corpus, &settings)?;
     Ok(corpus)
 }

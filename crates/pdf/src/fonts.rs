@@ -182,7 +182,7 @@ pub(crate) type Plans = HashMap<(usize, bool, Script), ShapePlan>;
 
 /// Characters below this (Latin, Greek, Cyrillic, Arabic) are looked up in a table:
 /// the cmap's binary search, once per character of every word, was a tenth of a render.
-const LOW: u32 = 0x800;
+pub(crate) const LOW: u32 = 0x800;
 
 /// Per face, the glyph of each character below [`LOW`], 0 where it has none. Made once.
 pub(crate) fn low_glyphs(faces: &[Face<'static>]) -> Vec<Vec<u16>> {

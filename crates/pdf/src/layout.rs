@@ -900,6 +900,25 @@ fn paginate(flows: Vec<Flow>, g: Geometry, tree: Tree, links: Vec<LinkInfo>, roo
     }
 }
 
+/// The title, or its start when even the sum of its characters' own widths passes
+/// twice the room: the loop that trims the header title shapes it again for every
+/// word or character it drops, so it must start from a text of about a line, not
+/// from a title of thousands of characters (which took minutes and gigabytes).
+fn header_title(b: &mut Builder, title: &str, st: Style, room: f32) -> Result<String, PdfError> {
+    let mut width = 0.0;
+    for (i, c) in title.char_indices() {
+        width += b
+            .runs(c.encode_utf8(&mut [0; 4]), st)?
+            .iter()
+            .map(|r| r.width)
+            .sum::<f32>();
+        if width > 2.0 * room + st.size {
+            return Ok(format!("{}…", &title[..i]));
+        }
+    }
+    Ok(title.to_string())
+}
+
 /// Running header and "Page X of Y" footer, drawn as artifacts.
 pub(crate) fn chrome(job: &Job, fonts: &mut Fonts, laid: &mut Laid) -> Result<(), PdfError> {
     let g = job.geometry;
@@ -925,7 +944,7 @@ pub(crate) fn chrome(job: &Job, fonts: &mut Fonts, laid: &mut Laid) -> Result<()
     let org_w: f32 = org.iter().map(|r| r.width).sum();
     // The short title: cut at a word, then a character, until it fits.
     let room = (width - org_w - 24.0).max(0.0);
-    let mut title: String = job.statement.meta.title.clone();
+    let mut title = header_title(&mut b, &job.statement.meta.title, st, room)?;
     let mut runs = b.runs(&title, st)?;
     while runs.iter().map(|r| r.width).sum::<f32>() > room && !title.is_empty() {
         let cut = title.trim_end_matches('…');

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod coverage;
 mod fonts;
 mod i18n;
 mod layout;
@@ -28,6 +29,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+pub use coverage::FontChain;
 use herald_content::{Config, Diagnostic, Statement};
 use hyphenation::{Language, Load, Standard};
 use serde::Deserialize;

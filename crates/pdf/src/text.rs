@@ -65,19 +65,37 @@ pub(crate) enum Item {
 }
 
 const INFINITE: f32 = 10_000.0;
+/// Bytes past which a word is not hyphenated or remembered: no language has one.
+const LONG_WORD: usize = 256;
+/// More characters than fit on any line (6 pt text on the widest page): such a run is
+/// cut between characters without being shaped whole first.
+const LINE_CHARS: usize = 1_000;
 const FILL: f32 = 1.0e6;
 const HYPHEN_COST: f32 = 50.0;
 const LINE_PENALTY: f32 = 10.0;
 const FLAGGED_DEMERITS: f32 = 3000.0;
 const FITNESS_DEMERITS: f32 = 100.0;
 
-fn is_space(c: char) -> bool {
+pub(crate) fn is_space(c: char) -> bool {
     c.is_whitespace() && !matches!(c, '\u{a0}' | '\u{202f}' | '\u{2007}' | HARD_BREAK)
 }
 
-/// Characters that carry no glyph of their own and must not need one.
-fn is_ignorable(c: char) -> bool {
-    matches!(c, '\u{ad}' | '\u{200b}' | '\u{feff}' | '\u{2060}')
+/// Characters that carry no glyph of their own and must not need one: soft hyphen,
+/// zero-width space and no-break, direction marks and embeddings (the paragraph's
+/// direction comes from its letters), variation selectors.
+pub(crate) fn is_ignorable(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{200b}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{fe00}'..='\u{fe0f}'
+            | '\u{feff}'
+    )
 }
 
 /// Words already turned into items in this render, by (preferred font, size bits,
@@ -266,11 +284,15 @@ impl Builder<'_, '_> {
         }
         let start = items.len();
         self.word_uncached(items, parts)?;
-        let made = items[start..].to_vec();
-        self.words
-            .entry(key)
-            .or_default()
-            .insert(text.clone(), made);
+        // A word longer than any dictionary's does not recur: keeping it would only
+        // copy it (a 1 MB word is 1 MB of key and its items again).
+        if text.len() <= LONG_WORD {
+            let made = items[start..].to_vec();
+            self.words
+                .entry(key)
+                .or_default()
+                .insert(text.clone(), made);
+        }
         Ok(())
     }
 
@@ -304,18 +326,25 @@ impl Builder<'_, '_> {
         let mut seg_breaks = breaks.iter();
         let count = segments.len();
         for (n, seg) in segments.into_iter().enumerate() {
-            let mut runs = Vec::new();
-            for (text, style) in &seg {
-                runs.extend(self.runs(text, *style)?);
-            }
-            if self.rtl {
-                runs.reverse();
-            }
-            let width: f32 = runs.iter().map(|r| r.width).sum();
-            if width > self.max_width {
+            // A segment of more characters than any line holds is cut at once: shaping
+            // it whole only to learn that it does not fit would shape it twice.
+            let chars: usize = seg.iter().map(|(t, _)| t.chars().count()).sum();
+            if chars > LINE_CHARS {
                 self.cut(items, &seg)?;
             } else {
-                items.push(Item::Box { width, runs });
+                let mut runs = Vec::new();
+                for (text, style) in &seg {
+                    runs.extend(self.runs(text, *style)?);
+                }
+                if self.rtl {
+                    runs.reverse();
+                }
+                let width: f32 = runs.iter().map(|r| r.width).sum();
+                if width > self.max_width {
+                    self.cut(items, &seg)?;
+                } else {
+                    items.push(Item::Box { width, runs });
+                }
             }
             if n + 1 < count {
                 let Some(&(_, hyphen)) = seg_breaks.next() else {
@@ -349,13 +378,23 @@ impl Builder<'_, '_> {
         let mut line: Vec<(String, Style)> = Vec::new();
         let mut width = 0.0;
         let mut first = true;
+        // A long segment repeats few characters: measure each once.
+        let mut widths: FastMap<(char, usize, u32), f32> = FastMap::default();
         for (text, style) in seg {
             for c in text.chars() {
-                let w: f32 = self
-                    .runs(c.encode_utf8(&mut [0; 4]), *style)?
-                    .iter()
-                    .map(|r| r.width)
-                    .sum();
+                let key = (c, style.font, style.size.to_bits());
+                let w = match widths.get(&key) {
+                    Some(&w) => w,
+                    None => {
+                        let w: f32 = self
+                            .runs(c.encode_utf8(&mut [0; 4]), *style)?
+                            .iter()
+                            .map(|r| r.width)
+                            .sum();
+                        widths.insert(key, w);
+                        w
+                    }
+                };
                 if width + w > self.max_width && !line.is_empty() {
                     self.push_cut(items, &line, &mut first)?;
                     line.clear();
@@ -429,7 +468,9 @@ impl Builder<'_, '_> {
                 };
                 if let (Some(s), Some(e)) = (start, end) {
                     let run = &word[s..e];
-                    if run.chars().count() >= 5 {
+                    // No dictionary has a word of hundreds of letters; hyphenating one
+                    // costs time and a memo entry of its size for nothing.
+                    if run.chars().count() >= 5 && run.len() <= LONG_WORD {
                         let found = self
                             .breaks
                             .entry(run.to_string())
@@ -462,7 +503,7 @@ fn space_run((font, gid, style): (usize, u16, Style), width: f32) -> Run {
 }
 
 /// A look-alike for characters the bundled fonts lack but statements use.
-fn substitute(c: char) -> Option<char> {
+pub(crate) fn substitute(c: char) -> Option<char> {
     Some(match c {
         '\u{2212}' | '\u{2010}' | '\u{2011}' => '-',
         '\u{2009}' | '\u{200a}' | '\u{2002}' | '\u{2003}' => ' ',

@@ -222,7 +222,7 @@ pub fn render(input: &SiteInput<'_>, sink: &dyn Sink) -> Result<SiteReport, Site
         }
     }
     jobs.extend(site.published.iter().map(|s| Job::Statement(s)));
-    let assets = list_assets(&content.join("assets"))?;
+    let assets = list_assets(&input.corpus.root, &content.join("assets"))?;
     jobs.extend(assets.iter().map(|(path, rel)| Job::Asset { path, rel }));
 
     // Render one page of each template first and throw it away, so a broken
@@ -1115,39 +1115,25 @@ fn xml_escape(s: &str) -> String {
     herald_content::html::escape(s)
 }
 
-/// Files below `content/assets/` as (file, `/`-separated path below it), sorted.
-/// Hidden files and folders are skipped.
-fn list_assets(dir: &Path) -> Result<Vec<(PathBuf, String)>, SiteError> {
-    if !dir.is_dir() {
-        return Ok(Vec::new());
-    }
+/// Files below `content/assets/` as (file, `/`-separated path below it), sorted, as
+/// herald-content lists them (hidden files skipped, links leaving the project refused).
+fn list_assets(root: &Path, dir: &Path) -> Result<Vec<(PathBuf, String)>, SiteError> {
+    let files = herald_content::asset_files(root).map_err(|e| SiteError::Invalid(e.to_string()))?;
     let mut out = Vec::new();
-    let walk = walkdir::WalkDir::new(dir)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
-    for entry in walk {
-        let entry = entry.map_err(|e| SiteError::Read {
-            path: e
-                .path()
-                .map_or_else(|| dir.to_path_buf(), Path::to_path_buf),
-            source: e.into(),
-        })?;
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let rel = entry.path().strip_prefix(dir).unwrap_or(entry.path());
+    for path in files {
+        let rel = path.strip_prefix(dir).unwrap_or(&path);
         let mut parts = Vec::new();
         for part in rel.iter() {
             let Some(p) = part.to_str() else {
                 return Err(SiteError::Invalid(format!(
                     "asset {} has a name that is not UTF-8; rename it",
-                    entry.path().display()
+                    path.display()
                 )));
             };
             parts.push(p);
         }
-        out.push((entry.path().to_path_buf(), parts.join("/")));
+        let rel = parts.join("/");
+        out.push((path, rel));
     }
     Ok(out)
 }
