@@ -237,7 +237,7 @@ fn list(level: u8, name: &'static str) -> impl Strategy<Value = Option<String>> 
 }
 
 fn front_matter(level: u8) -> impl Strategy<Value = Vec<String>> {
-    let p_title = if level == 0 { 1.0 } else { 0.95 };
+    let p_title = if level == 0 { 0.999 } else { 0.95 };
     (
         prop::option::weighted(
             p_title,
@@ -343,7 +343,7 @@ fn statement() -> impl Strategy<Value = Statement> {
 
 fn statement_at(level: u8) -> impl Strategy<Value = Statement> {
     let ends = if level == 0 { 0u8..2 } else { 0u8..4 };
-    let (p_bom, min_blocks) = if level == 0 { (0.0, 1) } else { (0.15, 0) };
+    let (p_bom, min_blocks) = if level == 0 { (0.001, 1) } else { (0.15, 0) };
     (
         prop::bool::weighted(p_bom),
         front_matter(level),

@@ -113,13 +113,18 @@ pub fn run(public: &Path, herald: &str, secs: u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let nginx = nginx(public, dir.path());
     if nginx.is_none() {
-        println!("static files: nginx is not installed (apt-get install nginx): herald serve alone");
+        println!(
+            "static files: nginx is not installed (apt-get install nginx): herald serve alone"
+        );
     }
     let nginx_base = nginx
         .as_ref()
         .map(|(_, port)| format!("http://127.0.0.1:{port}"));
     for (name, path) in [
-        ("statement page", "/en/2014/world-day-against-trafficking/index.html"),
+        (
+            "statement page",
+            "/en/2014/world-day-against-trafficking/index.html",
+        ),
         ("style.css", "/style.css"),
         (
             "PDF",

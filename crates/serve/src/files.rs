@@ -200,8 +200,8 @@ impl Files {
         }
         let bytes = Bytes::from(std::fs::read(&real)?);
         let digest = xxhash_rust::xxh3::xxh3_128(&bytes);
-        let etag = HeaderValue::from_str(&format!("\"{digest:032x}\""))
-            .map_err(std::io::Error::other)?;
+        let etag =
+            HeaderValue::from_str(&format!("\"{digest:032x}\"")).map_err(std::io::Error::other)?;
         let last_modified = stamp
             .mtime
             .and_then(|t| HeaderValue::from_str(&httpdate::fmt_http_date(t)).ok());
@@ -225,8 +225,7 @@ impl Files {
                 self.cached_bytes.store(0, Relaxed);
             }
             if let Some(old) = cache.insert(rel.to_string(), cached.clone()) {
-                self.cached_bytes
-                    .fetch_sub(old.bytes.len() as u64, Relaxed);
+                self.cached_bytes.fetch_sub(old.bytes.len() as u64, Relaxed);
             }
             self.cached_bytes.fetch_add(len, Relaxed);
         }

@@ -229,7 +229,11 @@ async fn compressed_and_plain_bodies_are_the_same_bytes() {
             .await
             .expect("GET");
         assert_eq!(header(&gz, "content-encoding"), "gzip", "{url}");
-        assert!(header(&gz, "vary").to_ascii_lowercase().contains("accept-encoding"));
+        assert!(
+            header(&gz, "vary")
+                .to_ascii_lowercase()
+                .contains("accept-encoding")
+        );
         // Another representation: the same validator, weak.
         assert_eq!(header(&gz, "etag"), format!("W/{plain_etag}"));
         let packed = gz.bytes().await.expect("body");
@@ -406,7 +410,12 @@ async fn slow_clients_are_closed_within_the_configured_timeouts() {
                 b"POST /subscribe HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\n",
             )
             .expect("write");
-            drip(s, &[b'a'; 200], Duration::from_millis(300), Duration::from_secs(12));
+            drip(
+                s,
+                &[b'a'; 200],
+                Duration::from_millis(300),
+                Duration::from_secs(12),
+            );
         },
         give_up,
     );
