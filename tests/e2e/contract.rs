@@ -273,7 +273,11 @@ fn inline(level: u8) -> impl Strategy<Value = String> {
         1 => Just(if level == 0 { "<em>x</em>" } else { "<script>alert(1)</script>" }.to_string()),
         1 => text(level, 2).prop_map(|t| format!("`{t}`")),
         1 => Just("[^1]".to_string()),
-        1 => prop::sample::select(vec!["&#0;", "&#x85;", "&#x1F600;", "&#xD800;", "&nbsp;"])
+        1 => prop::sample::select(if level == 0 {
+            vec!["&nbsp;", "&amp;", "&#x410;"]
+        } else {
+            vec!["&#0;", "&#x85;", "&#x1F600;", "&#xD800;", "&nbsp;"]
+        })
             .prop_map(str::to_string),
     ];
     prop::collection::vec(bit, 1..10).prop_map(|v| v.concat())
@@ -282,7 +286,7 @@ fn inline(level: u8) -> impl Strategy<Value = String> {
 fn block(level: u8) -> impl Strategy<Value = String> {
     prop_oneof![
         6 => inline(level),
-        1 => (1usize..8, inline(level)).prop_map(|(n, t)| format!("{} {t}", "#".repeat(n))),
+        1 => (1usize..if level == 0 { 7 } else { 9 }, inline(level)).prop_map(|(n, t)| format!("{} {t}", "#".repeat(n))),
         1 => (depth(level), inline(level)).prop_map(|(d, t)| format!("{}{t}", "- ".repeat(d))),
         1 => (1usize..8, inline(level)).prop_map(|(d, t)| {
             (0..d).map(|i| format!("{}- {t}", "  ".repeat(i))).collect::<Vec<_>>().join("\n")
@@ -337,8 +341,14 @@ impl Statement {
     }
 }
 
-fn statement() -> impl Strategy<Value = Statement> {
-    prop_oneof![3 => Just(0u8), 2 => Just(1u8), 2 => Just(2u8)].prop_flat_map(statement_at)
+fn statement() -> BoxedStrategy<Statement> {
+    // CONTRACT_LEVEL=2 hunts with hostile statements only.
+    match std::env::var("CONTRACT_LEVEL").ok().and_then(|v| v.parse().ok()) {
+        Some(level) => Just(level).prop_flat_map(statement_at).boxed(),
+        None => prop_oneof![3 => Just(0u8), 2 => Just(1u8), 2 => Just(2u8)]
+            .prop_flat_map(statement_at)
+            .boxed(),
+    }
 }
 
 fn statement_at(level: u8) -> impl Strategy<Value = Statement> {
