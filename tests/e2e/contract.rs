@@ -161,8 +161,9 @@ fn text(level: u8, max: usize) -> impl Strategy<Value = String> {
 /// left raw), basic with controls escaped, basic with everything non-ASCII escaped,
 /// literal, or multi-line basic.
 fn toml_string(s: &str, style: u8) -> String {
+    let style = style % 5;
     let mut out = String::new();
-    match style % 5 {
+    match style {
         3 => return format!("'{s}'"),
         4 => return format!("\"\"\"{}\"\"\"", s.replace('\\', "\\\\")),
         _ => {}
@@ -172,18 +173,18 @@ fn toml_string(s: &str, style: u8) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            '\t' if style % 5 != 0 => out.push_str("\\t"),
-            '\n' if style % 5 != 0 => out.push_str("\\n"),
-            '\r' if style % 5 != 0 => out.push_str("\\r"),
-            c if style % 5 == 1 && c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c if style % 5 == 2 && !c.is_ascii() => {
+            '\t' if style != 0 => out.push_str("\\t"),
+            '\n' if style != 0 => out.push_str("\\n"),
+            '\r' if style != 0 => out.push_str("\\r"),
+            c if style == 1 && c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c if style == 2 && !c.is_ascii() => {
                 if (c as u32) > 0xFFFF {
                     out.push_str(&format!("\\U{:08X}", c as u32));
                 } else {
                     out.push_str(&format!("\\u{:04X}", c as u32));
                 }
             }
-            c if style % 5 == 2 && c.is_ascii_control() => {
+            c if style == 2 && c.is_ascii_control() => {
                 out.push_str(&format!("\\u{:04X}", c as u32))
             }
             c => out.push(c),
