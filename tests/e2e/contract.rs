@@ -426,7 +426,8 @@ fn fail(msg: String) -> TestCaseError {
 }
 
 /// Checks one statement file against the contract in a fresh project.
-fn contract(file: &[u8]) -> Result<(), TestCaseError> {
+/// `Ok(true)` when it published, `Ok(false)` when `check` refused it as it should.
+fn contract(file: &[u8]) -> Result<bool, TestCaseError> {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     let path = root.join(FILE);
@@ -463,7 +464,7 @@ fn contract(file: &[u8]) -> Result<(), TestCaseError> {
             if std::env::var_os("CONTRACT_VERBOSE").is_some() {
                 eprintln!("refused: {}", err.lines().next().unwrap_or_default());
             }
-            return Ok(());
+            return Ok(false);
         }
         _ => {
             return Err(fail(format!(
@@ -509,7 +510,7 @@ fn contract(file: &[u8]) -> Result<(), TestCaseError> {
         )));
     }
     PUBLISHED.fetch_add(1, Ordering::Relaxed);
-    Ok(())
+    Ok(true)
 }
 
 fn cases() -> u32 {
@@ -527,7 +528,7 @@ fn what_check_accepts_publishes_through_every_channel() {
         max_shrink_iters: 400,
         ..Config::default()
     });
-    let result = runner.run(&statement(), |s| contract(&s.bytes()));
+    let result = runner.run(&statement(), |s| contract(&s.bytes()).map(|_| ()));
     eprintln!(
         "contract: {} published, {} refused by check",
         PUBLISHED.load(Ordering::Relaxed),
@@ -550,5 +551,85 @@ fn a_plain_generated_statement_publishes() {
         body: vec!["Body *text*.".into()],
         ends: vec![0],
     };
-    contract(&s.bytes()).expect("contract");
+    assert!(contract(&s.bytes()).expect("contract"), "refused");
+}
+
+/// Fixed inputs from the list, held to the same contract.
+/// `publishes`: `check` passes it (and publish must succeed), or refuses it.
+fn fixed(fm: &[&str], body: &[&str], ends: &[u8], bom: bool, publishes: bool) {
+    let s = Statement {
+        bom,
+        fm: fm.iter().map(|l| (*l).to_string()).collect(),
+        body: body.iter().map(|l| (*l).to_string()).collect(),
+        ends: ends.to_vec(),
+    };
+    let published = contract(&s.bytes()).expect("contract");
+    assert_eq!(published, publishes, "published: {published}");
+}
+
+const TITLE: &str = "title = \"Fixed\"";
+const DATE: &str = "date = 2029-05-05T09:00:00+06:00";
+
+#[test]
+fn contract_holds_for_a_bom_at_file_start() {
+    fixed(&[TITLE, DATE], &["Body."], &[0], true, true);
+}
+
+#[test]
+fn contract_holds_for_mixed_line_ends() {
+    fixed(
+        &[TITLE, DATE],
+        &["One.", "- a\r\n  - b", "> q"],
+        &[0, 1, 1, 0],
+        false,
+        true,
+    );
+    // A lone CR ends a front matter line: TOML refuses it, with a position.
+    fixed(&[TITLE, DATE], &["One."], &[0, 3], false, false);
+}
+
+#[test]
+fn contract_holds_for_nul_in_body_and_escaped_nul_in_title() {
+    fixed(&[TITLE, DATE], &["A\u{0}B"], &[0], false, false);
+    fixed(
+        &["title = \"A\\u0000B\"", DATE],
+        &["Body."],
+        &[0],
+        false,
+        false,
+    );
+}
+
+#[test]
+fn contract_holds_for_2000_nested_quotes_and_lists() {
+    let quotes = format!("{}deep", "> ".repeat(2000));
+    let lists = format!("{}deep", "- ".repeat(2000));
+    fixed(&[TITLE, DATE], &[&quotes], &[0], false, false);
+    fixed(&[TITLE, DATE], &[&lists], &[0], false, false);
+}
+
+#[test]
+fn contract_holds_for_a_long_unbreakable_word_in_title_and_body() {
+    let word = "w".repeat(20_000);
+    fixed(&[TITLE, DATE], &[&word], &[0], false, true);
+    let title = format!("title = \"{}\"", "w".repeat(299));
+    fixed(&[&title, DATE], &["Body."], &[0], false, true);
+}
+
+#[test]
+fn contract_holds_for_emoji_rtl_and_combining_marks() {
+    fixed(
+        &["title = \"\u{1F600} \u{202E}x\"", DATE],
+        &["مرحبا e\u{301}\u{302} \u{1F469}\u{200D}\u{1F469}"],
+        &[0],
+        false,
+        false,
+    );
+    fixed(
+        &["title = \"مرحبا e\u{301}\"", DATE],
+        &["Ελληνικά \u{200F}"],
+        &[0],
+        false,
+        true,
+    );
 }
