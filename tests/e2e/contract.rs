@@ -522,9 +522,9 @@ fn cases() -> u32 {
 
 #[test]
 fn what_check_accepts_publishes_through_every_channel() {
+    // A failing seed is saved under proptest-regressions/ and replayed first next time.
     let mut runner = TestRunner::new(Config {
         cases: cases(),
-        failure_persistence: None,
         max_shrink_iters: 400,
         ..Config::default()
     });
