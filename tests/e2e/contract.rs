@@ -635,3 +635,23 @@ fn contract_holds_for_emoji_rtl_and_combining_marks() {
         true,
     );
 }
+
+/// Found by the property test: a character no font has, written as a TOML escape,
+/// got a missing-glyph diagnostic without line and column.
+#[test]
+fn contract_holds_for_a_missing_glyph_written_as_a_toml_escape() {
+    fixed(
+        &["title = \"T\\u4E2D\\u6587\\u5B57\\u7B26\"", DATE],
+        &["Body."],
+        &[0],
+        false,
+        false,
+    );
+    fixed(
+        &["title = \"T\\U0001F600\"", DATE],
+        &["Body."],
+        &[0],
+        false,
+        false,
+    );
+}
