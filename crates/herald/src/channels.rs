@@ -194,10 +194,17 @@ fn missing_glyphs(corpus: &Corpus, s: &Statement, missing: &[char]) -> Vec<Diagn
         .iter()
         .map(|&c| {
             let code = c as u32;
-            // Written as itself, or as a character reference (`&#x1F600;`, `&#128512;`).
+            // Written as itself, as a character reference (`&#x1F600;`, `&#128512;`) or
+            // as a TOML escape (`\u4E2D`, `\U0001F600`; lowercased, `\U` reads `\u`).
             let at = source.char_indices().find(|&(_, x)| x == c).map(|(i, _)| i..i + c.len_utf8()).or_else(|| {
                 let lower = source.to_ascii_lowercase();
-                [format!("&#x{code:x};"), format!("&#x{code:04x};"), format!("&#{code};")]
+                [
+                    format!("&#x{code:x};"),
+                    format!("&#x{code:04x};"),
+                    format!("&#{code};"),
+                    format!("\\u{code:04x}"),
+                    format!("\\u{code:08x}"),
+                ]
                     .iter()
                     .find_map(|r| lower.find(r.as_str()).map(|i| i..i + r.len()))
             });
