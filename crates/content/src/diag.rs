@@ -45,6 +45,35 @@ impl Diagnostic {
     }
 
     /// A problem at a byte range of `source` (the whole file's text).
+    /// A template error: at `range`, else at the start of `line` (1-based), in the
+    /// override `shown` whose text is `text`; naming the file when the position is
+    /// unknown, or `builtin` when no override exists. Site and mail templates share it.
+    pub fn in_template(
+        shown: &Path,
+        text: Option<&str>,
+        line: Option<usize>,
+        range: Option<std::ops::Range<usize>>,
+        builtin: &str,
+        message: String,
+        hint: impl Into<String>,
+    ) -> Self {
+        match (text, line) {
+            (Some(text), Some(line)) => {
+                let span = range.unwrap_or_else(|| {
+                    let start: usize = text
+                        .split_inclusive('\n')
+                        .take(line.saturating_sub(1))
+                        .map(str::len)
+                        .sum();
+                    start..start
+                });
+                Diagnostic::at("template", shown, text, span, message, hint)
+            }
+            (Some(_), None) => Diagnostic::file("template", shown, message, hint),
+            (None, _) => Diagnostic::file("template", Path::new(builtin), message, hint),
+        }
+    }
+
     pub fn at(
         code: &'static str,
         file: &Path,

@@ -1099,26 +1099,15 @@ impl ComposeError {
         };
         let message = format!("mail template {name}: {what}");
         let text = std::fs::read_to_string(root.join(&shown)).ok();
-        Some(match (text, source.line()) {
-            (Some(text), Some(line)) => {
-                let span = source.range().unwrap_or_else(|| {
-                    let start: usize = text
-                        .split_inclusive('\n')
-                        .take(line.saturating_sub(1))
-                        .map(str::len)
-                        .sum();
-                    start..start
-                });
-                Diagnostic::at("template", &shown, &text, span, message, hint)
-            }
-            (Some(_), None) => Diagnostic::file("template", &shown, message, hint),
-            (None, _) => Diagnostic::file(
-                "template",
-                Path::new(&format!("built-in mail {name}")),
-                message,
-                hint,
-            ),
-        })
+        Some(Diagnostic::in_template(
+            &shown,
+            text.as_deref(),
+            source.line(),
+            source.range(),
+            &format!("built-in mail {name}"),
+            message,
+            hint,
+        ))
     }
 }
 

@@ -109,26 +109,15 @@ pub fn diagnostic(root: &Path, fallback: &str, err: &minijinja::Error) -> Diagno
     let (what, kind) = what_went_wrong(err);
     let hint = template_hint(kind, &what);
     let message = format!("template {name}: {what}");
-    match (source, err.line()) {
-        (Some(text), Some(line)) => {
-            let span = err.range().unwrap_or_else(|| {
-                let start: usize = text
-                    .split_inclusive('\n')
-                    .take(line.saturating_sub(1))
-                    .map(str::len)
-                    .sum();
-                start..start
-            });
-            Diagnostic::at("template", &shown, &text, span, message, hint)
-        }
-        (Some(_), None) => Diagnostic::file("template", &shown, message, hint),
-        (None, _) => Diagnostic::file(
-            "template",
-            Path::new(&format!("built-in {name}")),
-            message,
-            hint,
-        ),
-    }
+    Diagnostic::in_template(
+        &shown,
+        source.as_deref(),
+        err.line(),
+        err.range(),
+        &format!("built-in {name}"),
+        message,
+        hint,
+    )
 }
 
 /// The error's own words, followed by its innermost cause (an error inside an
