@@ -1,6 +1,6 @@
 //! What `check` accepts publishes, what it refuses publishes nothing: template
 //! overrides, a channel failing after others rendered, a signal mid-render, and
-//! `herald serve` living through a refused rebuild.
+//! `herald serve` living through a refused rebuild (and its ETags after a publish).
 
 use std::fs;
 use std::io::{Read, Write};
@@ -383,4 +383,95 @@ fn check_renders_overrides_on_a_sample_with_every_optional_field() {
     );
     // Publishing today's statements never reaches that line: only check finds it.
     ok(&herald(BIN, root, &["publish", "--now", BEFORE_EMBARGO]));
+}
+
+/// `publish`'s output digests, as the ledger keeps them.
+fn output_digests(root: &Path) -> std::collections::BTreeMap<String, String> {
+    let conn = rusqlite::Connection::open(root.join(".herald/herald.db")).expect("ledger");
+    let mut stmt = conn
+        .prepare("SELECT path, digest FROM outputs")
+        .expect("query");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("outputs")
+}
+
+fn etag(head: &str) -> String {
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("etag").then(|| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// The ETags `herald serve` gives are the ledger's output digests, so a new publish
+/// changes the ETag of exactly the files whose bytes changed.
+#[test]
+fn serve_etags_are_the_ledgers_digests_and_change_only_with_the_file() {
+    let dir = sample_project();
+    let root = dir.path();
+    ok(&herald(BIN, root, &["publish", "--no-mail"]));
+    let before = output_digests(root);
+    assert!(before.len() > 20, "{before:?}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut child = Command::new(BIN)
+        .arg("--root")
+        .arg(root)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let etags = |paths: &mut dyn Iterator<Item = &String>| -> Vec<(String, String)> {
+        paths
+            .map(|p| {
+                let (status, head, _) = get(port, &format!("/{p}"));
+                assert_eq!(status, 200, "{p}");
+                (p.clone(), etag(&head))
+            })
+            .collect()
+    };
+    for (path, tag) in etags(&mut before.keys()) {
+        assert_eq!(tag, format!("\"{}\"", before[&path]), "{path}");
+    }
+    // An edit of one statement, published by another process while serve runs.
+    let file = root.join("content/statements/2015/migrant-workers-health.en.md");
+    let mut text = fs::read_to_string(&file).expect("statement");
+    text.push_str("\nA paragraph added in a correction.\n");
+    fs::write(&file, text).expect("write");
+    ok(&herald(BIN, root, &["publish", "--no-mail"]));
+    let after = output_digests(root);
+    let mut changed = 0;
+    for (path, tag) in etags(&mut after.keys()) {
+        assert_eq!(tag, format!("\"{}\"", after[&path]), "{path}");
+        if before.get(&path) != Some(&after[&path]) {
+            changed += 1;
+        }
+    }
+    assert!(changed > 0, "the edit changed no output");
+    assert!(
+        changed < after.len() / 2,
+        "{changed} of {} changed",
+        after.len()
+    );
+    assert_ne!(
+        before["en/2015/migrant-workers-health/index.html"],
+        after["en/2015/migrant-workers-health/index.html"]
+    );
+    assert_eq!(before["style.css"], after["style.css"]);
+    let _ = child.kill();
+    let _ = child.wait();
 }
