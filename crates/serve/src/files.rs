@@ -73,12 +73,26 @@ pub(crate) struct Files {
 /// How a request path maps onto `public/`.
 #[derive(Debug, PartialEq, Eq)]
 enum Target {
-    /// A file below `public/` (relative path, `/`-separated).
+    /// A path below `public/` (relative, `/`-separated).
     File(String),
-    /// A directory asked for without its trailing slash: redirect to this path.
-    Slash(String),
     NotFound,
 }
+
+/// What is at a path below `public/`.
+enum Loaded {
+    File(Arc<Cached>),
+    /// A directory asked for without its trailing slash: redirect to this path.
+    Directory(String),
+    Missing,
+}
+
+/// What may stand in a `Location` path as it is.
+const LOCATION_PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 impl Files {
     pub(crate) fn new(root: PathBuf) -> Files {
@@ -114,14 +128,13 @@ impl Files {
             )
                 .into_response();
         }
-        let rel = match self.resolve(path) {
-            Target::File(rel) => rel,
-            Target::Slash(to) => return redirect(&to),
-            Target::NotFound => return not_found(),
+        let (Target::File(rel), dir_request) = (self.resolve(path), path.ends_with('/')) else {
+            return not_found();
         };
         let cached = match self.load(&rel) {
-            Ok(Some(c)) => c,
-            Ok(None) => return not_found(),
+            Ok(Loaded::File(c)) => c,
+            Ok(Loaded::Directory(to)) if !dir_request => return redirect(&to),
+            Ok(Loaded::Directory(_) | Loaded::Missing) => return not_found(),
             Err(e) => {
                 tracing::warn!("public/{rel}: {e}");
                 return not_found();
@@ -131,9 +144,16 @@ impl Files {
     }
 
     /// Map a request path to a file below `public/`, refusing anything that could
-    /// leave it (`..`, backslashes, NUL, a drive prefix).
+    /// leave it (`..`, backslashes, NUL, a drive prefix). No file system access: the
+    /// one `stat` of a request is in [`Files::load`].
     fn resolve(&self, raw: &str) -> Target {
-        let Ok(decoded) = percent_decode(raw) else {
+        // percent-encoding keeps a broken escape as text; a request with one is refused.
+        let b = raw.as_bytes();
+        let hex = |i: usize| b.get(i).is_some_and(u8::is_ascii_hexdigit);
+        if (0..b.len()).any(|i| b[i] == b'%' && !(hex(i + 1) && hex(i + 2))) {
+            return Target::NotFound;
+        }
+        let Ok(decoded) = percent_encoding::percent_decode_str(raw).decode_utf8() else {
             return Target::NotFound;
         };
         let mut parts: Vec<&str> = Vec::new();
@@ -154,29 +174,29 @@ impl Files {
             }
         }
         let rel = parts.join("/");
-        let dir_request = decoded.ends_with('/') || parts.is_empty();
-        let on_disk = self.root.join(&rel);
-        if dir_request {
-            return if rel.is_empty() {
-                Target::File("index.html".into())
-            } else {
-                Target::File(format!("{rel}/index.html"))
-            };
-        }
-        match std::fs::metadata(&on_disk) {
-            // Same origin always: one leading slash, whatever the request had.
-            Ok(m) if m.is_dir() => Target::Slash(format!("/{}/", encode_path(&rel))),
-            _ => Target::File(rel),
+        if rel.is_empty() {
+            Target::File("index.html".into())
+        } else if decoded.ends_with('/') {
+            Target::File(format!("{rel}/index.html"))
+        } else {
+            Target::File(rel)
         }
     }
 
     /// The file's current bytes, from the cache when it has not changed.
-    fn load(&self, rel: &str) -> std::io::Result<Option<Arc<Cached>>> {
+    fn load(&self, rel: &str) -> std::io::Result<Loaded> {
         let path = self.root.join(rel);
         let meta = match std::fs::metadata(&path) {
             Ok(m) if m.is_file() => m,
-            Ok(_) => return Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            // Same origin always: one leading slash, whatever the request had.
+            Ok(m) if m.is_dir() => {
+                return Ok(Loaded::Directory(format!(
+                    "/{}/",
+                    percent_encoding::utf8_percent_encode(rel, LOCATION_PATH)
+                )));
+            }
+            Ok(_) => return Ok(Loaded::Missing),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Missing),
             Err(e) => return Err(e),
         };
         let stamp = Stamp::of(&meta);
@@ -184,11 +204,11 @@ impl Files {
             && let Some(c) = cache.get(rel)
             && c.stamp == stamp
         {
-            return Ok(Some(c.clone()));
+            return Ok(Loaded::File(c.clone()));
         }
         // A new or changed file: check where it really is before reading it.
         let Some(real_root) = self.real_root() else {
-            return Ok(None);
+            return Ok(Loaded::Missing);
         };
         let real = std::fs::canonicalize(&path)?;
         if !real.starts_with(&real_root) {
@@ -196,7 +216,7 @@ impl Files {
                 "public/{rel} resolves to {}, outside public/: not served",
                 real.display()
             );
-            return Ok(None);
+            return Ok(Loaded::Missing);
         }
         let bytes = Bytes::from(std::fs::read(&real)?);
         let digest = xxhash_rust::xxh3::xxh3_128(&bytes);
@@ -229,7 +249,7 @@ impl Files {
             }
             self.cached_bytes.fetch_add(len, Relaxed);
         }
-        Ok(Some(cached))
+        Ok(Loaded::File(cached))
     }
 }
 
@@ -404,55 +424,6 @@ fn respond_with(c: &Cached, rel: &str, method: &Method, headers: &HeaderMap) -> 
         .unwrap_or_else(|_| not_found())
 }
 
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// `%XX` decoding of a path (not `+`: that is a form encoding); invalid UTF-8 or a
-/// broken escape is refused.
-fn percent_decode(s: &str) -> Result<String, ()> {
-    if !s.contains('%') {
-        return Ok(s.to_string());
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let (Some(h), Some(l)) = (
-                b.get(i + 1).copied().and_then(hex_val),
-                b.get(i + 2).copied().and_then(hex_val),
-            ) else {
-                return Err(());
-            };
-            out.push(h * 16 + l);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| ())
-}
-
-/// Percent-encode what may not stand in a `Location` path as it is.
-fn encode_path(rel: &str) -> String {
-    let mut out = String::with_capacity(rel.len());
-    for b in rel.bytes() {
-        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,11 +440,11 @@ mod tests {
     #[test]
     fn directories_redirect_on_the_same_origin() {
         let (_d, f) = files();
-        assert_eq!(f.resolve("/en"), Target::Slash("/en/".into()));
-        // A protocol-relative path must not become a protocol-relative Location.
-        assert_eq!(f.resolve("//en"), Target::Slash("/en/".into()));
-        assert_eq!(f.resolve("///en"), Target::Slash("/en/".into()));
-        assert_eq!(f.resolve("/%2Fen"), Target::Slash("/en/".into()));
+        for path in ["/en", "//en", "///en", "/%2Fen"] {
+            // A protocol-relative path must not become a protocol-relative Location.
+            assert_eq!(f.resolve(path), Target::File("en".into()), "{path}");
+        }
+        assert!(matches!(f.load("en"), Ok(Loaded::Directory(to)) if to == "/en/"));
         assert_eq!(f.resolve("/en/"), Target::File("en/index.html".into()));
         assert_eq!(f.resolve("/"), Target::File("index.html".into()));
     }
