@@ -241,24 +241,38 @@ fn get(port: u16, path: &str) -> (u16, String, Vec<u8>) {
     )
 }
 
+/// `herald serve` on a free loopback port, answering: (process, port).
+fn spawn_serve(root: &Path, stderr: Stdio) -> (std::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let child = Command::new(BIN)
+        .arg("--root")
+        .arg(root)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn serve");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port)
+}
+
 #[test]
 fn serve_keeps_the_last_good_site_when_the_gate_refuses_a_rebuild() {
     let dir = sample_project();
     let root = dir.path();
     ok(&herald(BIN, root, &["publish", "--no-mail"]));
     let page = fs::read(root.join("public/en/index.html")).expect("page");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let mut child = Command::new(BIN)
-        .arg("--root")
-        .arg(root)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn serve");
+    let (mut child, port) = spawn_serve(root, Stdio::piped());
     let log = Arc::new(Mutex::new(String::new()));
     let mut stderr = child.stderr.take().expect("stderr");
     let sink = log.clone();
@@ -273,14 +287,6 @@ fn serve_keeps_the_last_good_site_when_the_gate_refuses_a_rebuild() {
                 .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "serve did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
     assert_eq!(get(port, "/en/").2, page);
 
     // A template the gate refuses: the rebuild fails, the service stays.
@@ -415,26 +421,7 @@ fn serve_etags_are_the_ledgers_digests_and_change_only_with_the_file() {
     ok(&herald(BIN, root, &["publish", "--no-mail"]));
     let before = output_digests(root);
     assert!(before.len() > 20, "{before:?}");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let mut child = Command::new(BIN)
-        .arg("--root")
-        .arg(root)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "serve did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut child, port) = spawn_serve(root, Stdio::null());
     let etags = |paths: &mut dyn Iterator<Item = &String>| -> Vec<(String, String)> {
         paths
             .map(|p| {
