@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::io::Write as _;
 
 use chrono::{DateTime, FixedOffset};
 use lopdf::{Dictionary, Document, Object, ObjectId, Stream, StringFormat, dictionary};
@@ -143,6 +144,104 @@ fn stream(mut dict: Dictionary, content: &[u8]) -> Result<Stream, PdfError> {
     Ok(Stream::new(dict, deflated))
 }
 
+/// The file being written: the header, then each object as soon as it is put, then
+/// (in `finish`) whatever `doc` still holds, the cross-reference table and the
+/// trailer. lopdf's `Writer::write_object` writes each object's bytes exactly as
+/// `Document::save` would; only the order of objects in the file differs.
+struct Body {
+    buf: Vec<u8>,
+    /// Byte offset of each object by number (0: not written).
+    offsets: Vec<usize>,
+}
+
+impl Body {
+    fn new() -> Self {
+        let mut buf = Vec::with_capacity(1 << 16);
+        buf.extend_from_slice(b"%PDF-1.7\n%\xBB\xAD\xC0\xDE\n");
+        Body {
+            buf,
+            offsets: Vec::new(),
+        }
+    }
+
+    fn put(&mut self, (id, generation): ObjectId, object: &Object) -> Result<(), PdfError> {
+        let at = id as usize;
+        if self.offsets.len() <= at {
+            self.offsets.resize(at + 1, 0);
+        }
+        self.offsets[at] = self.buf.len();
+        let sep = |yes: bool| if yes { " " } else { "" };
+        let _ = write!(
+            Io(&mut self.buf),
+            "{id} {generation} obj\n{}",
+            sep(lopdf::Writer::need_separator(object))
+        );
+        lopdf::Writer::write_object(&mut self.buf, object).map_err(|e| PdfError::Pdf(e.into()))?;
+        let _ = writeln!(
+            Io(&mut self.buf),
+            "{}\nendobj",
+            sep(lopdf::Writer::need_end_separator(object))
+        );
+        Ok(())
+    }
+
+    /// Writes what `doc` holds, then the cross-reference table and trailer.
+    fn finish(mut self, doc: Document) -> Result<Vec<u8>, PdfError> {
+        let Document {
+            objects,
+            mut trailer,
+            max_id,
+            ..
+        } = doc;
+        for (id, object) in &objects {
+            self.put(*id, object)?;
+        }
+        drop(objects);
+        let size = self.offsets.len().max(max_id as usize + 1);
+        let xref = self.buf.len();
+        let mut out = Io(&mut self.buf);
+        let _ = writeln!(out, "xref");
+        // Subsections of consecutive written objects; object 0 heads the first.
+        let mut id = 0;
+        while id < self.offsets.len() {
+            let start = id;
+            while id < self.offsets.len() && (id == 0 || self.offsets[id] != 0) {
+                id += 1;
+            }
+            let _ = writeln!(out, "{start} {}", id - start);
+            for i in start..id {
+                match i {
+                    0 => {
+                        let _ = writeln!(out, "0000000000 65535 f ");
+                    }
+                    _ => {
+                        let _ = writeln!(out, "{:010} 00000 n ", self.offsets[i]);
+                    }
+                }
+            }
+            while id < self.offsets.len() && self.offsets[id] == 0 {
+                id += 1;
+            }
+        }
+        trailer.set("Size", size as i64);
+        let _ = out.0.write_all(b"trailer\n");
+        lopdf::Writer::write_object(out.0, &Object::Dictionary(trailer))
+            .map_err(|e| PdfError::Pdf(e.into()))?;
+        let _ = write!(out, "\nstartxref\n{xref}\n%%EOF");
+        Ok(self.buf)
+    }
+}
+
+/// `fmt::Write` over the byte buffer (writing to a `Vec` cannot fail).
+struct Io<'b>(&'b mut Vec<u8>);
+
+impl std::fmt::Write for Io<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// Everything the writer needs about the document as a whole.
 pub(crate) struct Info<'s> {
     pub title: &'s str,
@@ -169,6 +268,9 @@ pub(crate) fn write(
     info: &Info,
 ) -> Result<Vec<u8>, PdfError> {
     let mut doc = Document::with_version("1.7");
+    // Objects of which a statement can have thousands (page contents, structure
+    // elements) go into the file as they are made; the rest stays in `doc`.
+    let mut body = Body::new();
     let g = job.geometry;
     let catalog_id = doc.new_object_id();
     let pages_id = doc.new_object_id();
@@ -199,7 +301,9 @@ pub(crate) fn write(
             annots.push((p, link, rect));
         }
         let s = stream(Dictionary::new(), content.as_bytes())?;
-        let content_id = doc.add_object(s);
+        drop(content);
+        let content_id = doc.new_object_id();
+        body.put(content_id, &Object::Stream(s))?;
         doc.objects.insert(
             page_id,
             Object::Dictionary(dictionary! {
@@ -321,7 +425,7 @@ pub(crate) fn write(
         if i == laid.root {
             d.set("Lang", text_string(info.lang));
         }
-        doc.objects.insert(id, Object::Dictionary(d));
+        body.put(id, &Object::Dictionary(d))?;
     }
     let mut nums = Vec::new();
     for (p, mcids) in &parent_tree {
@@ -409,17 +513,7 @@ pub(crate) fn write(
     doc.trailer.set("Root", catalog_id);
     doc.trailer.set("Info", info_id);
     doc.trailer.set("ID", vec![id.clone(), id]);
-    // Sized once: a buffer doubling its way up frees large blocks, and each such
-    // free makes glibc's malloc consolidate every small free block.
-    let streams: usize = doc
-        .objects
-        .values()
-        .filter_map(|o| o.as_stream().ok())
-        .map(|s| s.content.len() + 128)
-        .sum();
-    let mut out = Vec::with_capacity(streams + 64 * doc.objects.len() + 4096);
-    doc.save_to(&mut out).map_err(|e| PdfError::Pdf(e.into()))?;
-    Ok(out)
+    body.finish(doc)
 }
 
 const CREATOR: &str = "herald";
@@ -581,7 +675,9 @@ fn content_stream(
     if open.is_some() {
         out.push_str("EMC\n");
     }
-    laid.pages[page] = items;
+    // The page's items are not needed again: freed page by page, so a long
+    // statement never holds its laid-out pages and their contents at once.
+    drop(items);
     Ok((out, mcids, rects))
 }
 
