@@ -388,7 +388,18 @@ pub fn parse_file(
 
     // Front matter fences.
     let first_line_end = text_nobom.find('\n').map_or(text_nobom.len(), |i| i);
-    if text_nobom[..first_line_end].trim_end() != "+++" {
+    let first_line = &text_nobom[..first_line_end];
+    if first_line.trim_end_matches('\r').contains('\r') {
+        // Old Mac OS line endings: the whole file reads as one line.
+        cx.abs(
+            "line-endings",
+            bom..bom + first_line_end.min(3).max(1),
+            "the lines of this file end with a lone CR (carriage return) and no line feed".into(),
+            "save the file with LF (or CRLF) line endings; most editors have a \"line endings\" setting",
+        );
+        return Err(cx.finish());
+    }
+    if first_line.trim_end() != "+++" {
         cx.abs(
             "front-matter",
             bom..bom + first_line_end.max(1),

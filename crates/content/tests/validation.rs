@@ -63,6 +63,19 @@ fn missing_front_matter() {
 }
 
 #[test]
+fn lone_cr_line_endings_are_named() {
+    let text = GOOD.replace('\n', "\r");
+    let d = only(&[("2014/a.en.md", text.as_bytes())]);
+    assert_eq!(d.code, "line-endings");
+    assert!(d.message.contains("lone CR"), "{}", d.message);
+    assert!(d.hint.contains("LF (or CRLF)"), "{}", d.hint);
+    assert_eq!((d.line, d.column), (1, 1));
+    // CRLF files are fine.
+    let dir = project(&[("2014/a.en.md", GOOD.replace('\n', "\r\n").as_bytes())]);
+    assert_eq!(load(dir.path()).expect("CRLF loads").statements.len(), 1);
+}
+
+#[test]
 fn unclosed_front_matter() {
     let d = only(&[(
         "2014/a.en.md",
