@@ -5,6 +5,7 @@ mod bench;
 mod corpus;
 mod fuzz;
 mod test;
+mod tidy;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,7 @@ const HELP: &str = "cargo xtask <command>
                                         packages in target/test-venv), then
                                         `cargo test --workspace ARGS` with that environment
   provision                             only the install step of `test`
+  tidy                                  check the invariants ARCHITECTURE.md states
 ";
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("test") => test::run_tests(&args[1..]),
+        Some("tidy") => tidy::run(&test::workspace()),
         Some("provision") => match test::provision(&test::workspace()) {
             Ok(venv) => {
                 println!(
