@@ -393,7 +393,7 @@ pub fn parse_file(
         // Old Mac OS line endings: the whole file reads as one line.
         cx.abs(
             "line-endings",
-            bom..bom + first_line_end.min(3).max(1),
+            bom..bom + first_line_end.clamp(1, 3),
             "the lines of this file end with a lone CR (carriage return) and no line feed".into(),
             "save the file with LF (or CRLF) line endings; most editors have a \"line endings\" setting",
         );
