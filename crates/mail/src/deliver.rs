@@ -759,6 +759,7 @@ impl Shared<'_> {
         self.composer.fill(
             &job.template,
             Recipient {
+                bulletin_id: job.row.id,
                 subscriber_id: job.row.subscriber_id,
                 token_key: job.token_key,
                 address: &job.row.address,
@@ -830,11 +831,24 @@ fn outbox_loop(shared: &Shared<'_>, dir: &Path) -> Result<(), DeliverError> {
             .collect();
         let path = dir.join(format!("{name}.eml"));
         let tmp = dir.join(format!(".{name}.eml.tmp"));
-        std::fs::write(&tmp, &composed.bytes).map_err(io)?;
+        // As an MTA's final delivery writes it: the envelope sender (the VERP
+        // address with a bounce address) is visible in the file.
+        let return_path = format!(
+            "Return-Path: <{}>\r\n",
+            composed
+                .envelope
+                .from()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        );
+        let mut file = Vec::with_capacity(return_path.len() + composed.bytes.len());
+        file.extend_from_slice(return_path.as_bytes());
+        file.extend_from_slice(&composed.bytes);
+        std::fs::write(&tmp, &file).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
         shared
             .bytes
-            .fetch_add(composed.bytes.len() as u64, Ordering::Relaxed);
+            .fetch_add(file.len() as u64, Ordering::Relaxed);
         shared.done(job, BulletinState::Sent, None)?;
     }
 }
