@@ -249,6 +249,11 @@ pub fn run_mail(
             for (state, n) in store.bulletin_counts()? {
                 writeln!(out, "{state}\t{n}").map_err(write_err)?;
             }
+            let (deferred, next) = store.deferred()?;
+            if deferred > 0 {
+                let next = next.map(crate::store::ts).unwrap_or_default();
+                writeln!(out, "deferred\t{deferred}\tnext attempt {next}").map_err(write_err)?;
+            }
             for state in [BulletinState::Failed, BulletinState::Ambiguous] {
                 for b in store.bulletins(Some(state))? {
                     writeln!(
@@ -260,6 +265,26 @@ pub fn run_mail(
                     )
                     .map_err(write_err)?;
                 }
+            }
+            // What came back by mail: bounces, complaints, unsubscribes.
+            let addresses: std::collections::HashMap<i64, String> = store
+                .subscribers(None)?
+                .into_iter()
+                .map(|s| (s.id, s.address))
+                .collect();
+            for e in store.events(None)?.iter().filter(|e| e.source.starts_with("mail")) {
+                writeln!(
+                    out,
+                    "event\t{}\t{}\t{}\tbulletin {}\t{}\t{}\t{}",
+                    crate::store::ts(e.at),
+                    e.kind,
+                    addresses.get(&e.subscriber_id).map_or("(removed)", |a| a),
+                    e.bulletin_id.map_or("-".to_string(), |b| b.to_string()),
+                    e.status_code.as_deref().unwrap_or("-"),
+                    e.detail,
+                    e.source
+                )
+                .map_err(write_err)?;
             }
             Ok(())
         }
