@@ -13,12 +13,13 @@ pub mod cli;
 pub mod compose;
 pub mod deliver;
 mod dkim;
+pub mod inbound;
 mod journal;
 pub mod settings;
 pub mod store;
 pub mod token;
 
-pub use cli::{MailCommand, SubscribersCommand, run_mail, run_subscribers};
+pub use cli::{MailCommand, SubscribersCommand, run_mail, run_receive, run_subscribers};
 pub use compose::{ComposeError, Composer, check_templates, has_overrides};
 pub use deliver::{
     CORRECTION_PREFIX, DIGEST_PREFIX, DeliverError, DeliveryReport, Outcome, deliver, digest_key,

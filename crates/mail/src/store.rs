@@ -89,6 +89,14 @@ CREATE TABLE IF NOT EXISTS mail_events (
     status_code   TEXT
 );
 CREATE INDEX IF NOT EXISTS mail_events_subscriber ON mail_events (subscriber_id, id);
+CREATE TABLE IF NOT EXISTS mail_inbound (
+    digest        TEXT PRIMARY KEY,
+    at            TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    subscriber_id INTEGER,
+    bulletin_id   INTEGER,
+    detail        TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
 ";
 
 /// The deferred queue, bounces, complaints and inbound mail, on a database made
@@ -159,7 +167,6 @@ ALTER TABLE mail_bulletins ADD COLUMN expires_at TEXT;
 /// Indexes on columns older databases get from the migration.
 const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS mail_bulletins_due ON mail_bulletins (state, next_attempt_at);
-CREATE INDEX IF NOT EXISTS mail_bulletins_message ON mail_bulletins (message_id);
 ";
 
 /// A database made before ids were kept unique: rows keep their ids and accept
@@ -504,7 +511,7 @@ pub(crate) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn parse_ts(column: &'static str, s: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(crate) fn parse_ts(column: &'static str, s: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(s)
         .map(|d| d.with_timezone(&Utc))
         .map_err(|_| StoreError::Corrupt {
@@ -1346,6 +1353,23 @@ impl MailStore {
         rows.into_iter().map(cook_bulletin).collect()
     }
 
+    /// Rows matching `condition` (one parameter, `?1`), by id.
+    pub(crate) fn bulletins_where(
+        &self,
+        condition: &str,
+        value: rusqlite::types::Value,
+    ) -> Result<Vec<Bulletin>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {BULLETIN_COLUMNS} FROM mail_bulletins WHERE {condition} ORDER BY id"
+            ))?;
+            let rows = stmt
+                .query_map([value], bulletin_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(cook_bulletin).collect()
+        })
+    }
+
     /// How many rows are in each state.
     pub fn bulletin_counts(&self) -> Result<Vec<(BulletinState, u64)>, StoreError> {
         let conn = self.conn()?;
@@ -1677,7 +1701,7 @@ fn change_status(
 }
 
 /// Nothing still queued goes out after an unsubscribe or a bounce.
-fn after_status(tx: &Connection, id: i64, status: Status, now: &str) -> Result<(), StoreError> {
+pub(crate) fn after_status(tx: &Connection, id: i64, status: Status, now: &str) -> Result<(), StoreError> {
     if matches!(
         status,
         Status::Unsubscribed | Status::Bounced | Status::Complained
