@@ -175,8 +175,10 @@ fn receive(
     const EX_TEMPFAIL: u8 = 75;
     let paths = crate::Paths::new(root);
     let config_path = paths.content.join("herald.toml");
-    let settings = herald_content::Config::load(&config_path)
-        .and_then(|c| c.section::<herald_mail::MailSettings>("mail"));
+    let settings = match herald_content::Config::load(&config_path) {
+        Ok(c) => c.section::<herald_mail::MailSettings>("mail"),
+        Err(d) => Err(d),
+    };
     let settings = match settings {
         Ok(s) => s,
         Err(d) => {
@@ -205,7 +207,9 @@ fn receive(
             } else {
                 "cannot handle the message now"
             };
-            eprintln!("herald mail receive: {why}: {e}\n(the MTA keeps the message and tries again)");
+            eprintln!(
+                "herald mail receive: {why}: {e}\n(the MTA keeps the message and tries again)"
+            );
             EX_TEMPFAIL
         }
     }

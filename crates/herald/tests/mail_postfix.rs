@@ -239,7 +239,8 @@ fn submit(port: u16, from: &str, to: &str, message: &str) {
         (format!("RCPT TO:<{to}>"), "250"),
         ("DATA".to_string(), "354"),
     ] {
-        out.write_all(format!("{cmd}\r\n").as_bytes()).expect("write");
+        out.write_all(format!("{cmd}\r\n").as_bytes())
+            .expect("write");
         answer(expect);
     }
     out.write_all(message.as_bytes()).expect("write");
@@ -284,9 +285,16 @@ unsubscribe_mailto = \"unsubscribe@statements.example.org\"\nbounce_after = 1\n"
     .expect("herald.toml");
     std::fs::write(state.join("secret"), hex(&SECRET)).expect("secret");
 
-    let now = Utc.with_ymd_and_hms(2014, 7, 31, 6, 0, 0).single().expect("t");
+    let now = Utc
+        .with_ymd_and_hms(2014, 7, 31, 6, 0, 0)
+        .single()
+        .expect("t");
     let store = MailStore::open(&state.join("herald.db")).expect("store");
-    let addresses = ["gone@unknown.example", "busy@slow.example", "reader@fine.example"];
+    let addresses = [
+        "gone@unknown.example",
+        "busy@slow.example",
+        "reader@fine.example",
+    ];
     let subs: Vec<NewSubscriber> = addresses
         .iter()
         .map(|a| NewSubscriber {
@@ -297,7 +305,11 @@ unsubscribe_mailto = \"unsubscribe@statements.example.org\"\nbounce_after = 1\n"
             status: Status::Confirmed,
             consent_source: "test".into(),
             consent_ip: None,
-            consent_at: Some(Utc.with_ymd_and_hms(2010, 1, 1, 0, 0, 0).single().expect("t")),
+            consent_at: Some(
+                Utc.with_ymd_and_hms(2010, 1, 1, 0, 0, 0)
+                    .single()
+                    .expect("t"),
+            ),
         })
         .collect();
     store.add_subscribers(&subs, now).expect("subscribers");
@@ -340,7 +352,9 @@ unsubscribe_mailto = \"unsubscribe@statements.example.org\"\nbounce_after = 1\n"
     // The pipe runs as nobody: it owns the project (SQLite gives later -wal and
     // -shm files the database's owner). Until now it answered EX_TEMPFAIL, and
     // Postfix kept the DSNs and tries again.
-    run(Command::new("chown").args(["-R", "nobody:nogroup"]).arg(&project));
+    run(Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(&project));
 
     let status = |a: &str| {
         store
@@ -365,20 +379,27 @@ unsubscribe_mailto = \"unsubscribe@statements.example.org\"\nbounce_after = 1\n"
         status(addresses[0]) == Status::Bounced
     });
     let hard = kinds(addresses[0]);
-    assert_eq!(hard[0], (EventKind::HardBounce, Some("5.1.1".into())), "{hard:?}");
+    assert_eq!(
+        hard[0],
+        (EventKind::HardBounce, Some("5.1.1".into())),
+        "{hard:?}"
+    );
     // The deferring next hop: Postfix's delay warning is a soft bounce, which
     // alone (soft_bounce_days = 7) leaves them subscribed.
     wait_for("the soft bounce", &postfix.log, || {
-        kinds(addresses[1])
-            .iter()
-            .any(|(k, c)| *k == EventKind::SoftBounce && c.as_deref().is_some_and(|c| c.starts_with('4')))
+        kinds(addresses[1]).iter().any(|(k, c)| {
+            *k == EventKind::SoftBounce && c.as_deref().is_some_and(|c| c.starts_with('4'))
+        })
     });
     assert_eq!(status(addresses[1]), Status::Confirmed);
     assert_eq!(status(addresses[2]), Status::Confirmed);
     assert!(kinds(addresses[2]).is_empty());
 
     // A mail client's unsubscribe, submitted to that Postfix.
-    let reader = store.subscriber_by_address(addresses[2]).expect("q").expect("s");
+    let reader = store
+        .subscriber_by_address(addresses[2])
+        .expect("q")
+        .expect("s");
     let to = herald_mail::verp_address(
         "unsubscribe@statements.example.org",
         &secret.verp(VerpKind::Unsubscribe, reader.id, reader.token_key),
@@ -387,14 +408,20 @@ unsubscribe_mailto = \"unsubscribe@statements.example.org\"\nbounce_after = 1\n"
         port,
         addresses[2],
         &to,
-        &format!("From: {}\r\nTo: {to}\r\nSubject: unsubscribe\r\nMessage-ID: <u1@fine.example>\r\n\r\nunsubscribe", addresses[2]),
+        &format!(
+            "From: {}\r\nTo: {to}\r\nSubject: unsubscribe\r\nMessage-ID: <u1@fine.example>\r\n\r\nunsubscribe",
+            addresses[2]
+        ),
     );
     wait_for("the unsubscribe", &postfix.log, || {
         status(addresses[2]) == Status::Unsubscribed
     });
 
     // The next statement is not queued for the bounced or the unsubscribed.
-    let later = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).single().expect("t");
+    let later = Utc
+        .with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
+        .single()
+        .expect("t");
     let next: Vec<_> = corpus
         .due(later)
         .into_iter()

@@ -312,8 +312,14 @@ pub fn run_receive(
                 out,
                 "{}{}{}{}",
                 h.verdict.kind,
-                h.status.map(|s| format!(": subscriber now {s}")).unwrap_or_default(),
-                if h.duplicate { " (seen before: nothing done)" } else { "" },
+                h.status
+                    .map(|s| format!(": subscriber now {s}"))
+                    .unwrap_or_default(),
+                if h.duplicate {
+                    " (seen before: nothing done)"
+                } else {
+                    ""
+                },
                 h.kept
                     .map(|p| format!(", kept as {}", p.display()))
                     .unwrap_or_default()

@@ -875,9 +875,7 @@ fn outbox_loop(shared: &Shared<'_>, dir: &Path) -> Result<(), DeliverError> {
         file.extend_from_slice(&composed.bytes);
         std::fs::write(&tmp, &file).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
-        shared
-            .bytes
-            .fetch_add(file.len() as u64, Ordering::Relaxed);
+        shared.bytes.fetch_add(file.len() as u64, Ordering::Relaxed);
         shared.done(job, BulletinState::Sent, None)?;
     }
 }

@@ -247,7 +247,9 @@ fn typed_address(value: &str) -> String {
 }
 
 /// The parts of `msg` (and of the messages nested in it), with their content type.
-fn parts<'a>(msg: &'a Message<'a>) -> impl Iterator<Item = (String, &'a mail_parser::MessagePart<'a>)> {
+fn parts<'a>(
+    msg: &'a Message<'a>,
+) -> impl Iterator<Item = (String, &'a mail_parser::MessagePart<'a>)> {
     msg.parts.iter().map(|p| {
         let ct = p
             .content_type()
@@ -267,7 +269,9 @@ fn parts<'a>(msg: &'a Message<'a>) -> impl Iterator<Item = (String, &'a mail_par
 fn report_type(msg: &Message<'_>) -> Option<String> {
     let ct = msg.content_type()?;
     (ct.ctype().eq_ignore_ascii_case("multipart")
-        && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")))
+        && ct
+            .subtype()
+            .is_some_and(|s| s.eq_ignore_ascii_case("report")))
     .then(|| {
         ct.attribute("report-type")
             .unwrap_or("")
@@ -516,9 +520,13 @@ fn dsn(msg: &Message<'_>, envelope: Vec<String>) -> Draft {
     let claim = match envelope.iter().find(|t| t.starts_with(['b', 'B'])) {
         Some(t) => Claim::Verp(t.clone()),
         None if !envelope.is_empty() => Claim::Verp(envelope[0].clone()),
-        None => match original(msg)
-            .and_then(|o| o.verp.into_iter().find(|t| t.starts_with(['b', 'B'])).map(Ok).or(o.message_id.map(Err)))
-        {
+        None => match original(msg).and_then(|o| {
+            o.verp
+                .into_iter()
+                .find(|t| t.starts_with(['b', 'B']))
+                .map(Ok)
+                .or(o.message_id.map(Err))
+        }) {
             // The original's own return path (a relay that wrapped the report).
             Some(Ok(t)) => Claim::Verp(t),
             Some(Err(mid)) => Claim::MessageId(mid, recipients),
@@ -542,7 +550,9 @@ fn arf(msg: &Message<'_>, envelope: Vec<String>) -> Draft {
         return draft_unrecognized("a feedback report without a message/feedback-report part");
     };
     let fields: Fields = field_blocks(&report).into_iter().flatten().collect();
-    let kind = field(&fields, "feedback-type").unwrap_or("").to_ascii_lowercase();
+    let kind = field(&fields, "feedback-type")
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if kind != "abuse" {
         return draft_unrecognized(format!("a feedback report of type {kind:?}"));
     }
@@ -740,7 +750,10 @@ pub fn maildir(
         let handled = handle(store, ctx, &input, None)?;
         report.handled += 1;
         report.duplicates += usize::from(handled.duplicate);
-        *report.by_kind.entry(handled.verdict.kind.as_str()).or_default() += 1;
+        *report
+            .by_kind
+            .entry(handled.verdict.kind.as_str())
+            .or_default() += 1;
         let mut done = name.clone();
         if !name.to_string_lossy().contains(":2,") {
             done.push(":2,S");
@@ -840,8 +853,7 @@ fn set_status(
     from: &[&str],
     v: &Verdict,
     at: &str,
-    source: &str,
-    detail: &str,
+    (source, detail): (&str, &str),
 ) -> Result<Option<Status>, StoreError> {
     let current: Option<String> = tx
         .query_row(
@@ -881,7 +893,15 @@ fn apply(
     let live = ["confirmed", "pending"];
     match kind {
         Kind::HardBounce => {
-            event(tx, id, "hard_bounce", v, at, "mail: delivery report", &v.detail)?;
+            event(
+                tx,
+                id,
+                "hard_bounce",
+                v,
+                at,
+                "mail: delivery report",
+                &v.detail,
+            )?;
             // Bounced when the last `bounce_after` bulletins sent all came back.
             let n = settings.bounce_after.max(1);
             let (sent, bounced): (u32, u32) = tx.query_row(
@@ -894,7 +914,15 @@ fn apply(
             )?;
             if sent >= n && bounced >= n {
                 let detail = format!("{n} bulletin(s) in a row bounced: {}", v.detail);
-                return set_status(tx, id, Status::Bounced, &live, v, at, "mail: delivery report", &detail);
+                return set_status(
+                    tx,
+                    id,
+                    Status::Bounced,
+                    &live,
+                    v,
+                    at,
+                    ("mail: delivery report", &detail),
+                );
             }
             Ok(None)
         }
@@ -907,7 +935,15 @@ fn apply(
                 )
                 .optional()?
                 .flatten();
-            event(tx, id, "soft_bounce", v, at, "mail: delivery report", &v.detail)?;
+            event(
+                tx,
+                id,
+                "soft_bounce",
+                v,
+                at,
+                "mail: delivery report",
+                &v.detail,
+            )?;
             let days = chrono::Duration::days(i64::from(settings.soft_bounce_days.max(1)));
             let since: Option<String> = tx.query_row(
                 "SELECT soft_bounce_since FROM mail_subscribers WHERE id = ?1",
@@ -919,7 +955,9 @@ fn apply(
                 .transpose()?;
             // A soft bounce long after the last one starts a new run.
             let since = match (since, previous) {
-                (Some(s), Some(p)) if now - p <= days => parse_ts("mail_subscribers.soft_bounce_since", &s)?,
+                (Some(s), Some(p)) if now - p <= days => {
+                    parse_ts("mail_subscribers.soft_bounce_since", &s)?
+                }
                 _ => now,
             };
             tx.execute(
@@ -932,7 +970,15 @@ fn apply(
                     (now - since).num_days(),
                     v.detail
                 );
-                return set_status(tx, id, Status::Bounced, &live, v, at, "mail: delivery report", &detail);
+                return set_status(
+                    tx,
+                    id,
+                    Status::Bounced,
+                    &live,
+                    v,
+                    at,
+                    ("mail: delivery report", &detail),
+                );
             }
             Ok(None)
         }
@@ -944,7 +990,15 @@ fn apply(
             Ok(None)
         }
         Kind::Complaint => {
-            event(tx, id, "complaint", v, at, "mail: feedback report", &v.detail)?;
+            event(
+                tx,
+                id,
+                "complaint",
+                v,
+                at,
+                "mail: feedback report",
+                &v.detail,
+            )?;
             set_status(
                 tx,
                 id,
@@ -952,8 +1006,7 @@ fn apply(
                 &["confirmed", "pending", "unsubscribed", "bounced"],
                 v,
                 at,
-                "mail: feedback report",
-                &v.detail,
+                ("mail: feedback report", &v.detail),
             )
         }
         Kind::Unsubscribe => set_status(
@@ -963,8 +1016,7 @@ fn apply(
             &live,
             v,
             at,
-            "mail: unsubscribe address",
-            "",
+            ("mail: unsubscribe address", ""),
         ),
         Kind::AutoReply | Kind::Unrecognized => Ok(None),
     }

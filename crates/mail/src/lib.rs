@@ -30,4 +30,6 @@ pub use store::{
     Bulletin, BulletinState, Confirmed, Event, EventKind, MailStore, NewSubscriber, Origin, Status,
     StoreError, Subscriber, SubscriberError, parse_address,
 };
-pub use token::{Claim, Purpose, Secret, TokenError, VerpClaim, VerpKind, verp_address, verp_token};
+pub use token::{
+    Claim, Purpose, Secret, TokenError, VerpClaim, VerpKind, verp_address, verp_token,
+};

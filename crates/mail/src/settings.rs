@@ -215,8 +215,17 @@ dkim = { selector = "s1", domain = "ex.org", key = "keys/dkim.pem", algorithm = 
             (TlsMode::Implicit, 465, 30)
         );
         assert_eq!(s.dkim.map(|d| d.algorithm), Some(DkimAlgorithm::Rsa));
-        assert_eq!(MailSettings::default().queue_lifetime(), Ok(chrono::Duration::days(5)));
-        for (text, secs) in [("36h", Some(129_600)), ("90m", Some(5400)), ("0d", None), ("5", None), ("x d", None)] {
+        assert_eq!(
+            MailSettings::default().queue_lifetime(),
+            Ok(chrono::Duration::days(5))
+        );
+        for (text, secs) in [
+            ("36h", Some(129_600)),
+            ("90m", Some(5400)),
+            ("0d", None),
+            ("5", None),
+            ("x d", None),
+        ] {
             assert_eq!(parse_span(text).map(|d| d.num_seconds()), secs, "{text}");
         }
         let bad = src.replace("concurrency = 8", "password = \"x\"");

@@ -1615,9 +1615,11 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         .optional()
     };
     let current = |c: &Connection| -> rusqlite::Result<bool> {
-        Ok(table(c, "mail_subscribers")?.is_some_and(|sql| sql.contains("complained"))
-            && table(c, "mail_events")?.is_some_and(|sql| sql.contains("status_code"))
-            && table(c, "mail_bulletins")?.is_some_and(|sql| sql.contains("expires_at")))
+        Ok(
+            table(c, "mail_subscribers")?.is_some_and(|sql| sql.contains("complained"))
+                && table(c, "mail_events")?.is_some_and(|sql| sql.contains("status_code"))
+                && table(c, "mail_bulletins")?.is_some_and(|sql| sql.contains("expires_at")),
+        )
     };
     // Up to date (the usual case): no write lock taken, so opening never waits for a writer.
     if current(conn)? {
@@ -1710,7 +1712,12 @@ fn change_status(
 }
 
 /// Nothing still queued goes out after an unsubscribe or a bounce.
-pub(crate) fn after_status(tx: &Connection, id: i64, status: Status, now: &str) -> Result<(), StoreError> {
+pub(crate) fn after_status(
+    tx: &Connection,
+    id: i64,
+    status: Status,
+    now: &str,
+) -> Result<(), StoreError> {
     if matches!(
         status,
         Status::Unsubscribed | Status::Bounced | Status::Complained

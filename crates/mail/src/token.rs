@@ -331,7 +331,11 @@ impl Secret {
         buf[16..].copy_from_slice(&tag);
         let mut out = String::with_capacity(VERP_CHARS);
         out.push(char::from(kind.letter()));
-        out.push_str(&data_encoding::BASE32_NOPAD.encode(&buf).to_ascii_lowercase());
+        out.push_str(
+            &data_encoding::BASE32_NOPAD
+                .encode(&buf)
+                .to_ascii_lowercase(),
+        );
         out
     }
 
@@ -543,8 +547,15 @@ mod tests {
         let t = s.verp(VerpKind::Bounce, 12345, 7);
         assert_eq!(t.len(), VERP_CHARS);
         assert_eq!(s.verp(VerpKind::Bounce, i64::MAX, -1).len(), VERP_CHARS);
-        assert!(t.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
-        let claim = VerpClaim { kind: VerpKind::Bounce, id: 12345, key: 7 };
+        assert!(
+            t.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
+        let claim = VerpClaim {
+            kind: VerpKind::Bounce,
+            id: 12345,
+            key: 7,
+        };
         assert_eq!(s.verify_verp(&t), Ok(claim));
         assert_eq!(s.verify_verp(&t.to_ascii_uppercase()), Ok(claim));
         let addr = verp_address("bounces@ex.org", &t);

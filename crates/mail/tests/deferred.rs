@@ -57,7 +57,10 @@ fn a_451_is_deferred_retried_when_due_and_failed_when_expired() {
         .into_iter()
         .filter(|s| s.id == STATEMENT)
         .collect();
-    assert_eq!(queue(&store, &corpus, &settings, &due, now()).expect("queue"), 3);
+    assert_eq!(
+        queue(&store, &corpus, &settings, &due, now()).expect("queue"),
+        3
+    );
 
     let first = run(&store, &corpus, &settings, now());
     assert_eq!(first.sent, 1);
@@ -66,9 +69,17 @@ fn a_451_is_deferred_retried_when_due_and_failed_when_expired() {
     let (n, next) = store.deferred().expect("deferred");
     assert_eq!(n, 2);
     let next = next.expect("a next attempt is stored");
-    assert_eq!(next, now() + Duration::seconds(300), "Postfix's first backoff");
+    assert_eq!(
+        next,
+        now() + Duration::seconds(300),
+        "Postfix's first backoff"
+    );
     assert_eq!(state_of(&store, greylisted).0, BulletinState::Pending);
-    assert!(!store.has_work(now() + Duration::seconds(299)).expect("work"));
+    assert!(
+        !store
+            .has_work(now() + Duration::seconds(299))
+            .expect("work")
+    );
     assert!(store.has_work(next).expect("work"));
 
     // Before the next attempt: nothing goes out, nothing changes.
@@ -97,7 +108,10 @@ fn a_451_is_deferred_retried_when_due_and_failed_when_expired() {
     let (state, error) = state_of(&store, dead);
     assert_eq!(state, BulletinState::Failed);
     let error = error.expect("reason");
-    assert!(error.starts_with("expired in the deferred queue"), "{error}");
+    assert!(
+        error.starts_with("expired in the deferred queue"),
+        "{error}"
+    );
     assert!(error.contains("451"), "{error}");
     assert_eq!(server.count(), received + 1);
     assert_eq!(store.deferred().expect("deferred"), (0, None));

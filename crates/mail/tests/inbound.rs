@@ -205,7 +205,11 @@ Content-Type: text/rfc822-headers\r\n\
 \r\n\
 {original}\
 --B0UND--\r\n",
-        status_first = if status.starts_with('5') { "550" } else { "450" },
+        status_first = if status.starts_with('5') {
+            "550"
+        } else {
+            "450"
+        },
     )
     .into_bytes()
 }
@@ -293,22 +297,42 @@ fn a_hard_bounce_with_its_token_bounces_and_the_next_bulletin_skips_them() {
     let l = Loop::new(3, 1);
     let s = l.to("reader0@example.net");
     let original = original_header(s, &["message-id", "to", "subject", "from"]);
-    let h = l.receive(&dsn("d1", &s.return_path, &s.address, "failed", "5.1.1", &original));
+    let h = l.receive(&dsn(
+        "d1",
+        &s.return_path,
+        &s.address,
+        "failed",
+        "5.1.1",
+        &original,
+    ));
     assert_eq!(h.verdict.kind, Kind::HardBounce);
     assert_eq!(h.status, Some(Status::Bounced));
     assert_eq!(h.verdict.status_code.as_deref(), Some("5.1.1"));
     assert!(h.verdict.detail.contains("User unknown"), "{:?}", h.verdict);
     assert_eq!(l.status(&s.address), Status::Bounced);
-    assert_eq!(l.kinds(&s.address), vec![EventKind::HardBounce, EventKind::Bounce]);
+    assert_eq!(
+        l.kinds(&s.address),
+        vec![EventKind::HardBounce, EventKind::Bounce]
+    );
     assert_eq!(l.status("reader1@example.net"), Status::Confirmed);
     // The same DSN again (an MTA retry): nothing more.
-    let again = l.receive(&dsn("d1", &s.return_path, &s.address, "failed", "5.1.1", &original));
+    let again = l.receive(&dsn(
+        "d1",
+        &s.return_path,
+        &s.address,
+        "failed",
+        "5.1.1",
+        &original,
+    ));
     assert!(again.duplicate);
     assert_eq!(l.kinds(&s.address).len(), 2);
 
     // The next statement is not queued for them.
     let corpus = corpus();
-    let later = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).single().expect("t");
+    let later = Utc
+        .with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
+        .single()
+        .expect("t");
     let next: Vec<_> = corpus
         .due(later)
         .into_iter()
@@ -316,7 +340,11 @@ fn a_hard_bounce_with_its_token_bounces_and_the_next_bulletin_skips_them() {
         .collect();
     assert!(!next.is_empty());
     queue(&l.store, &corpus, &l.settings, &next, later).expect("queue");
-    let bounced = l.store.subscriber_by_address(&s.address).expect("q").expect("s");
+    let bounced = l
+        .store
+        .subscriber_by_address(&s.address)
+        .expect("q")
+        .expect("s");
     let rows = l.store.bulletins(None).expect("rows");
     assert!(rows.iter().any(|b| b.statement_id != STATEMENT));
     assert!(
@@ -331,9 +359,20 @@ fn a_hard_bounce_with_its_token_bounces_and_the_next_bulletin_skips_them() {
 fn bounce_after_counts_bulletins_in_a_row() {
     let l = Loop::new(2, 2);
     let s = l.to("reader0@example.net");
-    let h = l.receive(&dsn("d1", &s.return_path, &s.address, "failed", "5.1.1", ""));
+    let h = l.receive(&dsn(
+        "d1",
+        &s.return_path,
+        &s.address,
+        "failed",
+        "5.1.1",
+        "",
+    ));
     assert_eq!((h.verdict.kind, h.status), (Kind::HardBounce, None));
-    assert_eq!(l.status(&s.address), Status::Confirmed, "one bulletin of two");
+    assert_eq!(
+        l.status(&s.address),
+        Status::Confirmed,
+        "one bulletin of two"
+    );
 }
 
 #[test]
@@ -353,11 +392,22 @@ fn forged_dsns_and_unsubscribes_change_nothing_and_are_kept() {
     flipped[i] = if flipped[i] == b'a' { b'b' } else { b'a' };
     let flipped = String::from_utf8(flipped).expect("ascii");
     let fake_header = "Message-ID: <not-ours@statements.example.org>\r\n";
-    for (n, to) in [&forged, &flipped, &"bounces@statements.example.org".to_string()]
-        .into_iter()
-        .enumerate()
+    for (n, to) in [
+        &forged,
+        &flipped,
+        &"bounces@statements.example.org".to_string(),
+    ]
+    .into_iter()
+    .enumerate()
     {
-        let h = l.receive(&dsn(&format!("f{n}"), to, &s.address, "failed", "5.1.1", fake_header));
+        let h = l.receive(&dsn(
+            &format!("f{n}"),
+            to,
+            &s.address,
+            "failed",
+            "5.1.1",
+            fake_header,
+        ));
         assert_eq!(h.verdict.kind, Kind::Unrecognized, "{to}: {:?}", h.verdict);
         assert!(h.kept.is_some_and(|p| p.exists()));
     }
@@ -390,29 +440,65 @@ fn arf_complaints_in_the_providers_layouts_mark_complained() {
         "Content-Type: message/rfc822\r\nContent-Disposition: inline\r\n\r\n{}\r\nbody\r\n",
         a.headers
     );
-    let h = l.receive(&arf("y1", "yahoo.com", "fbl@statements.example.org", "", &whole));
-    assert_eq!((h.verdict.kind, h.status), (Kind::Complaint, Some(Status::Complained)));
+    let h = l.receive(&arf(
+        "y1",
+        "yahoo.com",
+        "fbl@statements.example.org",
+        "",
+        &whole,
+    ));
+    assert_eq!(
+        (h.verdict.kind, h.status),
+        (Kind::Complaint, Some(Status::Complained))
+    );
     // Microsoft JMRP: the original without its Return-Path, the recipient
     // redacted; the signed unsubscribe link in List-Unsubscribe still names them.
     let b = l.to("reader1@example.net");
-    let redacted = original_header(b, &["from", "subject", "date", "list-unsubscribe", "message-id"]);
+    let redacted = original_header(
+        b,
+        &["from", "subject", "date", "list-unsubscribe", "message-id"],
+    );
     let part = format!(
         "Content-Type: message/rfc822\r\n\r\nTo: <redacted@outlook.com>\r\n{redacted}\r\nbody\r\n"
     );
-    let h = l.receive(&arf("m1", "outlook.com", "fbl@statements.example.org", "", &part));
-    assert_eq!((h.verdict.kind, h.status), (Kind::Complaint, Some(Status::Complained)));
+    let h = l.receive(&arf(
+        "m1",
+        "outlook.com",
+        "fbl@statements.example.org",
+        "",
+        &part,
+    ));
+    assert_eq!(
+        (h.verdict.kind, h.status),
+        (Kind::Complaint, Some(Status::Complained))
+    );
     // RFC 5965 with headers only and Original-Rcpt-To: the Message-ID herald
     // sent to that exact recipient.
     let c = l.to("reader2@example.net");
     let headers = original_header(c, &["message-id", "from", "subject"]);
     let part = format!("Content-Type: text/rfc822-headers\r\n\r\n{headers}\r\n");
     let extra = format!("Original-Rcpt-To: {}\r\n", c.address);
-    let h = l.receive(&arf("r1", "mail.example.com", "fbl@statements.example.org", &extra, &part));
-    assert_eq!((h.verdict.kind, h.status), (Kind::Complaint, Some(Status::Complained)));
+    let h = l.receive(&arf(
+        "r1",
+        "mail.example.com",
+        "fbl@statements.example.org",
+        &extra,
+        &part,
+    ));
+    assert_eq!(
+        (h.verdict.kind, h.status),
+        (Kind::Complaint, Some(Status::Complained))
+    );
     // The same layout naming someone else: unrecognized.
     let d = l.to("reader3@example.net");
     let extra = format!("Original-Rcpt-To: {}\r\n", d.address);
-    let h = l.receive(&arf("r2", "mail.example.com", "fbl@statements.example.org", &extra, &part));
+    let h = l.receive(&arf(
+        "r2",
+        "mail.example.com",
+        "fbl@statements.example.org",
+        &extra,
+        &part,
+    ));
     assert_eq!(h.verdict.kind, Kind::Unrecognized);
     assert_eq!(l.status(&d.address), Status::Confirmed);
     for s in [a, b, c] {
@@ -453,17 +539,36 @@ fn a_relay_that_rewrites_the_envelope_still_bounces_by_message_id_and_recipient(
     // final recipient after its own rewriting; the original recipient and the
     // returned Message-ID are ours.
     let original = original_header(s, &["message-id", "subject"]);
-    let body = String::from_utf8(dsn("r1", "postmaster@statements.example.org", &s.address, "failed", "5.2.1", &original))
-        .expect("utf8")
-        .replace(
-            &format!("Final-Recipient: rfc822; {}", s.address),
-            "Final-Recipient: rfc822; r0-mailbox@store.example.net",
-        );
+    let body = String::from_utf8(dsn(
+        "r1",
+        "postmaster@statements.example.org",
+        &s.address,
+        "failed",
+        "5.2.1",
+        &original,
+    ))
+    .expect("utf8")
+    .replace(
+        &format!("Final-Recipient: rfc822; {}", s.address),
+        "Final-Recipient: rfc822; r0-mailbox@store.example.net",
+    );
     let h = l.receive(body.as_bytes());
-    assert_eq!((h.verdict.kind, h.status), (Kind::HardBounce, Some(Status::Bounced)), "{:?}", h.verdict);
+    assert_eq!(
+        (h.verdict.kind, h.status),
+        (Kind::HardBounce, Some(Status::Bounced)),
+        "{:?}",
+        h.verdict
+    );
     // The same Message-ID reported for another recipient acts on nobody.
     let other = l.to("reader1@example.net");
-    let h = l.receive(&dsn("r2", "postmaster@statements.example.org", &other.address, "failed", "5.1.1", &original));
+    let h = l.receive(&dsn(
+        "r2",
+        "postmaster@statements.example.org",
+        &other.address,
+        "failed",
+        "5.1.1",
+        &original,
+    ));
     assert_eq!(h.verdict.kind, Kind::Unrecognized);
     assert_eq!(l.status(&other.address), Status::Confirmed);
 }
@@ -474,7 +579,14 @@ fn soft_bounces_that_persist_for_soft_bounce_days_bounce() {
     let s = l.to("reader0@example.net");
     for (i, day) in [0, 3, 6].into_iter().enumerate() {
         let h = l.receive_at(
-            &dsn(&format!("s{i}"), &s.return_path, &s.address, "delayed", "4.2.2", ""),
+            &dsn(
+                &format!("s{i}"),
+                &s.return_path,
+                &s.address,
+                "delayed",
+                "4.2.2",
+                "",
+            ),
             None,
             now() + Duration::days(day),
         );
@@ -486,12 +598,22 @@ fn soft_bounces_that_persist_for_soft_bounce_days_bounce() {
         None,
         now() + Duration::days(7),
     );
-    assert_eq!((h.verdict.kind, h.status), (Kind::SoftBounce, Some(Status::Bounced)));
+    assert_eq!(
+        (h.verdict.kind, h.status),
+        (Kind::SoftBounce, Some(Status::Bounced))
+    );
     // Another subscriber's soft bounces 30 days apart never add up.
     let o = l.to("reader1@example.net");
     for (i, day) in [0, 30, 60].into_iter().enumerate() {
         l.receive_at(
-            &dsn(&format!("o{i}"), &o.return_path, &o.address, "delayed", "4.4.1", ""),
+            &dsn(
+                &format!("o{i}"),
+                &o.return_path,
+                &o.address,
+                "delayed",
+                "4.4.1",
+                "",
+            ),
             None,
             now() + Duration::days(day),
         );
@@ -510,7 +632,10 @@ Message-ID: <c1@elsewhere.example>\r\n\r\nunsubscribe\r\n",
         s.unsubscribe_mailto
     );
     let h = l.receive_at(mail.as_bytes(), Some(&s.unsubscribe_mailto), now());
-    assert_eq!((h.verdict.kind, h.status), (Kind::Unsubscribe, Some(Status::Unsubscribed)));
+    assert_eq!(
+        (h.verdict.kind, h.status),
+        (Kind::Unsubscribe, Some(Status::Unsubscribed))
+    );
     assert_eq!(l.status(&s.address), Status::Unsubscribed);
     assert_eq!(l.kinds(&s.address), vec![EventKind::Unsubscribe]);
     assert_eq!(l.status("reader0@example.net"), Status::Confirmed);
@@ -529,9 +654,27 @@ fn broken_huge_and_endless_input_is_kept_as_unrecognized() {
     };
     // Broken MIME: a report whose boundary never comes, binary garbage.
     let broken = b"Content-Type: multipart/report; report-type=delivery-status; boundary=x\r\n\r\n--x\r\nContent-Type: message/delivery-status\r\n\r\nAction: failed\r\n\xff\xfe";
-    let h = handle(&l.store, &ctx, &Input { bytes: broken.to_vec(), cut: None }, None).expect("ok");
+    let h = handle(
+        &l.store,
+        &ctx,
+        &Input {
+            bytes: broken.to_vec(),
+            cut: None,
+        },
+        None,
+    )
+    .expect("ok");
     assert_eq!(h.verdict.kind, Kind::Unrecognized);
-    let h = handle(&l.store, &ctx, &Input { bytes: vec![0u8; 1000], cut: None }, None).expect("ok");
+    let h = handle(
+        &l.store,
+        &ctx,
+        &Input {
+            bytes: vec![0u8; 1000],
+            cut: None,
+        },
+        None,
+    )
+    .expect("ok");
     assert_eq!(h.verdict.kind, Kind::Unrecognized);
     // 50 MB on a reader: cut at the cap, kept.
     let big = std::io::repeat(b'a').take(50 * 1024 * 1024);
@@ -551,7 +694,12 @@ fn broken_huge_and_endless_input_is_kept_as_unrecognized() {
         }
     }
     let input = herald_mail::inbound::read_bounded(Endless, std::time::Duration::from_millis(300));
-    assert!(input.cut.as_deref().is_some_and(|c| c.contains("did not end")));
+    assert!(
+        input
+            .cut
+            .as_deref()
+            .is_some_and(|c| c.contains("did not end"))
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     let h = handle(&l.store, &ctx, &input, None).expect("ok");
     assert_eq!(h.verdict.kind, Kind::Unrecognized);

@@ -121,7 +121,10 @@ fn kill_9_in_the_middle_then_a_rerun_acts_on_every_message_exactly_once() {
         .expect("child");
     let start = Instant::now();
     while count(&cur) < N / 5 {
-        assert!(start.elapsed() < Duration::from_secs(120), "the child made no progress");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the child made no progress"
+        );
         if child.try_wait().expect("wait").is_some() {
             break;
         }
@@ -160,10 +163,16 @@ fn kill_9_in_the_middle_then_a_rerun_acts_on_every_message_exactly_once() {
     bounced.dedup();
     assert_eq!(bounced.len(), N, "every bulletin once");
     assert_eq!(
-        events.iter().filter(|e| e.kind == EventKind::Bounce).count(),
+        events
+            .iter()
+            .filter(|e| e.kind == EventKind::Bounce)
+            .count(),
         N
     );
-    assert_eq!(store.subscribers(Some(Status::Bounced)).expect("q").len(), N);
+    assert_eq!(
+        store.subscribers(Some(Status::Bounced)).expect("q").len(),
+        N
+    );
     let inbound: u64 = store
         .inbound_counts()
         .expect("counts")
