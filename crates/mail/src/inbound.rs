@@ -416,7 +416,6 @@ fn classify(bytes: &[u8], recipient: Option<&str>) -> Draft {
 
 fn classify_message(msg: &Message<'_>, recipient: Option<&str>, depth: usize) -> Draft {
     let envelope = recipient_tokens(msg, recipient);
-    let bad_token = |envelope: &[String]| envelope.first().cloned();
     match report_type(msg).as_deref() {
         Some("delivery-status") => return dsn(msg, envelope),
         Some("feedback-report") => return arf(msg, envelope),
@@ -467,9 +466,10 @@ fn classify_message(msg: &Message<'_>, recipient: Option<&str>, depth: usize) ->
             }
         }
     }
-    draft_unrecognized(match bad_token(&envelope) {
-        Some(_) => "a token-addressed mail that is no report, auto-reply or unsubscribe",
-        None => "no report, auto-reply or unsubscribe",
+    draft_unrecognized(if envelope.is_empty() {
+        "no report, auto-reply or unsubscribe"
+    } else {
+        "a token-addressed mail that is no report, auto-reply or unsubscribe"
     })
 }
 
@@ -520,18 +520,22 @@ fn dsn(msg: &Message<'_>, envelope: Vec<String>) -> Draft {
     let claim = match envelope.iter().find(|t| t.starts_with(['b', 'B'])) {
         Some(t) => Claim::Verp(t.clone()),
         None if !envelope.is_empty() => Claim::Verp(envelope[0].clone()),
-        None => match original(msg).and_then(|o| {
-            o.verp
+        None => {
+            let original = original(msg).unwrap_or_default();
+            // The original's own return path (a relay that wrapped the report),
+            // else its Message-ID with the recipients the report names.
+            match original
+                .verp
                 .into_iter()
                 .find(|t| t.starts_with(['b', 'B']))
-                .map(Ok)
-                .or(o.message_id.map(Err))
-        }) {
-            // The original's own return path (a relay that wrapped the report).
-            Some(Ok(t)) => Claim::Verp(t),
-            Some(Err(mid)) => Claim::MessageId(mid, recipients),
-            None => Claim::None,
-        },
+            {
+                Some(t) => Claim::Verp(t),
+                None => match original.message_id {
+                    Some(mid) => Claim::MessageId(mid, recipients),
+                    None => Claim::None,
+                },
+            }
+        }
     };
     Draft {
         kind,
