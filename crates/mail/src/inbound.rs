@@ -669,6 +669,19 @@ pub fn handle(
     input: &Input,
     recipient: Option<&str>,
 ) -> Result<Handled, InboundError> {
+    let (digest, mut handled) = prepare(store, ctx, input, recipient)?;
+    let mut done = store.act(&[(digest, &handled.verdict)], ctx.settings, ctx.now)?;
+    (handled.duplicate, handled.status) = done.pop().unwrap_or((true, None));
+    Ok(handled)
+}
+
+/// Classify and tie to a subscriber, keep it when unrecognized: all but the action.
+fn prepare(
+    store: &MailStore,
+    ctx: &Inbound<'_>,
+    input: &Input,
+    recipient: Option<&str>,
+) -> Result<(String, Handled), InboundError> {
     let digest = hex::encode(Sha256::digest(&input.bytes));
     let draft = match &input.cut {
         Some(why) => draft_unrecognized(why.clone()),
@@ -692,14 +705,20 @@ pub fn handle(
     } else {
         None
     };
-    let (duplicate, status) = store.act(&digest, &verdict, ctx.settings, ctx.now)?;
-    Ok(Handled {
-        verdict,
-        duplicate,
-        status,
-        kept,
-    })
+    Ok((
+        digest,
+        Handled {
+            verdict,
+            duplicate: false,
+            status: None,
+            kept,
+        },
+    ))
 }
+
+/// Messages whose actions are committed in one transaction by `--maildir`
+/// (then moved): a crash before the commit redoes them all, after it only moves them.
+const BATCH: usize = 256;
 
 /// Counts of one `--maildir` pass.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -733,36 +752,48 @@ pub fn maildir(
         .collect();
     names.sort();
     let mut report = MaildirReport::default();
-    for name in names {
-        let path = new.join(&name);
-        let input = match std::fs::File::open(&path) {
-            Ok(f) => {
-                let mut bytes = Vec::new();
-                f.take(MAX_MESSAGE as u64 + 1)
-                    .read_to_end(&mut bytes)
-                    .map_err(io(&path))?;
-                let cut = (bytes.len() > MAX_MESSAGE).then(|| {
-                    bytes.truncate(MAX_MESSAGE);
-                    format!("larger than {MAX_MESSAGE} bytes")
-                });
-                Input { bytes, cut }
-            }
-            // Moved by a concurrent run.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io(&path)(e)),
-        };
-        let handled = handle(store, ctx, &input, None)?;
-        report.handled += 1;
-        report.duplicates += usize::from(handled.duplicate);
-        *report
-            .by_kind
-            .entry(handled.verdict.kind.as_str())
-            .or_default() += 1;
-        let mut done = name.clone();
-        if !name.to_string_lossy().contains(":2,") {
-            done.push(":2,S");
+    for chunk in names.chunks(BATCH) {
+        let mut batch: Vec<(std::ffi::OsString, String, Handled)> = Vec::with_capacity(chunk.len());
+        for name in chunk {
+            let path = new.join(name);
+            let input = match std::fs::File::open(&path) {
+                Ok(f) => {
+                    let mut bytes = Vec::new();
+                    f.take(MAX_MESSAGE as u64 + 1)
+                        .read_to_end(&mut bytes)
+                        .map_err(io(&path))?;
+                    let cut = (bytes.len() > MAX_MESSAGE).then(|| {
+                        bytes.truncate(MAX_MESSAGE);
+                        format!("larger than {MAX_MESSAGE} bytes")
+                    });
+                    Input { bytes, cut }
+                }
+                // Moved by a concurrent run.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(&path)(e)),
+            };
+            let (digest, handled) = prepare(store, ctx, &input, None)?;
+            batch.push((name.clone(), digest, handled));
         }
-        std::fs::rename(&path, cur.join(done)).map_err(io(&path))?;
+        let items: Vec<(String, &Verdict)> = batch
+            .iter()
+            .map(|(_, d, h)| (d.clone(), &h.verdict))
+            .collect();
+        let done = store.act(&items, ctx.settings, ctx.now)?;
+        for ((name, _, handled), (duplicate, _)) in batch.iter().zip(done) {
+            report.handled += 1;
+            report.duplicates += usize::from(duplicate);
+            *report
+                .by_kind
+                .entry(handled.verdict.kind.as_str())
+                .or_default() += 1;
+            let mut moved = name.clone();
+            if !name.to_string_lossy().contains(":2,") {
+                moved.push(":2,S");
+            }
+            let path = new.join(name);
+            std::fs::rename(&path, cur.join(moved)).map_err(io(&path))?;
+        }
     }
     Ok(report)
 }
@@ -802,32 +833,38 @@ impl MailStore {
             .collect())
     }
 
-    /// Record `digest` and act on `v`, in one transaction; nothing when the digest
-    /// is recorded already. Returns (duplicate, the subscriber's new status).
+    /// Record each digest and act on its verdict, all in one transaction; a
+    /// digest recorded already (in an earlier transaction or earlier in this
+    /// one) changes nothing. Returns (duplicate, the subscriber's new status) each.
     fn act(
         &self,
-        digest: &str,
-        v: &Verdict,
+        items: &[(String, &Verdict)],
         settings: &MailSettings,
         now: DateTime<Utc>,
-    ) -> Result<(bool, Option<Status>), StoreError> {
+    ) -> Result<Vec<(bool, Option<Status>)>, StoreError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let at = ts(now);
-        let n = tx.execute(
-            "INSERT OR IGNORE INTO mail_inbound (digest, at, kind, subscriber_id, bulletin_id, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![digest, at, v.kind.as_str(), v.subscriber, v.bulletin, v.detail],
-        )?;
-        if n == 0 {
-            return Ok((true, None));
+        let mut out = Vec::with_capacity(items.len());
+        for (digest, v) in items {
+            let n = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO mail_inbound (digest, at, kind, subscriber_id, bulletin_id, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![digest, at, v.kind.as_str(), v.subscriber, v.bulletin, v.detail])?;
+            if n == 0 {
+                out.push((true, None));
+                continue;
+            }
+            let status = match (v.kind, v.subscriber) {
+                (Kind::Unrecognized | Kind::AutoReply, _) | (_, None) => None,
+                (kind, Some(id)) => apply(&tx, kind, id, v, settings, &at, now)?,
+            };
+            out.push((false, status));
         }
-        let status = match (v.kind, v.subscriber) {
-            (Kind::Unrecognized | Kind::AutoReply, _) | (_, None) => None,
-            (kind, Some(id)) => apply(&tx, kind, id, v, settings, &at, now)?,
-        };
         tx.commit()?;
-        Ok((false, status))
+        Ok(out)
     }
 }
 
@@ -860,19 +897,14 @@ fn set_status(
     (source, detail): (&str, &str),
 ) -> Result<Option<Status>, StoreError> {
     let current: Option<String> = tx
-        .query_row(
-            "SELECT status FROM mail_subscribers WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT status FROM mail_subscribers WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
         .optional()?;
     if !current.is_some_and(|c| from.contains(&c.as_str())) {
         return Ok(None);
     }
-    tx.execute(
-        "UPDATE mail_subscribers SET status = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, status.as_str(), at],
-    )?;
+    tx.prepare_cached("UPDATE mail_subscribers SET status = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id, status.as_str(), at])?;
     after_status(tx, id, status, at)?;
     let kind = match status {
         Status::Bounced => "bounce",
@@ -908,12 +940,11 @@ fn apply(
             )?;
             // Bounced when the last `bounce_after` bulletins sent all came back.
             let n = settings.bounce_after.max(1);
-            let (sent, bounced): (u32, u32) = tx.query_row(
-                "SELECT COUNT(*), COALESCE(SUM(EXISTS (SELECT 1 FROM mail_events e
+            // `+state`: the per-subscriber index, not a walk of every sent row by state.
+            let (sent, bounced): (u32, u32) = tx.prepare_cached("SELECT COUNT(*), COALESCE(SUM(EXISTS (SELECT 1 FROM mail_events e
                      WHERE e.subscriber_id = ?1 AND e.kind = 'hard_bounce' AND e.bulletin_id = b.id)), 0)
-                 FROM (SELECT id FROM mail_bulletins WHERE subscriber_id = ?1 AND state = 'sent'
-                       ORDER BY id DESC LIMIT ?2) b",
-                params![id, n],
+                 FROM (SELECT id FROM mail_bulletins WHERE subscriber_id = ?1 AND +state = 'sent'
+                       ORDER BY id DESC LIMIT ?2) b")?.query_row(params![id, n],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             if sent >= n && bounced >= n {
@@ -931,10 +962,8 @@ fn apply(
             Ok(None)
         }
         Kind::SoftBounce => {
-            let previous: Option<String> = tx
-                .query_row(
-                    "SELECT MAX(at) FROM mail_events WHERE subscriber_id = ?1 AND kind = 'soft_bounce'",
-                    [id],
+            let previous: Option<String> = tx.prepare_cached("SELECT MAX(at) FROM mail_events WHERE subscriber_id = ?1 AND kind = 'soft_bounce'")?
+                .query_row([id],
                     |r| r.get(0),
                 )
                 .optional()?
@@ -949,11 +978,9 @@ fn apply(
                 &v.detail,
             )?;
             let days = chrono::Duration::days(i64::from(settings.soft_bounce_days.max(1)));
-            let since: Option<String> = tx.query_row(
-                "SELECT soft_bounce_since FROM mail_subscribers WHERE id = ?1",
-                [id],
-                |r| r.get(0),
-            )?;
+            let since: Option<String> = tx
+                .prepare_cached("SELECT soft_bounce_since FROM mail_subscribers WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))?;
             let previous = previous
                 .map(|p| parse_ts("mail_events.at", &p))
                 .transpose()?;
@@ -964,10 +991,8 @@ fn apply(
                 }
                 _ => now,
             };
-            tx.execute(
-                "UPDATE mail_subscribers SET soft_bounce_since = ?2 WHERE id = ?1",
-                params![id, ts(since)],
-            )?;
+            tx.prepare_cached("UPDATE mail_subscribers SET soft_bounce_since = ?2 WHERE id = ?1")?
+                .execute(params![id, ts(since)])?;
             if now - since >= days {
                 let detail = format!(
                     "soft bounces for {} day(s): {}",
@@ -987,10 +1012,10 @@ fn apply(
             Ok(None)
         }
         Kind::Delivered => {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE mail_subscribers SET soft_bounce_since = NULL WHERE id = ?1",
-                [id],
-            )?;
+            )?
+            .execute([id])?;
             Ok(None)
         }
         Kind::Complaint => {
