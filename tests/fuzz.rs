@@ -276,6 +276,7 @@ fn publish_all(corpus: &Corpus) -> usize {
     let composer = herald_mail::Composer::new(&corpus, &mail, &secret)
         .unwrap_or_else(|e| panic!("check accepted, the mail composer failed: {e}"));
     let to = herald_mail::compose::Recipient {
+        bulletin_id: 0,
         subscriber_id: 1,
         token_key: 1,
         address: "desk@example.org",

@@ -702,6 +702,16 @@ pub fn status_lines(
             .join(", ")
     };
     let _ = writeln!(out, "  bulletins: {line}");
+    let (deferred, next) = store.deferred().map_err(|e| channel_err("mail", e))?;
+    if deferred > 0 {
+        let next = next
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  deferred: {deferred} (temporary failures), next attempt {next}"
+        );
+    }
     if counts.iter().any(|(s, n)| {
         *n > 0
             && matches!(

@@ -164,6 +164,57 @@ fn mail_err(e: &dyn std::fmt::Display) -> Error {
     }
 }
 
+/// `herald mail receive`: any failure is EX_TEMPFAIL (75), so the MTA keeps the
+/// message and tries again; nothing it hands in is lost or bounced.
+fn receive(
+    root: &Path,
+    command: &herald_mail::MailCommand,
+    clock: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> u8 {
+    const EX_TEMPFAIL: u8 = 75;
+    let paths = crate::Paths::new(root);
+    let config_path = paths.content.join("herald.toml");
+    let settings = match herald_content::Config::load(&config_path) {
+        Ok(c) => c.section::<herald_mail::MailSettings>("mail"),
+        Err(d) => Err(d),
+    };
+    let settings = match settings {
+        Ok(s) => s,
+        Err(d) => {
+            eprintln!("herald mail receive: {d}\n(the MTA keeps the message and tries again)");
+            return EX_TEMPFAIL;
+        }
+    };
+    let result = herald_mail::MailStore::open(&paths.ledger)
+        .map_err(herald_mail::inbound::InboundError::from)
+        .and_then(|store| {
+            let secret = herald_mail::Secret::from_env_or_file(&paths.state)
+                .map_err(|e| herald_mail::inbound::InboundError::Settings(e.to_string()))?;
+            let ctx = herald_mail::inbound::Inbound {
+                secret: &secret,
+                settings: &settings,
+                state_dir: &paths.state,
+                now: clock,
+            };
+            herald_mail::run_receive(command, &store, &ctx, out)
+        });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let why = if e.is_busy() {
+                "the store is busy"
+            } else {
+                "cannot handle the message now"
+            };
+            eprintln!(
+                "herald mail receive: {why}: {e}\n(the MTA keeps the message and tries again)"
+            );
+            EX_TEMPFAIL
+        }
+    }
+}
+
 /// Peak resident memory of this process (Linux), for benchmarks.
 pub fn peak_memory_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -290,6 +341,9 @@ pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
                 .map_err(|e| mail_err(&e))?;
             Ok(exit::OK)
         }
+        Command::Mail {
+            command: command @ herald_mail::MailCommand::Receive { .. },
+        } => Ok(receive(&root, command, clock, &mut out)),
         Command::Mail { command } => {
             let store = herald_mail::MailStore::open(&crate::Paths::new(&root).ledger)
                 .map_err(|e| mail_err(&e))?;

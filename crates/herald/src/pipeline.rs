@@ -203,7 +203,7 @@ fn settled_report(
             channel: "mail",
             message: e.to_string(),
         })?;
-        let work = store.has_work().map_err(|e| Error::Channel {
+        let work = store.has_work(opts.now).map_err(|e| Error::Channel {
             channel: "mail",
             message: e.to_string(),
         })?;

@@ -80,6 +80,20 @@ pub enum SubscribersCommand {
 pub enum MailCommand {
     /// Bulletins by state, and every failed or ambiguous one.
     Status,
+    /// Read bounces, complaints and unsubscribes: one message on standard input
+    /// (a Postfix pipe or an alias), or every message in a Maildir's new/.
+    /// Exit 0 when handled or kept, 75 (EX_TEMPFAIL) when the MTA should retry.
+    Receive {
+        /// Handle every message in DIR/new/ and move each to DIR/cur/.
+        #[arg(long, value_name = "DIR")]
+        maildir: Option<PathBuf>,
+        /// The envelope recipient, as the MTA gives it (Postfix: ${recipient}).
+        #[arg(long)]
+        recipient: Option<String>,
+        /// Seconds to wait for standard input to end.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// Queue again bulletins the server may already have (reported ambiguous).
     Retry {
         /// Required: these recipients may get the message twice.
@@ -199,10 +213,26 @@ pub fn run_subscribers(
                 .map(Status::from_str)
                 .transpose()
                 .map_err(|e| CliError::Invalid(e.to_string()))?;
+            // The last bounce, complaint or unsubscribe that came by mail, per subscriber.
+            let mut by_mail: std::collections::HashMap<i64, String> = Default::default();
+            for e in store.events(None)? {
+                if e.source.starts_with("mail") {
+                    by_mail.insert(
+                        e.subscriber_id,
+                        format!(
+                            "{} {}{}",
+                            crate::store::ts(e.at),
+                            e.kind,
+                            e.status_code.map(|c| format!(" {c}")).unwrap_or_default()
+                        ),
+                    );
+                }
+            }
             for s in store.subscribers(status)? {
+                let last = by_mail.remove(&s.id).unwrap_or_default();
                 writeln!(
                     out,
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{last}",
                     s.address,
                     s.lang,
                     s.status,
@@ -238,6 +268,67 @@ pub fn run_subscribers(
 }
 
 /// Run a mail command.
+/// `herald mail receive`: the exit code (sysexits: 0 handled or kept, 75 try again).
+pub fn run_receive(
+    cmd: &MailCommand,
+    store: &MailStore,
+    ctx: &crate::inbound::Inbound<'_>,
+    out: &mut dyn Write,
+) -> Result<u8, crate::inbound::InboundError> {
+    let MailCommand::Receive {
+        maildir,
+        recipient,
+        timeout,
+    } = cmd
+    else {
+        return Ok(0);
+    };
+    match maildir {
+        Some(dir) => {
+            let r = crate::inbound::maildir(store, ctx, dir)?;
+            let kinds = r
+                .by_kind
+                .iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(
+                out,
+                "{} message(s) from {} ({} seen before){}{}",
+                r.handled,
+                dir.display(),
+                r.duplicates,
+                if kinds.is_empty() { "" } else { ": " },
+                kinds
+            );
+        }
+        None => {
+            let input = crate::inbound::read_bounded(
+                std::io::stdin(),
+                std::time::Duration::from_secs((*timeout).max(1)),
+            );
+            let h = crate::inbound::handle(store, ctx, &input, recipient.as_deref())?;
+            let _ = writeln!(
+                out,
+                "{}{}{}{}",
+                h.verdict.kind,
+                h.status
+                    .map(|s| format!(": subscriber now {s}"))
+                    .unwrap_or_default(),
+                if h.duplicate {
+                    " (seen before: nothing done)"
+                } else {
+                    ""
+                },
+                h.kept
+                    .map(|p| format!(", kept as {}", p.display()))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(0)
+}
+
 pub fn run_mail(
     cmd: &MailCommand,
     store: &MailStore,
@@ -248,6 +339,11 @@ pub fn run_mail(
         MailCommand::Status => {
             for (state, n) in store.bulletin_counts()? {
                 writeln!(out, "{state}\t{n}").map_err(write_err)?;
+            }
+            let (deferred, next) = store.deferred()?;
+            if deferred > 0 {
+                let next = next.map(crate::store::ts).unwrap_or_default();
+                writeln!(out, "deferred\t{deferred}\tnext attempt {next}").map_err(write_err)?;
             }
             for state in [BulletinState::Failed, BulletinState::Ambiguous] {
                 for b in store.bulletins(Some(state))? {
@@ -261,8 +357,35 @@ pub fn run_mail(
                     .map_err(write_err)?;
                 }
             }
+            for (kind, n) in store.inbound_counts()? {
+                writeln!(out, "inbound\t{kind}\t{n}").map_err(write_err)?;
+            }
+            // What came back by mail: bounces, complaints, unsubscribes.
+            let addresses: std::collections::HashMap<i64, String> = store
+                .subscribers(None)?
+                .into_iter()
+                .map(|s| (s.id, s.address))
+                .collect();
+            for e in store.events(None)?.iter().filter(|e| e.source.starts_with("mail")) {
+                writeln!(
+                    out,
+                    "event\t{}\t{}\t{}\tbulletin {}\t{}\t{}\t{}",
+                    crate::store::ts(e.at),
+                    e.kind,
+                    addresses.get(&e.subscriber_id).map_or("(removed)", |a| a),
+                    e.bulletin_id.map_or("-".to_string(), |b| b.to_string()),
+                    e.status_code.as_deref().unwrap_or("-"),
+                    e.detail,
+                    e.source
+                )
+                .map_err(write_err)?;
+            }
             Ok(())
         }
+        MailCommand::Receive { .. } => Err(CliError::Invalid(
+            "`mail receive` needs the project's settings and secret: run it through the herald binary"
+                .into(),
+        )),
         MailCommand::Retry { ambiguous } => {
             if !ambiguous {
                 return Err(CliError::Invalid(

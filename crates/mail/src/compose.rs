@@ -24,7 +24,7 @@ use lettre::{Address, Message};
 
 use crate::dkim::{BodyHash, SIGNED, Signer, canon_field};
 use crate::settings::MailSettings;
-use crate::token::{Purpose, Secret, TOKEN_CHARS};
+use crate::token::{Purpose, Secret, TOKEN_CHARS, VerpKind, verp_address};
 
 /// Stands for the unsubscribe token in rendered templates; replaced per
 /// recipient. As long as a token, so every byte after it keeps its place.
@@ -234,6 +234,8 @@ fn crlf(text: String) -> String {
 /// The recipient of one message.
 #[derive(Debug, Clone, Copy)]
 pub struct Recipient<'a> {
+    /// The bulletin row: the VERP return path names it.
+    pub bulletin_id: i64,
     pub subscriber_id: i64,
     /// The subscriber's `token_key`: their unsubscribe link carries it.
     pub token_key: i64,
@@ -258,6 +260,8 @@ pub struct Composer<'a> {
     list_id: String,
     unsubscribe_url: String,
     unsubscribe_mailto: String,
+    /// `[mail] bounce_address`: VERP return paths and tokened unsubscribe addresses.
+    bounce: Option<Address>,
     dkim: Option<Signer>,
     env: minijinja::Environment<'static>,
 }
@@ -333,6 +337,25 @@ impl<'a> Composer<'a> {
             Some(m) => mailbox("unsubscribe_mailto", m)?.email.to_string(),
             None => from.email.to_string(),
         };
+        let bounce = settings
+            .bounce_address
+            .as_deref()
+            .map(|b| {
+                let address = mailbox("bounce_address", b)?.email;
+                // A token must fit: local parts are at most 64 characters.
+                if address.user().len() + 1 + crate::token::VERP_CHARS > 64 {
+                    return Err(ComposeError::Address {
+                        field: "bounce_address",
+                        value: b.to_string(),
+                        reason: format!(
+                            "its local part must be at most {} characters, to leave room for the token",
+                            63 - crate::token::VERP_CHARS
+                        ),
+                    });
+                }
+                Ok(address)
+            })
+            .transpose()?;
         let dkim = settings
             .dkim
             .as_ref()
@@ -389,6 +412,7 @@ impl<'a> Composer<'a> {
             list_id,
             unsubscribe_url,
             unsubscribe_mailto,
+            bounce,
             dkim,
             env,
         })
@@ -566,7 +590,7 @@ impl<'a> Composer<'a> {
             .date(SystemTime::from(date))
             .message_id(Some(format!("<{message_id}>")))
             .header(ListId(format!("<{}>", self.list_id)))
-            .header(self.list_unsubscribe(token))
+            .header(self.list_unsubscribe(token, None))
             .header(ListUnsubscribePost("List-Unsubscribe=One-Click".into()))
             .header(ContentLanguage(prepared.lang.clone()));
         if let Some(r) = &self.reply_to {
@@ -592,11 +616,21 @@ impl<'a> Composer<'a> {
             .map_err(|e| build_err(e.to_string()))
     }
 
-    fn list_unsubscribe(&self, token: &str) -> ListUnsubscribe {
-        ListUnsubscribe(format!(
-            "<{}{token}>, <mailto:{}?subject=unsubscribe%20{token}>",
-            self.unsubscribe_url, self.unsubscribe_mailto
-        ))
+    /// With a bounce address, the mailto address carries a VERP token (`mail`):
+    /// a mail to it unsubscribes that subscriber and nobody else; without one, the
+    /// link token rides in the subject.
+    fn list_unsubscribe(&self, token: &str, mail: Option<&str>) -> ListUnsubscribe {
+        match mail {
+            Some(t) => ListUnsubscribe(format!(
+                "<{}{token}>, <mailto:{}?subject=unsubscribe>",
+                self.unsubscribe_url,
+                verp_address(&self.unsubscribe_mailto, t)
+            )),
+            None => ListUnsubscribe(format!(
+                "<{}{token}>, <mailto:{}?subject=unsubscribe%20{token}>",
+                self.unsubscribe_url, self.unsubscribe_mailto
+            )),
+        }
     }
 
     /// Encode `prepared` once for messages dated `date`: lettre formats a
@@ -745,7 +779,14 @@ impl<'a> Composer<'a> {
         let mut mid_field = Vec::new();
         push_field(header::MessageId::from(format!("<{mid}>")), &mut mid_field);
         let mut unsubscribe_field = Vec::new();
-        push_field(self.list_unsubscribe(&token), &mut unsubscribe_field);
+        let mail_token = self.bounce.as_ref().map(|_| {
+            self.secret
+                .verp(VerpKind::Unsubscribe, to.subscriber_id, to.token_key)
+        });
+        push_field(
+            self.list_unsubscribe(&token, mail_token.as_deref()),
+            &mut unsubscribe_field,
+        );
         let own = |f: &'_ Field| -> Option<&[u8]> {
             match f {
                 Field::Fixed(_) => None,
@@ -786,8 +827,18 @@ impl<'a> Composer<'a> {
                 .map_err(build_err)?;
             bytes.splice(0..0, field);
         }
-        let envelope = Envelope::new(Some(self.from.email.clone()), vec![address])
-            .map_err(|e| build_err(e.to_string()))?;
+        let sender = match &self.bounce {
+            Some(b) => {
+                let token = self
+                    .secret
+                    .verp(VerpKind::Bounce, to.bulletin_id, to.subscriber_id);
+                Address::from_str(&verp_address(b.as_ref(), &token))
+                    .map_err(|e| build_err(e.to_string()))?
+            }
+            None => self.from.email.clone(),
+        };
+        let envelope =
+            Envelope::new(Some(sender), vec![address]).map_err(|e| build_err(e.to_string()))?;
         Ok(Composed { envelope, bytes })
     }
 
@@ -1219,6 +1270,7 @@ mod tests {
             for (id, address, name) in recipients {
                 let mid = message_id(&p.statement_id, "v", id, "statements.example.org");
                 let to = Recipient {
+                    bulletin_id: id,
                     subscriber_id: id,
                     token_key: id * 31,
                     address,

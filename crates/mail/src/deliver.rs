@@ -51,6 +51,8 @@ pub enum DeliverError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Settings(String),
     #[error("cannot start the sending threads: {0}")]
     Runtime(std::io::Error),
 }
@@ -88,6 +90,8 @@ pub struct DeliveryReport {
     pub recovered_ambiguous: usize,
     /// `cancel` was set: rows not reached are still pending.
     pub cancelled: bool,
+    /// Deferred rows whose queue lifetime ended: now `failed` (also in `failed`).
+    pub expired: usize,
 }
 
 impl DeliveryReport {
@@ -429,7 +433,14 @@ pub fn deliver(
         .into_iter()
         .map(|s| (s.id, (s.name, s.status, s.token_key)))
         .collect();
-    let pending = store.bulletins(Some(BulletinState::Pending))?;
+    let lifetime = settings.queue_lifetime().map_err(DeliverError::Settings)?;
+    for row in store.expire_deferred(now)? {
+        report.expired += 1;
+        let error = row.last_error.clone().unwrap_or_default();
+        report.record(&row, Outcome::Failed(error));
+    }
+    // Deferred rows whose next attempt has not come stay for a later run.
+    let pending = store.due_bulletins(now)?;
     if pending.is_empty() {
         return Ok(report);
     }
@@ -502,6 +513,8 @@ pub fn deliver(
     let shared = Shared {
         composer: &composer,
         settings,
+        now,
+        lifetime,
         cancel,
         progress,
         queue: Mutex::new(Queue {
@@ -568,6 +581,9 @@ struct Ledger {
 struct Shared<'a> {
     composer: &'a Composer<'a>,
     settings: &'a MailSettings,
+    /// The run's clock: deferred rows' next attempt and expiry count from it.
+    now: DateTime<Utc>,
+    lifetime: chrono::Duration,
     cancel: &'a AtomicBool,
     progress: &'a ProgressBar,
     queue: Mutex<Queue>,
@@ -708,16 +724,31 @@ impl Shared<'_> {
         self.record(Some(Change::Sending { id: job.row.id }), None, true)
     }
 
-    /// A temporary failure: retry later with backoff, or leave pending for the next run.
+    /// A temporary failure: retry later in this run with backoff, or after the
+    /// last attempt of this run, leave it deferred until its next attempt (Postfix's
+    /// backoff: 5 minutes, doubling per run, at most 4,000 s) or its expiry.
     fn defer(&self, mut job: Job, error: String, counted: bool) -> Result<(), StoreError> {
         // Every deferral is one attempt (a send after DATA was counted by `sending`).
         let attempts = job.row.attempts + 1;
+        let max = self.settings.max_attempts.max(1);
+        let shift = attempts.saturating_sub(1).min(10);
+        let wait = Duration::from_millis(self.settings.retry_backoff_ms.saturating_mul(1 << shift));
+        let last = attempts >= max;
+        let next = if last {
+            // One more attempt per later run, each waiting twice as long.
+            let runs = (attempts - max).min(6);
+            chrono::Duration::seconds((300i64 << runs).min(4000))
+        } else {
+            chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero())
+        };
         let change = Change::Deferred {
             id: job.row.id,
             error: error.clone(),
             counted,
+            next_attempt_at: Some(crate::store::ts(self.now + next)),
+            expires_at: Some(crate::store::ts(self.now + self.lifetime)),
         };
-        if attempts >= self.settings.max_attempts.max(1) {
+        if last {
             return self.record(
                 Some(change),
                 Some((job.row, Outcome::Deferred(error))),
@@ -727,8 +758,6 @@ impl Shared<'_> {
         // Committed before the job can be taken again.
         self.record(Some(change), None, true)?;
         job.row.attempts = attempts;
-        let shift = attempts.saturating_sub(1).min(10);
-        let wait = Duration::from_millis(self.settings.retry_backoff_ms.saturating_mul(1 << shift));
         job.not_before = Some(Instant::now() + wait);
         self.lock_queue().delayed.push(job);
         Ok(())
@@ -759,6 +788,7 @@ impl Shared<'_> {
         self.composer.fill(
             &job.template,
             Recipient {
+                bulletin_id: job.row.id,
                 subscriber_id: job.row.subscriber_id,
                 token_key: job.token_key,
                 address: &job.row.address,
@@ -830,11 +860,22 @@ fn outbox_loop(shared: &Shared<'_>, dir: &Path) -> Result<(), DeliverError> {
             .collect();
         let path = dir.join(format!("{name}.eml"));
         let tmp = dir.join(format!(".{name}.eml.tmp"));
-        std::fs::write(&tmp, &composed.bytes).map_err(io)?;
+        // As an MTA's final delivery writes it: the envelope sender (the VERP
+        // address with a bounce address) is visible in the file.
+        let return_path = format!(
+            "Return-Path: <{}>\r\n",
+            composed
+                .envelope
+                .from()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        );
+        let mut file = Vec::with_capacity(return_path.len() + composed.bytes.len());
+        file.extend_from_slice(return_path.as_bytes());
+        file.extend_from_slice(&composed.bytes);
+        std::fs::write(&tmp, &file).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
-        shared
-            .bytes
-            .fetch_add(composed.bytes.len() as u64, Ordering::Relaxed);
+        shared.bytes.fetch_add(file.len() as u64, Ordering::Relaxed);
         shared.done(job, BulletinState::Sent, None)?;
     }
 }

@@ -13,12 +13,13 @@ pub mod cli;
 pub mod compose;
 pub mod deliver;
 mod dkim;
+pub mod inbound;
 mod journal;
 pub mod settings;
 pub mod store;
 pub mod token;
 
-pub use cli::{MailCommand, SubscribersCommand, run_mail, run_subscribers};
+pub use cli::{MailCommand, SubscribersCommand, run_mail, run_receive, run_subscribers};
 pub use compose::{ComposeError, Composer, check_templates, has_overrides};
 pub use deliver::{
     CORRECTION_PREFIX, DIGEST_PREFIX, DeliverError, DeliveryReport, Outcome, deliver, digest_key,
@@ -29,4 +30,6 @@ pub use store::{
     Bulletin, BulletinState, Confirmed, Event, EventKind, MailStore, NewSubscriber, Origin, Status,
     StoreError, Subscriber, SubscriberError, parse_address,
 };
-pub use token::{Claim, Purpose, Secret, TokenError};
+pub use token::{
+    Claim, Purpose, Secret, TokenError, VerpClaim, VerpKind, verp_address, verp_token,
+};

@@ -40,7 +40,20 @@ pub struct MailSettings {
     /// Default: `base_url` + `unsubscribe/`.
     pub unsubscribe_url: Option<String>,
     /// Mail address for `List-Unsubscribe: <mailto:...>`; default: the sender's.
+    /// With `bounce_address` set, its local part carries a signed token
+    /// (`unsubscribe+<token>@...`, needs `recipient_delimiter = +` at the MTA).
     pub unsubscribe_mailto: Option<String>,
+    /// The envelope sender (return path) of every bulletin, made per message as
+    /// `<local>+<token>@<domain>` (VERP): the token names the bulletin row, so a
+    /// bounce maps to its recipient. Unset: the envelope sender is `from`.
+    pub bounce_address: Option<String>,
+    /// How long a deferred bulletin is retried (4xx answers, connection errors)
+    /// before it becomes `failed`: `"5d"`, `"36h"`, `"90m"`, `"600s"`. As Postfix's
+    /// `maximal_queue_lifetime`.
+    pub queue_lifetime: String,
+    /// A subscriber whose soft bounces (4.x.x or delayed DSNs) persist this many
+    /// days with no delivery between becomes `bounced`.
+    pub soft_bounce_days: u32,
     /// Attach the statement's PDF (from `public/`) besides linking to it.
     pub attach_pdf: bool,
     /// Mail a correction bulletin ("Correction: <title>") to those who had a statement
@@ -71,11 +84,41 @@ impl Default for MailSettings {
             bounce_after: 3,
             unsubscribe_url: None,
             unsubscribe_mailto: None,
+            bounce_address: None,
+            queue_lifetime: "5d".into(),
+            soft_bounce_days: 7,
             attach_pdf: false,
             corrections: false,
             dkim: None,
         }
     }
+}
+
+impl MailSettings {
+    /// `queue_lifetime` as a duration, or what is wrong with it.
+    pub fn queue_lifetime(&self) -> Result<chrono::Duration, String> {
+        parse_span(&self.queue_lifetime).ok_or_else(|| {
+            format!(
+                "[mail] queue_lifetime = {:?}: write a number and a unit, s, m, h or d (\"5d\", \"36h\")",
+                self.queue_lifetime
+            )
+        })
+    }
+}
+
+/// `"5d"`, `"36h"`, `"90m"`, `"600s"`: a positive span of at most 365 days.
+fn parse_span(text: &str) -> Option<chrono::Duration> {
+    let t = text.trim();
+    let unit = t.chars().last()?;
+    let n: i64 = t[..t.len() - unit.len_utf8()].trim().parse().ok()?;
+    let secs = match unit {
+        's' => n,
+        'm' => n.checked_mul(60)?,
+        'h' => n.checked_mul(3600)?,
+        'd' => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    (secs > 0 && secs <= 365 * 86_400).then(|| chrono::Duration::seconds(secs))
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -164,6 +207,7 @@ dkim = { selector = "s1", domain = "ex.org", key = "keys/dkim.pem", algorithm = 
             .expect("config");
         let s: MailSettings = c.section("mail").expect("mail");
         assert_eq!(s.concurrency, 8);
+        assert_eq!(s.queue_lifetime(), Ok(chrono::Duration::days(5)));
         assert_eq!(s.outbox, PathBuf::from("outbox"));
         let smtp = s.smtp.expect("smtp");
         assert_eq!(
@@ -171,6 +215,19 @@ dkim = { selector = "s1", domain = "ex.org", key = "keys/dkim.pem", algorithm = 
             (TlsMode::Implicit, 465, 30)
         );
         assert_eq!(s.dkim.map(|d| d.algorithm), Some(DkimAlgorithm::Rsa));
+        assert_eq!(
+            MailSettings::default().queue_lifetime(),
+            Ok(chrono::Duration::days(5))
+        );
+        for (text, secs) in [
+            ("36h", Some(129_600)),
+            ("90m", Some(5400)),
+            ("0d", None),
+            ("5", None),
+            ("x d", None),
+        ] {
+            assert_eq!(parse_span(text).map(|d| d.num_seconds()), secs, "{text}");
+        }
         let bad = src.replace("concurrency = 8", "password = \"x\"");
         let c = herald_content::Config::parse(std::path::Path::new("herald.toml"), &bad)
             .expect("config");

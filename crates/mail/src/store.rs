@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS mail_subscribers (
     name           TEXT NOT NULL DEFAULT '',
     lang           TEXT NOT NULL,
     topics         TEXT NOT NULL DEFAULT '',
-    status         TEXT NOT NULL CHECK (status IN ('pending', 'confirmed', 'unsubscribed', 'bounced')),
+    status         TEXT NOT NULL CHECK (status IN ('pending', 'confirmed', 'unsubscribed', 'bounced', 'complained')),
     consent_at     TEXT,
     consent_source TEXT NOT NULL DEFAULT '',
     consent_ip     TEXT,
@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS mail_subscribers (
     updated_at     TEXT NOT NULL,
     token_key      INTEGER NOT NULL,
     confirm_key    INTEGER,
-    legacy_tokens  INTEGER NOT NULL DEFAULT 0
+    legacy_tokens  INTEGER NOT NULL DEFAULT 0,
+    soft_bounce_since TEXT
 );
 ";
 
@@ -65,6 +66,8 @@ CREATE TABLE IF NOT EXISTS mail_bulletins (
     queued_at     TEXT NOT NULL,
     updated_at    TEXT NOT NULL,
     sent_at       TEXT,
+    next_attempt_at TEXT,
+    expires_at    TEXT,
     UNIQUE (statement_id, subscriber_id, version)
 );
 CREATE INDEX IF NOT EXISTS mail_bulletins_state ON mail_bulletins (state, id);
@@ -76,13 +79,94 @@ CREATE TABLE IF NOT EXISTS mail_meta (
 CREATE TABLE IF NOT EXISTS mail_events (
     id            INTEGER PRIMARY KEY,
     subscriber_id INTEGER NOT NULL,
-    kind          TEXT NOT NULL CHECK (kind IN ('subscribe', 'confirm', 'preferences', 'unsubscribe', 'bounce')),
+    kind          TEXT NOT NULL CHECK (kind IN ('subscribe', 'confirm', 'preferences', 'unsubscribe', 'bounce',
+                                                 'hard_bounce', 'soft_bounce', 'complaint')),
     at            TEXT NOT NULL,
     source        TEXT NOT NULL DEFAULT '',
     ip            TEXT,
-    detail        TEXT NOT NULL DEFAULT ''
+    detail        TEXT NOT NULL DEFAULT '',
+    bulletin_id   INTEGER,
+    status_code   TEXT
 );
 CREATE INDEX IF NOT EXISTS mail_events_subscriber ON mail_events (subscriber_id, id);
+CREATE TABLE IF NOT EXISTS mail_inbound (
+    digest        TEXT PRIMARY KEY,
+    at            TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    subscriber_id INTEGER,
+    bulletin_id   INTEGER,
+    detail        TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+";
+
+/// The deferred queue, bounces, complaints and inbound mail, on a database made
+/// before them (version 2): every row is kept. `mail_subscribers` and
+/// `mail_events` are copied into tables with the wider CHECKs (SQLite cannot
+/// change one in place); ids and the never-reuse sequence stay as they were.
+const MIGRATE_V3_SUBSCRIBERS: &str = "
+ALTER TABLE mail_subscribers RENAME TO mail_subscribers_v2;
+CREATE TABLE mail_subscribers (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    address        TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    name           TEXT NOT NULL DEFAULT '',
+    lang           TEXT NOT NULL,
+    topics         TEXT NOT NULL DEFAULT '',
+    status         TEXT NOT NULL CHECK (status IN ('pending', 'confirmed', 'unsubscribed', 'bounced', 'complained')),
+    consent_at     TEXT,
+    consent_source TEXT NOT NULL DEFAULT '',
+    consent_ip     TEXT,
+    hard_failures  INTEGER NOT NULL DEFAULT 0,
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL,
+    token_key      INTEGER NOT NULL,
+    confirm_key    INTEGER,
+    legacy_tokens  INTEGER NOT NULL DEFAULT 0,
+    soft_bounce_since TEXT
+);
+INSERT INTO mail_subscribers
+    (id, address, name, lang, topics, status, consent_at, consent_source, consent_ip,
+     hard_failures, created_at, updated_at, token_key, confirm_key, legacy_tokens)
+SELECT id, address, name, lang, topics, status, consent_at, consent_source, consent_ip,
+     hard_failures, created_at, updated_at, token_key, confirm_key, legacy_tokens
+FROM mail_subscribers_v2;
+CREATE TEMP TABLE mail_seq AS SELECT COALESCE(MAX(seq), 0) AS n FROM sqlite_sequence
+    WHERE name IN ('mail_subscribers', 'mail_subscribers_v2');
+DELETE FROM sqlite_sequence WHERE name IN ('mail_subscribers', 'mail_subscribers_v2');
+INSERT INTO sqlite_sequence (name, seq) VALUES ('mail_subscribers', (SELECT MAX(n) FROM (
+    SELECT n FROM temp.mail_seq UNION ALL SELECT COALESCE(MAX(id), 0) FROM mail_subscribers)));
+DROP TABLE temp.mail_seq;
+DROP TABLE mail_subscribers_v2;
+";
+
+const MIGRATE_V3_EVENTS: &str = "
+ALTER TABLE mail_events RENAME TO mail_events_v2;
+DROP INDEX IF EXISTS mail_events_subscriber;
+CREATE TABLE mail_events (
+    id            INTEGER PRIMARY KEY,
+    subscriber_id INTEGER NOT NULL,
+    kind          TEXT NOT NULL CHECK (kind IN ('subscribe', 'confirm', 'preferences', 'unsubscribe', 'bounce',
+                                                 'hard_bounce', 'soft_bounce', 'complaint')),
+    at            TEXT NOT NULL,
+    source        TEXT NOT NULL DEFAULT '',
+    ip            TEXT,
+    detail        TEXT NOT NULL DEFAULT '',
+    bulletin_id   INTEGER,
+    status_code   TEXT
+);
+INSERT INTO mail_events (id, subscriber_id, kind, at, source, ip, detail)
+SELECT id, subscriber_id, kind, at, source, ip, detail FROM mail_events_v2;
+DROP TABLE mail_events_v2;
+CREATE INDEX mail_events_subscriber ON mail_events (subscriber_id, id);
+";
+
+const MIGRATE_V3_BULLETINS: &str = "
+ALTER TABLE mail_bulletins ADD COLUMN next_attempt_at TEXT;
+ALTER TABLE mail_bulletins ADD COLUMN expires_at TEXT;
+";
+
+/// Indexes on columns older databases get from the migration.
+const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS mail_bulletins_due ON mail_bulletins (state, next_attempt_at);
 ";
 
 /// A database made before ids were kept unique: rows keep their ids and accept
@@ -202,8 +286,11 @@ pub enum Status {
     Pending,
     Confirmed,
     Unsubscribed,
-    /// Hard failures on repeated bulletins: receives nothing.
+    /// Hard failures on repeated bulletins, or soft ones that persisted: receives nothing.
     Bounced,
+    /// Reported our mail as spam (an ARF report): never mailed again; only a new
+    /// double opt-in subscribes them again.
+    Complained,
 }
 
 impl Status {
@@ -213,6 +300,7 @@ impl Status {
             Status::Confirmed => "confirmed",
             Status::Unsubscribed => "unsubscribed",
             Status::Bounced => "bounced",
+            Status::Complained => "complained",
         }
     }
 }
@@ -225,6 +313,7 @@ impl FromStr for Status {
             "confirmed" => Ok(Status::Confirmed),
             "unsubscribed" => Ok(Status::Unsubscribed),
             "bounced" => Ok(Status::Bounced),
+            "complained" => Ok(Status::Complained),
             _ => Err(SubscriberError::Status(s.to_string())),
         }
     }
@@ -422,7 +511,7 @@ pub(crate) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn parse_ts(column: &'static str, s: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(crate) fn parse_ts(column: &'static str, s: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(s)
         .map(|d| d.with_timezone(&Utc))
         .map_err(|_| StoreError::Corrupt {
@@ -538,8 +627,15 @@ pub enum EventKind {
     /// Language or topics changed.
     Preferences,
     Unsubscribe,
-    /// Marked bounced (by an administrator; the sender counts failures only).
+    /// Marked bounced (by an administrator, the sender's failures in a row, or
+    /// bounces that came back by mail).
     Bounce,
+    /// A hard bounce (DSN `failed`, 5.x.x) that came back by mail.
+    HardBounce,
+    /// A soft bounce (DSN 4.x.x or `delayed`) that came back by mail.
+    SoftBounce,
+    /// A spam complaint (ARF `Feedback-Type: abuse`).
+    Complaint,
 }
 
 impl EventKind {
@@ -550,6 +646,9 @@ impl EventKind {
             EventKind::Preferences => "preferences",
             EventKind::Unsubscribe => "unsubscribe",
             EventKind::Bounce => "bounce",
+            EventKind::HardBounce => "hard_bounce",
+            EventKind::SoftBounce => "soft_bounce",
+            EventKind::Complaint => "complaint",
         }
     }
     fn parse(s: &str) -> Result<EventKind, StoreError> {
@@ -559,6 +658,9 @@ impl EventKind {
             "preferences" => EventKind::Preferences,
             "unsubscribe" => EventKind::Unsubscribe,
             "bounce" => EventKind::Bounce,
+            "hard_bounce" => EventKind::HardBounce,
+            "soft_bounce" => EventKind::SoftBounce,
+            "complaint" => EventKind::Complaint,
             _ => {
                 return Err(StoreError::Corrupt {
                     column: "mail_events.kind",
@@ -585,7 +687,12 @@ pub struct Event {
     pub source: String,
     /// The client's address, where the person gave it.
     pub ip: Option<String>,
+    /// For a bounce or complaint: the diagnostic, as the report gave it.
     pub detail: String,
+    /// The bulletin a bounce or complaint answers.
+    pub bulletin_id: Option<i64>,
+    /// The DSN status code (`5.1.1`).
+    pub status_code: Option<String>,
 }
 
 /// Who made a change: the source and IP recorded with its event.
@@ -923,32 +1030,40 @@ impl MailStore {
     pub fn events(&self, id: Option<i64>) -> Result<Vec<Event>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT subscriber_id, kind, at, source, ip, detail FROM mail_events
+                "SELECT subscriber_id, kind, at, source, ip, detail, bulletin_id, status_code FROM mail_events
                  WHERE ?1 IS NULL OR subscriber_id = ?1 ORDER BY subscriber_id, id",
             )?;
             let rows = stmt
                 .query_map([id], |r| {
                     Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
+                        (
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                        ),
                         r.get::<_, Option<String>>(4)?,
                         r.get::<_, String>(5)?,
+                        r.get::<_, Option<i64>>(6)?,
+                        r.get::<_, Option<String>>(7)?,
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             rows.into_iter()
-                .map(|(subscriber_id, kind, at, source, ip, detail)| {
-                    Ok(Event {
-                        subscriber_id,
-                        kind: EventKind::parse(&kind)?,
-                        at: parse_ts("mail_events.at", &at)?,
-                        source,
-                        ip,
-                        detail,
-                    })
-                })
+                .map(
+                    |((subscriber_id, kind, at, source), ip, detail, bulletin_id, status_code)| {
+                        Ok(Event {
+                            subscriber_id,
+                            kind: EventKind::parse(&kind)?,
+                            at: parse_ts("mail_events.at", &at)?,
+                            source,
+                            ip,
+                            detail,
+                            bulletin_id,
+                            status_code,
+                        })
+                    },
+                )
                 .collect()
         })
     }
@@ -1238,6 +1353,23 @@ impl MailStore {
         rows.into_iter().map(cook_bulletin).collect()
     }
 
+    /// Rows matching `condition` (one parameter, `?1`), by id.
+    pub(crate) fn bulletins_where(
+        &self,
+        condition: &str,
+        value: rusqlite::types::Value,
+    ) -> Result<Vec<Bulletin>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {BULLETIN_COLUMNS} FROM mail_bulletins WHERE {condition} ORDER BY id"
+            ))?;
+            let rows = stmt
+                .query_map([value], bulletin_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(cook_bulletin).collect()
+        })
+    }
+
     /// How many rows are in each state.
     pub fn bulletin_counts(&self) -> Result<Vec<(BulletinState, u64)>, StoreError> {
         let conn = self.conn()?;
@@ -1251,13 +1383,67 @@ impl MailStore {
             .collect()
     }
 
-    /// Whether any row is pending or left in `sending`: a run has mail to deliver.
-    pub fn has_work(&self) -> Result<bool, StoreError> {
+    /// Whether a run at `now` has mail to deliver: a row left in `sending`, or a
+    /// pending one that is due (never deferred, its next attempt has come, or it
+    /// has expired and must be failed). Deferred rows not yet due are no work.
+    pub fn has_work(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
         Ok(self.conn()?.query_row(
-            "SELECT EXISTS (SELECT 1 FROM mail_bulletins WHERE state IN ('pending', 'sending'))",
-            [],
+            "SELECT EXISTS (SELECT 1 FROM mail_bulletins WHERE state = 'sending'
+               OR (state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?1
+                   OR expires_at <= ?1)))",
+            [ts(now)],
             |r| r.get(0),
         )?)
+    }
+
+    /// Pending rows that a run at `now` sends (never deferred, or their next
+    /// attempt has come), by id.
+    pub fn due_bulletins(&self, now: DateTime<Utc>) -> Result<Vec<Bulletin>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {BULLETIN_COLUMNS} FROM mail_bulletins WHERE state = 'pending'
+             AND (next_attempt_at IS NULL OR next_attempt_at <= ?1) ORDER BY id"
+        ))?;
+        let rows = stmt
+            .query_map([ts(now)], bulletin_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().map(cook_bulletin).collect()
+    }
+
+    /// Deferred rows whose queue lifetime is over at `now` become `failed` with
+    /// their last reason; returned as they were.
+    pub fn expire_deferred(&self, now: DateTime<Utc>) -> Result<Vec<Bulletin>, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let rows = {
+            let mut stmt = tx.prepare(&format!(
+                "UPDATE mail_bulletins SET state = 'failed', updated_at = ?1, next_attempt_at = NULL,
+                 last_error = 'expired in the deferred queue: ' || COALESCE(last_error, 'no reason recorded')
+                 WHERE state = 'pending' AND expires_at <= ?1 RETURNING {BULLETIN_COLUMNS}"
+            ))?;
+            stmt.query_map([ts(now)], bulletin_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        tx.commit()?;
+        rows.into_iter().map(cook_bulletin).collect()
+    }
+
+    /// Deferred rows (pending with a next attempt): how many, and the earliest
+    /// next attempt.
+    pub fn deferred(&self) -> Result<(u64, Option<DateTime<Utc>>), StoreError> {
+        self.read(|c| {
+            let (n, next): (i64, Option<String>) = c.query_row(
+                "SELECT COUNT(*), MIN(next_attempt_at) FROM mail_bulletins
+                 WHERE state = 'pending' AND next_attempt_at IS NOT NULL",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok((
+                u64::try_from(n).unwrap_or(0),
+                next.map(|t| parse_ts("mail_bulletins.next_attempt_at", &t))
+                    .transpose()?,
+            ))
+        })
     }
 
     /// Rows a crash left in `sending`: to `ambiguous` (the server may have the
@@ -1281,6 +1467,15 @@ impl MailStore {
                 [ts(now)],
             )?
         })
+    }
+
+    /// Every pending row becomes `sent` (benchmarks of what comes back).
+    #[doc(hidden)]
+    pub fn mark_all_sent_for_bench(&self) -> Result<usize, StoreError> {
+        Ok(self.conn()?.execute(
+            "UPDATE mail_bulletins SET state = 'sent' WHERE state = 'pending'",
+            [],
+        )?)
     }
 
     /// `herald mail retry --ambiguous`: put ambiguous rows back in the queue.
@@ -1330,8 +1525,8 @@ impl MailStore {
                 } => {
                     let sent_at = (*state == BulletinState::Sent).then_some(now);
                     tx.prepare_cached(
-                        "UPDATE mail_bulletins SET state = ?2, last_error = ?3, updated_at = ?4, sent_at = COALESCE(?5, sent_at)
-                         WHERE id = ?1",
+                        "UPDATE mail_bulletins SET state = ?2, last_error = ?3, updated_at = ?4, sent_at = COALESCE(?5, sent_at),
+                         next_attempt_at = NULL WHERE id = ?1",
                     )?
                     .execute(params![id, state.as_str(), error, now, sent_at])?;
                     match state {
@@ -1352,12 +1547,26 @@ impl MailStore {
                         _ => {}
                     }
                 }
-                Change::Deferred { id, error, counted } => {
+                Change::Deferred {
+                    id,
+                    error,
+                    counted,
+                    next_attempt_at,
+                    expires_at,
+                } => {
                     tx.prepare_cached(
                         "UPDATE mail_bulletins SET state = 'pending', last_error = ?2, updated_at = ?3,
-                         attempts = attempts + ?4 WHERE id = ?1",
+                         attempts = attempts + ?4, next_attempt_at = ?5,
+                         expires_at = COALESCE(expires_at, ?6) WHERE id = ?1",
                     )?
-                    .execute(params![id, error, now, i64::from(*counted)])?;
+                    .execute(params![
+                        id,
+                        error,
+                        now,
+                        i64::from(*counted),
+                        next_attempt_at,
+                        expires_at
+                    ])?;
                 }
             }
         }
@@ -1385,25 +1594,39 @@ pub(crate) enum Change {
         id: i64,
         error: String,
         counted: bool,
+        /// Not sent again before this (RFC 3339); journals written before the
+        /// deferred queue have none.
+        #[serde(default)]
+        next_attempt_at: Option<String>,
+        /// Failed when still deferred at this time; set by the first deferral only.
+        #[serde(default)]
+        expires_at: Option<String>,
     },
 }
 
 /// Bring an older database's tables to this version, once, under the write lock.
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let table = |c: &Connection| -> rusqlite::Result<Option<String>> {
+    let table = |c: &Connection, name: &str| -> rusqlite::Result<Option<String>> {
         c.query_row(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'mail_subscribers'",
-            [],
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
             |r| r.get(0),
         )
         .optional()
     };
+    let current = |c: &Connection| -> rusqlite::Result<bool> {
+        Ok(
+            table(c, "mail_subscribers")?.is_some_and(|sql| sql.contains("complained"))
+                && table(c, "mail_events")?.is_some_and(|sql| sql.contains("status_code"))
+                && table(c, "mail_bulletins")?.is_some_and(|sql| sql.contains("expires_at")),
+        )
+    };
     // Up to date (the usual case): no write lock taken, so opening never waits for a writer.
-    if table(conn)?.is_some_and(|sql| sql.contains("token_key")) {
-        return Ok(());
+    if current(conn)? {
+        return conn.execute_batch(INDEXES);
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    match table(&tx)? {
+    match table(&tx, "mail_subscribers")? {
         None => tx.execute_batch(SUBSCRIBERS)?,
         Some(sql) if !sql.contains("token_key") => {
             tracing::info!(
@@ -1413,6 +1636,17 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         }
         Some(_) => {}
     }
+    if table(&tx, "mail_events")?.is_some_and(|sql| !sql.contains("status_code")) {
+        tx.execute_batch(MIGRATE_V3_EVENTS)?;
+    }
+    if table(&tx, "mail_subscribers")?.is_some_and(|sql| !sql.contains("complained")) {
+        tracing::info!("mail store: migrating for bounces, complaints and the deferred queue");
+        tx.execute_batch(MIGRATE_V3_SUBSCRIBERS)?;
+    }
+    if table(&tx, "mail_bulletins")?.is_some_and(|sql| !sql.contains("expires_at")) {
+        tx.execute_batch(MIGRATE_V3_BULLETINS)?;
+    }
+    tx.execute_batch(INDEXES)?;
     tx.commit()
 }
 
@@ -1470,6 +1704,7 @@ fn change_status(
             Status::Confirmed => EventKind::Confirm,
             Status::Unsubscribed => EventKind::Unsubscribe,
             Status::Bounced => EventKind::Bounce,
+            Status::Complained => EventKind::Complaint,
         };
         record_event(tx, id, kind, now, origin, detail)?;
     }
@@ -1477,8 +1712,16 @@ fn change_status(
 }
 
 /// Nothing still queued goes out after an unsubscribe or a bounce.
-fn after_status(tx: &Connection, id: i64, status: Status, now: &str) -> Result<(), StoreError> {
-    if matches!(status, Status::Unsubscribed | Status::Bounced) {
+pub(crate) fn after_status(
+    tx: &Connection,
+    id: i64,
+    status: Status,
+    now: &str,
+) -> Result<(), StoreError> {
+    if matches!(
+        status,
+        Status::Unsubscribed | Status::Bounced | Status::Complained
+    ) {
         tx.prepare_cached(
             "UPDATE mail_bulletins SET state = 'failed', last_error = ?2, updated_at = ?3
              WHERE subscriber_id = ?1 AND state = 'pending'",

@@ -273,6 +273,124 @@ impl Secret {
     }
 }
 
+/// What a VERP token (in an address's local part) answers for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VerpKind {
+    /// The envelope sender of one bulletin row: a bounce names the row.
+    Bounce,
+    /// The `mailto:` unsubscribe address of one subscriber.
+    Unsubscribe,
+}
+
+impl VerpKind {
+    fn letter(self) -> u8 {
+        match self {
+            VerpKind::Bounce => b'b',
+            VerpKind::Unsubscribe => b'u',
+        }
+    }
+}
+
+/// What a genuine VERP token names: for a bounce, the bulletin row (`id`) and
+/// its subscriber (`key`); for an unsubscribe, the subscriber (`id`) and the
+/// row's `token_key` (`key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VerpClaim {
+    pub kind: VerpKind,
+    pub id: i64,
+    pub key: i64,
+}
+
+const VERP_MAC: usize = 10;
+const VERP_BYTES: usize = 8 + 8 + VERP_MAC;
+/// Every VERP token is this many characters: a kind letter and lowercase base32.
+/// Lowercase letters and digits only, so a relay that folds the case of a local
+/// part (some do) or a mail client cannot damage it, and `<local>+<token>` stays
+/// below the 64 characters of a local part for any local part up to 20.
+pub const VERP_CHARS: usize = 1 + (VERP_BYTES * 8).div_ceil(5);
+
+impl Secret {
+    fn verp_mac(&self, kind: VerpKind, body: &[u8]) -> [u8; VERP_MAC] {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"herald-mail verp v1\0");
+        mac.update(&[kind.letter()]);
+        mac.update(body);
+        let tag = mac.finalize().into_bytes();
+        let mut out = [0u8; VERP_MAC];
+        out.copy_from_slice(&tag[..VERP_MAC]);
+        out
+    }
+
+    /// A token of [`VERP_CHARS`] characters (`[a-z2-7]`) for an address's local part.
+    pub fn verp(&self, kind: VerpKind, id: i64, key: i64) -> String {
+        let mut buf = [0u8; VERP_BYTES];
+        buf[..8].copy_from_slice(&id.to_be_bytes());
+        buf[8..16].copy_from_slice(&key.to_be_bytes());
+        let tag = self.verp_mac(kind, &buf[..16]);
+        buf[16..].copy_from_slice(&tag);
+        let mut out = String::with_capacity(VERP_CHARS);
+        out.push(char::from(kind.letter()));
+        out.push_str(
+            &data_encoding::BASE32_NOPAD
+                .encode(&buf)
+                .to_ascii_lowercase(),
+        );
+        out
+    }
+
+    /// What a VERP token names, if it is genuine (any case; constant-time check).
+    pub fn verify_verp(&self, token: &str) -> Result<VerpClaim, TokenError> {
+        if token.len() != VERP_CHARS || !token.is_ascii() {
+            return Err(TokenError::Malformed);
+        }
+        let kind = match token.as_bytes()[0].to_ascii_lowercase() {
+            b'b' => VerpKind::Bounce,
+            b'u' => VerpKind::Unsubscribe,
+            _ => return Err(TokenError::Malformed),
+        };
+        let bytes = data_encoding::BASE32_NOPAD
+            .decode(token[1..].to_ascii_uppercase().as_bytes())
+            .map_err(|_| TokenError::Malformed)?;
+        if bytes.len() != VERP_BYTES {
+            return Err(TokenError::Malformed);
+        }
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"herald-mail verp v1\0");
+        mac.update(&[kind.letter()]);
+        mac.update(&bytes[..16]);
+        mac.verify_truncated_left(&bytes[16..])
+            .map_err(|_| TokenError::BadSignature)?;
+        let field = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[at..at + 8]);
+            i64::from_be_bytes(b)
+        };
+        Ok(VerpClaim {
+            kind,
+            id: field(0),
+            key: field(8),
+        })
+    }
+}
+
+/// `local+token@domain` from `address` (`local@domain`).
+pub fn verp_address(address: &str, token: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) => format!("{local}+{token}@{domain}"),
+        None => format!("{address}+{token}"),
+    }
+}
+
+/// The VERP token in `address`'s local part (after the last `+`), if any.
+pub fn verp_token(address: &str) -> Option<&str> {
+    let address = address.trim().trim_start_matches('<').trim_end_matches('>');
+    let local = address.rsplit_once('@').map_or(address, |(l, _)| l);
+    let (_, token) = local.rsplit_once('+')?;
+    (token.len() == VERP_CHARS).then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,5 +539,40 @@ mod tests {
             Err(TokenError::BadSignature)
         );
         assert!(format!("{env:?}").contains(".."));
+    }
+
+    #[test]
+    fn verp_tokens_are_fixed_length_signed_and_case_proof() {
+        let s = secret();
+        let t = s.verp(VerpKind::Bounce, 12345, 7);
+        assert_eq!(t.len(), VERP_CHARS);
+        assert_eq!(s.verp(VerpKind::Bounce, i64::MAX, -1).len(), VERP_CHARS);
+        assert!(
+            t.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
+        let claim = VerpClaim {
+            kind: VerpKind::Bounce,
+            id: 12345,
+            key: 7,
+        };
+        assert_eq!(s.verify_verp(&t), Ok(claim));
+        assert_eq!(s.verify_verp(&t.to_ascii_uppercase()), Ok(claim));
+        let addr = verp_address("bounces@ex.org", &t);
+        assert_eq!(verp_token(&addr), Some(t.as_str()));
+        assert_eq!(verp_token(&format!("<{addr}>")), Some(t.as_str()));
+        assert!(addr.split('@').next().is_some_and(|l| l.len() <= 64));
+        // Another kind, another key, one changed character: refused.
+        let u = s.verp(VerpKind::Unsubscribe, 12345, 7);
+        assert_ne!(u[1..], t[1..]);
+        let swapped = format!("u{}", &t[1..]);
+        assert_eq!(s.verify_verp(&swapped), Err(TokenError::BadSignature));
+        let mut bad = t.clone().into_bytes();
+        bad[10] = if bad[10] == b'a' { b'b' } else { b'a' };
+        let bad = String::from_utf8(bad).expect("ascii");
+        assert_eq!(s.verify_verp(&bad), Err(TokenError::BadSignature));
+        assert_eq!(s.verify_verp("bshort"), Err(TokenError::Malformed));
+        let other = Secret::from_bytes(&[8u8; 32]).expect("32 bytes");
+        assert_eq!(other.verify_verp(&t), Err(TokenError::BadSignature));
     }
 }

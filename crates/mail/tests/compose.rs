@@ -44,6 +44,7 @@ fn line_breaks_in_names_never_add_a_header_or_panic() {
             .compose(
                 &prepared,
                 Recipient {
+                    bulletin_id: 0,
                     subscriber_id: 7,
                     token_key: 77,
                     address: "reader@example.net",
@@ -86,6 +87,7 @@ fn one_click_link_is_signed_for_the_recipient() {
         .compose(
             &prepared,
             Recipient {
+                bulletin_id: 0,
                 subscriber_id: 1234,
                 token_key: 77,
                 address: "reader@example.net",
@@ -166,6 +168,7 @@ fn templates_are_overridden_and_pdf_attached() {
         .compose(
             &prepared,
             Recipient {
+                bulletin_id: 0,
                 subscriber_id: 1,
                 token_key: 77,
                 address: "a@example.net",

@@ -16,12 +16,21 @@ fn run(
     corpus: &herald_content::Corpus,
     settings: &MailSettings,
 ) -> herald_mail::DeliveryReport {
+    run_at(store, corpus, settings, now())
+}
+
+fn run_at(
+    store: &MailStore,
+    corpus: &herald_content::Corpus,
+    settings: &MailSettings,
+    at: chrono::DateTime<chrono::Utc>,
+) -> herald_mail::DeliveryReport {
     deliver(
         store,
         corpus,
         settings,
         &secret(),
-        now(),
+        at,
         &AtomicBool::new(false),
         &ProgressBar::hidden(),
     )
@@ -240,8 +249,12 @@ fn faults(pipelining: bool) {
         assert_eq!(per.get(&a[i]), None, "reader{i}");
     }
 
-    // The next run retries only the deferred ones; ambiguous ones are not resent.
-    let again = run(&store, &corpus, &settings);
+    // A run before their next attempt sends nothing; the next run after it
+    // retries only the deferred ones; ambiguous ones are not resent.
+    let early = run(&store, &corpus, &settings);
+    assert_eq!((early.sent, early.deferred.len()), (0, 0), "{early:?}");
+    let later = now() + chrono::Duration::minutes(5);
+    let again = run_at(&store, &corpus, &settings, later);
     assert_eq!(again.sent, 0, "{again:?}");
     assert_eq!(again.deferred.len(), 2);
     assert_eq!(server.per_recipient().get(&a[6]), Some(&1));

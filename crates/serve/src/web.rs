@@ -397,7 +397,9 @@ async fn subscribe(
         Ok(match existing.status {
             // Confirmed already: nothing to do, and the answer must not say so.
             Status::Confirmed => None,
-            Status::Pending | Status::Unsubscribed | Status::Bounced => Some((existing, false)),
+            Status::Pending | Status::Unsubscribed | Status::Bounced | Status::Complained => {
+                Some((existing, false))
+            }
         })
     })
     .await;

@@ -19,6 +19,8 @@ use herald_mail::{MailSettings, MailStore, NewSubscriber, SmtpSettings, Status, 
 pub enum Fault {
     /// `450` to RCPT.
     RcptTemp,
+    /// `451` to RCPT (a local error: greylisting answers so).
+    Rcpt451,
     /// `550` to RCPT.
     RcptPerm,
     /// `421` to RCPT, then close.
@@ -201,6 +203,9 @@ fn session(stream: TcpStream, st: &State) -> std::io::Result<()> {
             let rcpt = angle(&cmd);
             match take_fault(st, &rcpt) {
                 Some(Fault::RcptTemp) => out.write_all(b"450 4.2.1 mailbox busy, try later\r\n")?,
+                Some(Fault::Rcpt451) => {
+                    out.write_all(b"451 4.3.0 greylisted, try again later\r\n")?
+                }
                 Some(Fault::RcptPerm) => out.write_all(b"550 5.1.1 no such user\r\n")?,
                 Some(Fault::Rcpt421) => {
                     out.write_all(b"421 4.3.2 shutting down\r\n")?;
