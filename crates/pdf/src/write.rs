@@ -154,6 +154,8 @@ pub(crate) struct Info<'s> {
     pub modified: DateTime<FixedOffset>,
     /// The file identifier, from the input.
     pub id: [u8; 16],
+    /// Sign with this, claiming this signing time (`[pdf.signing]`).
+    pub signature: Option<(&'s crate::sign::Signer, DateTime<FixedOffset>)>,
 }
 
 struct Fontmap<'e> {
@@ -409,6 +411,9 @@ pub(crate) fn write(
     doc.trailer.set("Root", catalog_id);
     doc.trailer.set("Info", info_id);
     doc.trailer.set("ID", vec![id.clone(), id]);
+    if let Some((signer, time)) = info.signature {
+        signer.prepare(&mut doc, catalog_id, page_ids[0], pdf_date(&time))?;
+    }
     // Sized once: a buffer doubling its way up frees large blocks, and each such
     // free makes glibc's malloc consolidate every small free block.
     let streams: usize = doc
@@ -419,6 +424,9 @@ pub(crate) fn write(
         .sum();
     let mut out = Vec::with_capacity(streams + 64 * doc.objects.len() + 4096);
     doc.save_to(&mut out).map_err(|e| PdfError::Pdf(e.into()))?;
+    if let Some((signer, _)) = info.signature {
+        signer.finish(&mut out)?;
+    }
     Ok(out)
 }
 
