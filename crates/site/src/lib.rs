@@ -91,6 +91,9 @@ pub struct SiteSettings {
     /// Display names of topics per language: `[site.topic_names.migration]
     /// en = "Migration"`. Without one, the slug is shown with spaces.
     pub topic_names: BTreeMap<String, BTreeMap<String, String>>,
+    /// A minisign secret key (unencrypted; relative to the folder of herald.toml):
+    /// publish signs `.well-known/herald/manifest.json` with it.
+    pub manifest_key: Option<std::path::PathBuf>,
 }
 
 impl Default for SiteSettings {
@@ -98,6 +101,7 @@ impl Default for SiteSettings {
         SiteSettings {
             per_page: 50,
             topic_names: BTreeMap::new(),
+            manifest_key: None,
         }
     }
 }
