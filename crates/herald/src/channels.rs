@@ -387,8 +387,22 @@ fn invalid(d: herald_content::Diagnostic) -> Error {
     ))
 }
 
+/// The signer's name for the statement pages, from `[pdf.signing]`'s certificate.
+fn signer_name(corpus: &Corpus, settings: &Settings) -> Result<Option<String>, Error> {
+    match (&settings.pdf.signing, settings.pdf.enabled) {
+        (Some(s), true) => {
+            let base = corpus.config.path.parent().unwrap_or(std::path::Path::new("."));
+            herald_pdf::sign::signer_name(&base.join(&s.certificate))
+                .map(Some)
+                .map_err(|e| channel_err("pdf", e))
+        }
+        _ => Ok(None),
+    }
+}
+
 fn site(ctx: &Ctx<'_>, flow: &Flow) -> Result<(), Error> {
     let form = subscribe_form(ctx.corpus, ctx.due);
+    let signer = signer_name(ctx.corpus, ctx.settings)?;
     let input = herald_site::SiteInput {
         corpus: ctx.corpus,
         published: ctx.due,
@@ -399,6 +413,10 @@ fn site(ctx: &Ctx<'_>, flow: &Flow) -> Result<(), Error> {
             &[]
         },
         subscribe: ctx.settings.subscribe.then_some(&form),
+        integrity: herald_site::Integrity {
+            signed_by: signer.as_deref(),
+            manifest: ctx.settings.site.manifest_key.is_some(),
+        },
     };
     herald_site::render(&input, ctx.sink).map_err(|e| site_err(&ctx.corpus.root, e))?;
     Ok(())
@@ -481,6 +499,10 @@ pub fn check_templates(
                 &[]
             },
             subscribe: settings.subscribe.then_some(&form),
+            integrity: herald_site::Integrity {
+                signed_by: Some("Signer"),
+                manifest: settings.site.manifest_key.is_some(),
+            },
         };
         herald_site::check(&input).map_err(|e| site_err(&corpus.root, e))?;
     }

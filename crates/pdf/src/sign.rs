@@ -43,6 +43,7 @@ const ID_SIGNING_CERT_V2: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.47");
 const ID_TIMESTAMP_TOKEN: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.14");
+const ID_COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
 const ID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
 const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const ID_ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
@@ -111,6 +112,30 @@ pub fn load_certificates(path: &Path) -> Result<Vec<Certificate>, PdfError> {
         return Err(err(path, "holds no certificate"));
     }
     Ok(certs)
+}
+
+/// The name a reader knows the signer by: the certificate's common name (or its
+/// whole subject when it has none).
+pub fn signer_name(certificate: &Path) -> Result<String, PdfError> {
+    let cert = load_certificates(certificate)?.swap_remove(0);
+    let subject = &cert.tbs_certificate.subject;
+    let cn = subject
+        .0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .filter(|atv| atv.oid == ID_COMMON_NAME)
+        .find_map(|atv| {
+            atv.value
+                .decode_as::<der::asn1::Utf8StringRef<'_>>()
+                .map(|s| s.as_str().to_string())
+                .or_else(|_| {
+                    atv.value
+                        .decode_as::<der::asn1::PrintableStringRef<'_>>()
+                        .map(|s| s.as_str().to_string())
+                })
+                .ok()
+        });
+    Ok(cn.unwrap_or_else(|| subject.to_string()))
 }
 
 fn load_key(path: &Path) -> Result<Key, PdfError> {
