@@ -9,7 +9,8 @@ use herald_e2e::{herald, sample_project};
 
 const BIN: &str = env!("CARGO_BIN_EXE_herald-under-test");
 const NOW: &str = "2026-12-01T00:00:00Z";
-const PDF: &str = "public/en/2014/world-day-against-trafficking/world-day-against-trafficking.en.pdf";
+const PDF: &str =
+    "public/en/2014/world-day-against-trafficking/world-day-against-trafficking.en.pdf";
 
 fn text(out: &Output) -> String {
     format!(
@@ -57,12 +58,27 @@ fn keys_init_publish_and_independent_verifiers() {
 
     // pdfsig trusts the test certificate from an NSS database.
     std::fs::create_dir(root.join("nss")).expect("mkdir");
-    let o = tool(root, "certutil", &["-N", "-d", "sql:nss", "--empty-password"]);
+    let o = tool(
+        root,
+        "certutil",
+        &["-N", "-d", "sql:nss", "--empty-password"],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let o = tool(
         root,
         "certutil",
-        &["-A", "-d", "sql:nss", "-n", "herald-test", "-t", "CT,C,C", "-a", "-i", "keys/signing.pem"],
+        &[
+            "-A",
+            "-d",
+            "sql:nss",
+            "-n",
+            "herald-test",
+            "-t",
+            "CT,C,C",
+            "-a",
+            "-i",
+            "keys/signing.pem",
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     let sig = ok(&tool(root, "pdfsig", &["-nssdir", "sql:nss", PDF]));
@@ -82,7 +98,10 @@ fn keys_init_publish_and_independent_verifiers() {
             "public/.well-known/herald/manifest.json",
         ],
     ));
-    assert!(m.contains("Signature and comment signature verified"), "{m}");
+    assert!(
+        m.contains("Signature and comment signature verified"),
+        "{m}"
+    );
     let manifest: serde_json::Value = serde_json::from_slice(
         &std::fs::read(root.join("public/.well-known/herald/manifest.json")).expect("manifest"),
     )
@@ -99,19 +118,31 @@ fn keys_init_publish_and_independent_verifiers() {
 
     let v = ok(&herald(BIN, root, &["verify"]));
     assert!(v.contains("ok: the manifest's signature is valid"), "{v}");
-    let v = ok(&herald(BIN, root, &["verify", root.join(PDF).to_str().expect("utf-8")]));
+    let v = ok(&herald(
+        BIN,
+        root,
+        &["verify", root.join(PDF).to_str().expect("utf-8")],
+    ));
     assert!(v.contains("TEST ONLY"), "{v}");
 
     // The statement page says who signed the PDF and links the manifest.
-    let page = std::fs::read_to_string(root.join("public/en/2014/world-day-against-trafficking/index.html"))
-        .expect("page");
+    let page = std::fs::read_to_string(
+        root.join("public/en/2014/world-day-against-trafficking/index.html"),
+    )
+    .expect("page");
     assert!(page.contains("herald keys init"), "{page}");
     assert!(page.contains(".well-known/herald/manifest.json"), "{page}");
 
     // A changed statement republishes; the new manifest verifies.
-    std::fs::write(root.join("content/statements/2016/labour-migration-in-figures.en.md"),
-        std::fs::read_to_string(root.join("content/statements/2016/labour-migration-in-figures.en.md")).expect("read") + "\n")
-        .expect("touch");
+    std::fs::write(
+        root.join("content/statements/2016/labour-migration-in-figures.en.md"),
+        std::fs::read_to_string(
+            root.join("content/statements/2016/labour-migration-in-figures.en.md"),
+        )
+        .expect("read")
+            + "\n",
+    )
+    .expect("touch");
     ok(&herald(BIN, root, &["publish", "--now", NOW, "--no-mail"]));
     ok(&herald(BIN, root, &["verify"]));
 }
@@ -135,22 +166,51 @@ fn verify_names_every_changed_file_and_fails() {
     let out = herald(BIN, root, &["verify"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let t = text(&out);
-    assert!(t.contains("changed: en/2014/world-day-against-trafficking/world-day-against-trafficking.en.pdf"), "{t}");
+    assert!(
+        t.contains(
+            "changed: en/2014/world-day-against-trafficking/world-day-against-trafficking.en.pdf"
+        ),
+        "{t}"
+    );
     assert!(t.contains("changed: en/index.html"), "{t}");
     assert!(t.contains("not in the manifest: extra.html"), "{t}");
     assert!(t.contains("FAILED: 3 of"), "{t}");
 
     let out = herald(BIN, root, &["verify", pdf.to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("changed after signing"), "{}", text(&out));
+    assert!(
+        text(&out).contains("changed after signing"),
+        "{}",
+        text(&out)
+    );
 
     // A manifest edited to match is caught by its signature.
     let mpath = root.join("public/.well-known/herald/manifest.json");
-    let m = std::fs::read_to_string(&mpath).expect("manifest").replacen("\"size\": ", "\"size\": 1", 1);
+    let m =
+        std::fs::read_to_string(&mpath)
+            .expect("manifest")
+            .replacen("\"size\": ", "\"size\": 1", 1);
     std::fs::write(&mpath, m).expect("write");
     let out = herald(BIN, root, &["verify"]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("signature does not verify"), "{}", text(&out));
-    let o = tool(root, "minisign", &["-V", "-p", "public/.well-known/herald/manifest.pub", "-m", "public/.well-known/herald/manifest.json"]);
-    assert!(!o.status.success(), "minisign must refuse the edited manifest");
+    assert!(
+        text(&out).contains("signature does not verify"),
+        "{}",
+        text(&out)
+    );
+    let o = tool(
+        root,
+        "minisign",
+        &[
+            "-V",
+            "-p",
+            "public/.well-known/herald/manifest.pub",
+            "-m",
+            "public/.well-known/herald/manifest.json",
+        ],
+    );
+    assert!(
+        !o.status.success(),
+        "minisign must refuse the edited manifest"
+    );
 }

@@ -391,7 +391,11 @@ fn invalid(d: herald_content::Diagnostic) -> Error {
 fn signer_name(corpus: &Corpus, settings: &Settings) -> Result<Option<String>, Error> {
     match (&settings.pdf.signing, settings.pdf.enabled) {
         (Some(s), true) => {
-            let base = corpus.config.path.parent().unwrap_or(std::path::Path::new("."));
+            let base = corpus
+                .config
+                .path
+                .parent()
+                .unwrap_or(std::path::Path::new("."));
             herald_pdf::sign::signer_name(&base.join(&s.certificate))
                 .map(Some)
                 .map_err(|e| channel_err("pdf", e))

@@ -247,6 +247,6 @@ pub fn verify_public(
             diffs.push(Difference::Extra(rel));
         }
     }
-    diffs.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+    diffs.sort_by_key(ToString::to_string);
     Ok((manifest.files.len(), diffs))
 }

@@ -55,8 +55,25 @@ fn bench(c: &mut Criterion) {
     // The same statement signed (PAdES B-B, ECDSA P-256), with a key made by openssl.
     let keys = tempfile::tempdir().expect("tempdir");
     let ok = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
-        .args(["-keyout", "k.pem", "-out", "c.pem", "-days", "30", "-subj", "/CN=Bench"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-keyout",
+            "k.pem",
+            "-out",
+            "c.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=Bench",
+        ])
         .current_dir(keys.path())
         .output()
         .expect("openssl")

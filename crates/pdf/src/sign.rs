@@ -69,7 +69,7 @@ pub struct SigningSettings {
 
 enum Key {
     P256(p256::ecdsa::SigningKey),
-    Rsa(rsa::pkcs1v15::SigningKey<Sha256>),
+    Rsa(Box<rsa::pkcs1v15::SigningKey<Sha256>>),
 }
 
 /// A loaded key and chain, ready to sign many files.
@@ -150,7 +150,7 @@ fn load_key(path: &Path) -> Result<Key, PdfError> {
     if pem.contains("-----BEGIN RSA PRIVATE KEY-----") {
         let k = rsa::RsaPrivateKey::from_pkcs1_pem(&pem)
             .map_err(|e| err(path, format!("not a PKCS#1 RSA key: {e}")))?;
-        return Ok(Key::Rsa(rsa::pkcs1v15::SigningKey::new(k)));
+        return Ok(Key::Rsa(Box::new(rsa::pkcs1v15::SigningKey::new(k))));
     }
     if pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
         return Err(err(
@@ -162,7 +162,7 @@ fn load_key(path: &Path) -> Result<Key, PdfError> {
         return Ok(Key::P256(k));
     }
     if let Ok(k) = rsa::RsaPrivateKey::from_pkcs8_pem(&pem) {
-        return Ok(Key::Rsa(rsa::pkcs1v15::SigningKey::new(k)));
+        return Ok(Key::Rsa(Box::new(rsa::pkcs1v15::SigningKey::new(k))));
     }
     Err(err(
         path,

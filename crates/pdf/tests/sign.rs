@@ -377,16 +377,14 @@ fn rsa_signature_is_valid() {
 #[test]
 fn a_key_that_is_not_the_certificates_is_refused() {
     let pki = Pki::new();
-    let mut s = PdfSettings::default();
-    s.signing = Some(sign::SigningSettings {
+    let signing = sign::SigningSettings {
         key: pki.path("rsa.key"),
         certificate: pki.path("signer-chain.pem"),
         timestamp_url: None,
         reason: None,
         location: None,
-    });
-    let e =
-        sign::Signer::load(Path::new("/"), s.signing.as_ref().expect("set")).expect_err("mismatch");
+    };
+    let e = sign::Signer::load(Path::new("/"), &signing).expect_err("mismatch");
     assert!(e.to_string().contains("does not belong"), "{e}");
     assert!(e.to_string().contains("rsa.key"), "{e}");
 }
