@@ -214,3 +214,17 @@ fn verify_names_every_changed_file_and_fails() {
         "minisign must refuse the edited manifest"
     );
 }
+
+#[test]
+fn a_missing_key_fails_the_gate_and_publishes_nothing() {
+    let dir = sample_project();
+    let root = dir.path();
+    ok(&herald(BIN, root, &["keys", "init"]));
+    std::fs::remove_file(root.join("keys/signing.key")).expect("rm");
+    let out = herald(BIN, root, &["check"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("signing.key"), "{}", text(&out));
+    let out = herald(BIN, root, &["publish", "--now", NOW, "--no-mail"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(!root.join("public/en").exists(), "nothing published");
+}

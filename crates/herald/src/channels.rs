@@ -118,8 +118,20 @@ impl std::fmt::Debug for Settings {
 /// The PDF's: every character it draws has a glyph in the font chain, and every
 /// configured language's script is covered (a herald.toml error otherwise).
 pub fn content_rules(corpus: &Corpus, settings: &Settings) -> Result<(), Error> {
+    // Keys are part of the gate: a key that cannot sign fails `check`, not a publish.
+    let base = corpus
+        .config
+        .path
+        .parent()
+        .unwrap_or(std::path::Path::new("."));
+    if let Some(key) = &settings.site.manifest_key {
+        crate::manifest::ManifestKey::load(&base.join(key))?;
+    }
     if !settings.pdf.enabled {
         return Ok(());
+    }
+    if let Some(signing) = &settings.pdf.signing {
+        herald_pdf::sign::Signer::load(base, signing).map_err(|e| channel_err("pdf", e))?;
     }
     let chain = herald_pdf::FontChain::new(&corpus.config, &settings.pdf)
         .map_err(|e| channel_err("pdf", e))?;
