@@ -5,4 +5,5 @@ mod digest;
 mod gate;
 mod publish;
 mod schedule;
+mod signing;
 mod staging;

@@ -62,7 +62,12 @@ const DEBIAN: &[(&str, Probe, &str)] = &[
     (
         "minisign",
         Probe::Program(&["minisign"]),
-        "release signatures",
+        "release signatures; `minisign -V` on herald's manifest",
+    ),
+    (
+        "libnss3-tools",
+        Probe::Program(&["certutil"]),
+        "herald-pdf signing tests (an NSS database for pdfsig)",
     ),
 ];
 
@@ -71,6 +76,8 @@ const PYTHON: &[(&str, &str)] = &[
     ("feedparser>=6,<7", "feedparser"),
     ("dkimpy[ed25519]>=1.1", "dkim"),
     ("pynacl", "nacl"),
+    ("pyhanko>=0.25", "pyhanko"),
+    ("pyhanko-certvalidator>=0.26", "pyhanko_certvalidator"),
 ];
 
 /// The virtual environment's folder, below the target directory.

@@ -118,8 +118,20 @@ impl std::fmt::Debug for Settings {
 /// The PDF's: every character it draws has a glyph in the font chain, and every
 /// configured language's script is covered (a herald.toml error otherwise).
 pub fn content_rules(corpus: &Corpus, settings: &Settings) -> Result<(), Error> {
+    // Keys are part of the gate: a key that cannot sign fails `check`, not a publish.
+    let base = corpus
+        .config
+        .path
+        .parent()
+        .unwrap_or(std::path::Path::new("."));
+    if let Some(key) = &settings.site.manifest_key {
+        crate::manifest::ManifestKey::load(&base.join(key))?;
+    }
     if !settings.pdf.enabled {
         return Ok(());
+    }
+    if let Some(signing) = &settings.pdf.signing {
+        herald_pdf::sign::Signer::load(base, signing).map_err(|e| channel_err("pdf", e))?;
     }
     let chain = herald_pdf::FontChain::new(&corpus.config, &settings.pdf)
         .map_err(|e| channel_err("pdf", e))?;
@@ -387,8 +399,26 @@ fn invalid(d: herald_content::Diagnostic) -> Error {
     ))
 }
 
+/// The signer's name for the statement pages, from `[pdf.signing]`'s certificate.
+fn signer_name(corpus: &Corpus, settings: &Settings) -> Result<Option<String>, Error> {
+    match (&settings.pdf.signing, settings.pdf.enabled) {
+        (Some(s), true) => {
+            let base = corpus
+                .config
+                .path
+                .parent()
+                .unwrap_or(std::path::Path::new("."));
+            herald_pdf::sign::signer_name(&base.join(&s.certificate))
+                .map(Some)
+                .map_err(|e| channel_err("pdf", e))
+        }
+        _ => Ok(None),
+    }
+}
+
 fn site(ctx: &Ctx<'_>, flow: &Flow) -> Result<(), Error> {
     let form = subscribe_form(ctx.corpus, ctx.due);
+    let signer = signer_name(ctx.corpus, ctx.settings)?;
     let input = herald_site::SiteInput {
         corpus: ctx.corpus,
         published: ctx.due,
@@ -399,6 +429,10 @@ fn site(ctx: &Ctx<'_>, flow: &Flow) -> Result<(), Error> {
             &[]
         },
         subscribe: ctx.settings.subscribe.then_some(&form),
+        integrity: herald_site::Integrity {
+            signed_by: signer.as_deref(),
+            manifest: ctx.settings.site.manifest_key.is_some(),
+        },
     };
     herald_site::render(&input, ctx.sink).map_err(|e| site_err(&ctx.corpus.root, e))?;
     Ok(())
@@ -481,6 +515,10 @@ pub fn check_templates(
                 &[]
             },
             subscribe: settings.subscribe.then_some(&form),
+            integrity: herald_site::Integrity {
+                signed_by: Some("Signer"),
+                manifest: settings.site.manifest_key.is_some(),
+            },
         };
         herald_site::check(&input).map_err(|e| site_err(&corpus.root, e))?;
     }

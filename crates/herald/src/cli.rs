@@ -66,6 +66,23 @@ pub enum Command {
         #[arg(long, value_parser = parse_now)]
         now: Option<DateTime<Utc>>,
     },
+    /// Check `public/` against its signed manifest, or one PDF's signature.
+    Verify {
+        /// A signed PDF: check its signature and its certificate against `[pdf.signing]`.
+        pdf: Option<PathBuf>,
+    },
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a TEST-ONLY signing key, self-signed certificate and manifest key under
+    /// keys/, and add them to herald.toml.
+    Init,
 }
 
 /// `--now` must carry an offset: a bare local time would be a guess.
@@ -353,6 +370,91 @@ pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
         Command::Status { now } => {
             crate::status::print(&root, now.unwrap_or(clock), &mut out)?;
             Ok(exit::OK)
+        }
+        Command::Verify { pdf } => verify(&root, pdf.as_deref(), &mut out),
+        Command::Keys {
+            command: KeysCommand::Init,
+        } => {
+            let made = crate::keys::init(&root, clock)?;
+            let _ = writeln!(
+                out,
+                "made a TEST-ONLY key, certificate ({}) and manifest key in {}\n\
+                 added [pdf.signing] and [site] manifest_key to content/herald.toml\n\
+                 no reader trusts this certificate: see docs/pdf.md for a real one",
+                made.subject,
+                made.dir.display()
+            );
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// Exit code of `herald verify` when something does not match.
+const VERIFY_FAILED: u8 = exit::FAILURE;
+
+fn verify(root: &Path, pdf: Option<&Path>, out: &mut dyn Write) -> Result<u8, Error> {
+    let paths = crate::Paths::new(root);
+    let config_path = paths.content.join("herald.toml");
+    let config = herald_content::Config::load(&config_path).map_err(|d| {
+        Error::Content(herald_content::LoadError::Invalid(
+            herald_content::Diagnostics(vec![d]),
+        ))
+    })?;
+    let usage = |m: &str| Error::Usage(format!("herald verify: {m}"));
+    match pdf {
+        Some(file) => {
+            let settings =
+                herald_pdf::PdfSettings::from_config(&config).map_err(|e| usage(&e.to_string()))?;
+            let signing = settings.signing.ok_or_else(|| {
+                usage("no [pdf.signing] in herald.toml: its certificate is what a PDF is checked against")
+            })?;
+            let trusted =
+                herald_pdf::sign::load_certificates(&paths.content.join(&signing.certificate))
+                    .map_err(|e| usage(&e.to_string()))?;
+            let bytes =
+                std::fs::read(file).map_err(|e| usage(&format!("{}: {e}", file.display())))?;
+            match herald_pdf::sign::verify(&bytes, &trusted) {
+                Ok(v) => {
+                    let _ = writeln!(
+                        out,
+                        "ok: {} is signed by {}{}, the signature covers the whole file and nothing changed",
+                        file.display(),
+                        v.subject,
+                        if v.timestamped { " (time-stamped)" } else { "" }
+                    );
+                    Ok(exit::OK)
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "FAILED: {}: {e}", file.display());
+                    Ok(VERIFY_FAILED)
+                }
+            }
+        }
+        None => {
+            let site = herald_site::SiteSettings::from_config(&config)
+                .map_err(|e| usage(&e.to_string()))?;
+            let key_path = site
+                .manifest_key
+                .ok_or_else(|| usage("no [site] manifest_key in herald.toml"))?;
+            let key = crate::manifest::ManifestKey::load(&paths.content.join(key_path))?;
+            let (count, diffs) = crate::manifest::verify_public(&paths.public, key.public_key())?;
+            for d in &diffs {
+                let _ = writeln!(out, "{d}");
+            }
+            if diffs.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "ok: the manifest's signature is valid and all {count} files of public/ match it"
+                );
+                Ok(exit::OK)
+            } else {
+                let _ = writeln!(
+                    out,
+                    "FAILED: {} of public/'s files differ from the signed manifest",
+                    diffs.len()
+                );
+                Ok(VERIFY_FAILED)
+            }
         }
     }
 }

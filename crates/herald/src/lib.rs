@@ -7,8 +7,10 @@
 
 pub mod channels;
 pub mod cli;
+pub mod keys;
 pub mod ledger;
 pub mod lock;
+pub mod manifest;
 pub mod output;
 pub mod pipeline;
 pub mod run;

@@ -27,6 +27,8 @@ pub struct AtomicSink {
     dry_run: bool,
     /// Set by a signal: every later `put` fails, so the channels stop at the next file.
     cancel: Option<Arc<AtomicBool>>,
+    /// Also keep each file's size and SHA-256, for the signed manifest.
+    sha256: bool,
     state: Mutex<SinkState>,
 }
 
@@ -38,6 +40,8 @@ struct SinkState {
     changed: Vec<String>,
     /// Changed files waiting in `tmp` for [`AtomicSink::commit`]: path -> staged file.
     staged: BTreeMap<String, tempfile::TempPath>,
+    /// Path -> (size, SHA-256) of what was put, when asked for.
+    sums: BTreeMap<String, (u64, [u8; 32])>,
 }
 
 /// The error a `put` returns once the run is cancelled.
@@ -76,6 +80,7 @@ impl AtomicSink {
             tmp: tmp.to_path_buf(),
             dry_run,
             cancel: None,
+            sha256: false,
             state: Mutex::new(SinkState::default()),
         })
     }
@@ -84,6 +89,34 @@ impl AtomicSink {
     pub fn with_cancel(mut self, flag: Option<Arc<AtomicBool>>) -> AtomicSink {
         self.cancel = flag;
         self
+    }
+
+    /// Keep the size and SHA-256 of every file (see [`AtomicSink::sums`]).
+    pub fn with_sha256(mut self, on: bool) -> AtomicSink {
+        self.sha256 = on;
+        self
+    }
+
+    /// Size and SHA-256 of every file so far: hashed when put, or read back from
+    /// `public/` for files kept from an earlier run.
+    pub fn sums(&self) -> io::Result<BTreeMap<String, (u64, [u8; 32])>> {
+        use sha2::Digest;
+        let st = self.lock()?;
+        let mut out = BTreeMap::new();
+        for path in st.files.keys() {
+            let sum = match st.sums.get(path) {
+                Some(s) => *s,
+                None => {
+                    let target = self.root.join(checked(path)?);
+                    let bytes = fs::read(&target).map_err(|e| {
+                        io::Error::new(e.kind(), format!("reading {}: {e}", target.display()))
+                    })?;
+                    (bytes.len() as u64, sha2::Sha256::digest(&bytes).into())
+                }
+            };
+            out.insert(path.clone(), sum);
+        }
+        Ok(out)
     }
 
     /// True once the run was asked to stop.
@@ -204,7 +237,14 @@ impl Sink for AtomicSink {
         } else {
             None
         };
+        let sum = self.sha256.then(|| {
+            use sha2::Digest;
+            (bytes.len() as u64, sha2::Sha256::digest(bytes).into())
+        });
         let mut st = self.lock()?;
+        if let Some(sum) = sum {
+            st.sums.insert(path.to_string(), sum);
+        }
         if let Some(staged) = staged {
             st.staged.insert(path.to_string(), staged);
         }

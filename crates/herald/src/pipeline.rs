@@ -259,6 +259,10 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     );
     let channel_settings = channels::Settings::load(&corpus)?;
     channels::content_rules(&corpus, &channel_settings)?;
+    let manifest_key = match &channel_settings.site.manifest_key {
+        Some(p) => Some(crate::manifest::ManifestKey::load(&paths.content.join(p))?),
+        None => None,
+    };
     let now = opts.now;
     let due = corpus.due(now);
     let embargoed: Vec<Embargoed> = corpus
@@ -329,7 +333,8 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     if !(nothing_new && unchanged_inputs && outputs_intact) {
         // Every channel renders into staging; nothing is visible until all succeeded.
         let sink = AtomicSink::new(&paths.public, &paths.tmp, opts.dry_run)?
-            .with_cancel(opts.cancel.clone());
+            .with_cancel(opts.cancel.clone())
+            .with_sha256(manifest_key.is_some() && !opts.dry_run);
         let ctx = channels::Ctx {
             corpus: &corpus,
             due: &due,
@@ -358,6 +363,12 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
             reports.push(rep);
         }
         tracing::debug!("channels done at {} ms", t0.elapsed().as_millis());
+        if let Some(key) = &manifest_key
+            && !opts.dry_run
+        {
+            crate::manifest::write(&sink, &paths.public, &corpus.config.base_url, &due, key)?;
+            tracing::debug!("manifest signed at {} ms", t0.elapsed().as_millis());
+        }
         staged = Some(sink);
     } else {
         for ch in &public {

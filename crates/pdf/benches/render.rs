@@ -52,6 +52,48 @@ fn bench(c: &mut Criterion) {
     c.bench_function("two_page_statement", |b| {
         b.iter(|| renderer.render(&config, &one).expect("render"))
     });
+    // The same statement signed (PAdES B-B, ECDSA P-256), with a key made by openssl.
+    let keys = tempfile::tempdir().expect("tempdir");
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-keyout",
+            "k.pem",
+            "-out",
+            "c.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=Bench",
+        ])
+        .current_dir(keys.path())
+        .output()
+        .expect("openssl")
+        .status
+        .success();
+    assert!(ok, "openssl made no key");
+    let signed_config = Config::parse(
+        Path::new("herald.toml"),
+        &format!(
+            "{CONFIG}[pdf.signing]\nkey = {:?}\ncertificate = {:?}\n",
+            keys.path().join("k.pem"),
+            keys.path().join("c.pem")
+        ),
+    )
+    .expect("config");
+    let signed_settings = PdfSettings::from_config(&signed_config).expect("settings");
+    let signed = Renderer::new(&signed_config, &signed_settings).expect("renderer");
+    c.bench_function("two_page_statement_signed", |b| {
+        b.iter(|| signed.render(&signed_config, &one).expect("render"))
+    });
     let many: Vec<Statement> = (0..1000).map(|n| statement(&config, n)).collect();
     let mut group = c.benchmark_group("corpus");
     group.sample_size(10);
@@ -59,6 +101,14 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             many.par_iter()
                 .map(|s| renderer.render(&config, s).map(|p| p.len()))
+                .try_reduce(|| 0, |a, b| Ok(a + b))
+                .expect("render")
+        })
+    });
+    group.bench_function("1000_statements_parallel_signed", |b| {
+        b.iter(|| {
+            many.par_iter()
+                .map(|s| signed.render(&signed_config, s).map(|p| p.len()))
                 .try_reduce(|| 0, |a, b| Ok(a + b))
                 .expect("render")
         })

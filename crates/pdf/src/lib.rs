@@ -22,6 +22,7 @@ mod coverage;
 mod fonts;
 mod i18n;
 mod layout;
+pub mod sign;
 mod text;
 mod write;
 
@@ -61,6 +62,8 @@ pub struct PdfSettings {
     pub fonts: Vec<PathBuf>,
     /// Hyphenate where patterns exist for the language (default true).
     pub hyphenate: bool,
+    /// `[pdf.signing]`: sign every PDF (PAdES) with this key and certificate.
+    pub signing: Option<sign::SigningSettings>,
 }
 
 impl Default for PdfSettings {
@@ -71,6 +74,7 @@ impl Default for PdfSettings {
             font_size: 10.5,
             fonts: Vec::new(),
             hyphenate: true,
+            signing: None,
         }
     }
 }
@@ -111,6 +115,8 @@ pub enum PdfError {
     },
     #[error("cannot write the PDF: {0}")]
     Pdf(#[from] lopdf::Error),
+    #[error("[pdf.signing] {0}")]
+    Signing(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -143,6 +149,7 @@ pub struct Renderer {
     low_glyphs: Vec<Vec<u16>>,
     hyphenators: HashMap<String, Standard>,
     settings: PdfSettings,
+    signer: Option<sign::Signer>,
     /// One memo per render running at once, taken for a render and given back.
     memos: Mutex<Vec<Memo>>,
 }
@@ -202,7 +209,12 @@ impl Renderer {
             }
         }
         let faces = fonts::parse_faces(&sources)?;
+        let signer = match &settings.signing {
+            Some(s) => Some(sign::Signer::load(base, s)?),
+            None => None,
+        };
         Ok(Renderer {
+            signer,
             plans: fonts::common_plans(&faces),
             low_glyphs: fonts::low_glyphs(&faces),
             faces,
@@ -211,6 +223,11 @@ impl Renderer {
             settings: settings.clone(),
             memos: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The signer of `[pdf.signing]`, when set.
+    pub fn signer(&self) -> Option<&sign::Signer> {
+        self.signer.as_ref()
     }
 
     /// The PDF of one statement in its language.
@@ -298,6 +315,13 @@ impl Renderer {
             created: meta.date,
             modified: statement.modified(),
             id,
+            // The version's publication: the embargo's end, or the correction.
+            signature: self.signer.as_ref().map(|s| {
+                let published = meta
+                    .updated
+                    .map_or(meta.publish_at, |u| u.max(meta.publish_at));
+                (s, published)
+            }),
         };
         write::write(&job, &fonts, &embedded, &mut laid, &info)
     }

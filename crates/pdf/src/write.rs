@@ -253,6 +253,8 @@ pub(crate) struct Info<'s> {
     pub modified: DateTime<FixedOffset>,
     /// The file identifier, from the input.
     pub id: [u8; 16],
+    /// Sign with this, claiming this signing time (`[pdf.signing]`).
+    pub signature: Option<(&'s crate::sign::Signer, DateTime<FixedOffset>)>,
 }
 
 struct Fontmap<'e> {
@@ -513,7 +515,14 @@ pub(crate) fn write(
     doc.trailer.set("Root", catalog_id);
     doc.trailer.set("Info", info_id);
     doc.trailer.set("ID", vec![id.clone(), id]);
-    body.finish(doc)
+    if let Some((signer, time)) = info.signature {
+        signer.prepare(&mut doc, catalog_id, page_ids[0], pdf_date(&time))?;
+    }
+    let mut out = body.finish(doc)?;
+    if let Some((signer, _)) = info.signature {
+        signer.finish(&mut out)?;
+    }
+    Ok(out)
 }
 
 const CREATOR: &str = "herald";

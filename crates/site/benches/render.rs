@@ -159,6 +159,7 @@ fn bench(c: &mut Criterion) {
             pdfs: PdfLinks::Every,
             feeds: &FeedKind::ALL,
             subscribe: Some(&form),
+            integrity: Default::default(),
             ..SiteInput::new(&corpus, &due)
         };
         let sink = CountingSink::default();

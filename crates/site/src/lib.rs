@@ -67,6 +67,17 @@ pub struct SiteInput<'a> {
     /// with published statements; empty when there are no feeds.
     pub feeds: &'a [FeedKind],
     pub subscribe: Option<&'a SubscribeForm>,
+    /// Who signs the PDFs and whether a signed manifest is published.
+    pub integrity: Integrity<'a>,
+}
+
+/// The signature line under a statement's PDF link.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Integrity<'a> {
+    /// The signer's name (certificate subject) when PDFs are signed.
+    pub signed_by: Option<&'a str>,
+    /// `.well-known/herald/manifest.json` is published.
+    pub manifest: bool,
 }
 
 impl<'a> SiteInput<'a> {
@@ -78,6 +89,7 @@ impl<'a> SiteInput<'a> {
             pdfs: PdfLinks::None,
             feeds: &[],
             subscribe: None,
+            integrity: Integrity::default(),
         }
     }
 }
@@ -91,6 +103,9 @@ pub struct SiteSettings {
     /// Display names of topics per language: `[site.topic_names.migration]
     /// en = "Migration"`. Without one, the slug is shown with spaces.
     pub topic_names: BTreeMap<String, BTreeMap<String, String>>,
+    /// A minisign secret key (unencrypted; relative to the folder of herald.toml):
+    /// publish signs `.well-known/herald/manifest.json` with it.
+    pub manifest_key: Option<std::path::PathBuf>,
 }
 
 impl Default for SiteSettings {
@@ -98,6 +113,7 @@ impl Default for SiteSettings {
         SiteSettings {
             per_page: 50,
             topic_names: BTreeMap::new(),
+            manifest_key: None,
         }
     }
 }
@@ -392,6 +408,8 @@ struct Translation<'a> {
 struct PdfView {
     href: String,
     size: Option<String>,
+    signed_by: Option<String>,
+    manifest: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -943,15 +961,25 @@ impl<'a> Site<'a> {
             PdfLinks::Every => Some(PdfView {
                 href: urls::pdf(s),
                 size: None,
+                signed_by: None,
+                manifest: None,
             }),
             PdfLinks::Sizes(sizes) => {
                 let href = urls::pdf(s);
                 sizes.get(&href).map(|n| PdfView {
                     size: Some(i18n::file_size(&s.lang, *n)),
                     href,
+                    signed_by: None,
+                    manifest: None,
                 })
             }
-        };
+        }
+        .map(|mut p| {
+            let i = self.input.integrity;
+            p.signed_by = i.signed_by.map(str::to_string);
+            p.manifest = i.manifest.then_some(".well-known/herald/manifest.json");
+            p
+        });
         let languages: Vec<LangLink<'_>> = self
             .config
             .languages

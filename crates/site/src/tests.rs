@@ -370,6 +370,7 @@ fn feeds_pdf_and_subscribe_form() {
         pdfs: PdfLinks::Sizes(&sizes),
         feeds: &FeedKind::ALL,
         subscribe: Some(&form),
+        integrity: Default::default(),
         ..SiteInput::new(&corpus, &due)
     };
     let (_, files) = render_all(&input);
