@@ -134,8 +134,10 @@ pub(crate) fn prepare<'a>(corpus: &'a Corpus, entries: &'a [FeedEntry<'a>]) -> V
                 // Parsers drop surrounding white space; drop it first so all agree.
                 title: clean_trim(&s.meta.title),
                 summary: clean_trim(&s.meta.summary),
-                // Trailing newlines mean nothing in HTML, and parsers trim them.
-                html: clean(html.trim_end()).into_owned(),
+                // Trailing newlines mean nothing in HTML, and parsers trim them:
+                // trimmed after cleaning, or a dropped control character at the
+                // end would leave the newline before it.
+                html: clean(&html).trim_end().to_owned(),
                 pdf: e
                     .pdf_length
                     .map(|len| (format!("{base}{}", urls::pdf(s)), len)),

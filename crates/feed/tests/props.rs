@@ -141,7 +141,7 @@ proptest! {
             base_url: Some(&corpus.config.base_url),
             page_url: Some(&page),
         });
-        let html = clean(html.trim_end()).into_owned();
+        let html = clean(&html).trim_end().to_owned();
         let title = clean_trim(&title).into_owned();
         let summary = clean_trim(&summary).into_owned();
 
