@@ -253,6 +253,7 @@ fn publish_all(corpus: &Corpus) -> usize {
         pdfs: herald_site::PdfLinks::Sizes(&pdf_sizes),
         feeds: &FeedKind::ALL,
         subscribe: Some(&form),
+        previews: None,
     };
     let sink = MemorySink::default();
     herald_site::render(&input, &sink)

@@ -399,6 +399,7 @@ fn site(ctx: &Ctx<'_>, flow: &Flow) -> Result<(), Error> {
             &[]
         },
         subscribe: ctx.settings.subscribe.then_some(&form),
+        previews: None,
     };
     herald_site::render(&input, ctx.sink).map_err(|e| site_err(&ctx.corpus.root, e))?;
     Ok(())
@@ -481,6 +482,7 @@ pub fn check_templates(
                 &[]
             },
             subscribe: settings.subscribe.then_some(&form),
+            previews: None,
         };
         herald_site::check(&input).map_err(|e| site_err(&corpus.root, e))?;
     }

@@ -95,6 +95,7 @@ impl Project {
                 pdfs: herald_site::PdfLinks::Sizes(&sizes),
                 feeds: &[],
                 subscribe: Some(&form),
+                previews: None,
             },
             &sink,
         )
