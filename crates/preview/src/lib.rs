@@ -65,6 +65,16 @@ pub struct Card<'a> {
     pub rtl: bool,
 }
 
+impl<'a> Card<'a> {
+    /// `org` as the organization line when the card has none.
+    pub fn with_default_org(mut self, org: &'a str) -> Card<'a> {
+        if self.organization.trim().is_empty() {
+            self.organization = org;
+        }
+        self
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PreviewError {
     #[error("the preview logo is not a usable {kind} file: {detail}; give an SVG or PNG logo in [site.preview] logo")]

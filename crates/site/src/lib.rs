@@ -23,7 +23,7 @@ use minijinja::{Environment, context};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-pub use i18n::{Strings, strings};
+pub use i18n::{Strings, direction, long_date, strings};
 pub use templates::{STYLESHEET_NAME, TEMPLATES};
 
 /// Where the site's own assets (`content/assets/`) are copied below `public/`.
