@@ -71,6 +71,8 @@ const PYTHON: &[(&str, &str)] = &[
     ("feedparser>=6,<7", "feedparser"),
     ("dkimpy[ed25519]>=1.1", "dkim"),
     ("pynacl", "nacl"),
+    // JSON-LD and OpenGraph of the site's pages (tests/e2e/previews.rs).
+    ("extruct>=0.17", "extruct"),
 ];
 
 /// The virtual environment's folder, below the target directory.

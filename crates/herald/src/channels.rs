@@ -512,9 +512,9 @@ fn previews(
         }
         let s = ctx.due[*i];
         let card = preview_card(ctx.corpus, s, &texts[*i].0, &texts[*i].1);
-        let bytes = renderer.render(&card).map_err(|e| {
-            channel_err("site", format!("{}: {e}", s.path.display()))
-        })?;
+        let bytes = renderer
+            .render(&card)
+            .map_err(|e| channel_err("site", format!("{}: {e}", s.path.display())))?;
         ctx.sink.put(path, &bytes)?;
         Ok(())
     })?;

@@ -77,7 +77,9 @@ impl<'a> Card<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PreviewError {
-    #[error("the preview logo is not a usable {kind} file: {detail}; give an SVG or PNG logo in [site.preview] logo")]
+    #[error(
+        "the preview logo is not a usable {kind} file: {detail}; give an SVG or PNG logo in [site.preview] logo"
+    )]
     Logo { kind: &'static str, detail: String },
     #[error("preview image of {title:?}: {detail}")]
     Render { title: String, detail: String },
@@ -385,7 +387,11 @@ impl Renderer {
         let tree = usvg::Tree::from_str(&self.svg(card), &opt).map_err(|e| err(e.to_string()))?;
         let mut pixmap =
             tiny_skia::Pixmap::new(WIDTH, HEIGHT).ok_or_else(|| err("no pixmap".into()))?;
-        resvg::render(&tree, tiny_skia::Transform::identity(), &mut pixmap.as_mut());
+        resvg::render(
+            &tree,
+            tiny_skia::Transform::identity(),
+            &mut pixmap.as_mut(),
+        );
         if let Some(logo) = &self.logo {
             self.draw_logo(logo, card.rtl, &mut pixmap);
         }

@@ -95,7 +95,11 @@ fn renders_are_byte_identical_across_renderers_and_threads() {
     let mut s = style();
     s.accent = [0xff, 0xff, 0x00];
     let r3 = Renderer::new(s).expect("renderer");
-    assert_ne!(r1.key(&card(TITLE)), r3.key(&card(TITLE)), "the style is in the key");
+    assert_ne!(
+        r1.key(&card(TITLE)),
+        r3.key(&card(TITLE)),
+        "the style is in the key"
+    );
 }
 
 #[test]
@@ -113,7 +117,11 @@ fn cyrillic_kazakh_and_arabic_have_glyphs() {
     for c in arabic.chars().filter(|c| !c.is_whitespace()) {
         assert!(r.naskh.glyph_index(c).is_some(), "no Naskh glyph for {c}");
     }
-    for (lang, title, rtl) in [("kk", kazakh, false), ("ru", russian, false), ("ar", arabic, true)] {
+    for (lang, title, rtl) in [
+        ("kk", kazakh, false),
+        ("ru", russian, false),
+        ("ar", arabic, true),
+    ] {
         let c = Card {
             lang,
             title,
@@ -121,7 +129,14 @@ fn cyrillic_kazakh_and_arabic_have_glyphs() {
             ..card("")
         };
         let with = decode(&r.render(&c).expect("render")).2;
-        let without = decode(&r.render(&Card { title: "", ..c.clone() }).expect("render")).2;
+        let without = decode(
+            &r.render(&Card {
+                title: "",
+                ..c.clone()
+            })
+            .expect("render"),
+        )
+        .2;
         let n = differing(&with, &without, TITLE_TOP as u32, TITLE_BOTTOM as u32);
         assert!(n > 5_000, "{lang}: only {n} pixels of title");
     }
@@ -145,7 +160,10 @@ fn cyrillic_kazakh_and_arabic_have_glyphs() {
         })
         .collect();
     assert!(!ink_x.is_empty());
-    assert!(ink_x.iter().all(|x| *x > WIDTH as usize / 2), "rtl title is right-aligned");
+    assert!(
+        ink_x.iter().all(|x| *x > WIDTH as usize / 2),
+        "rtl title is right-aligned"
+    );
 }
 
 #[test]
@@ -158,9 +176,11 @@ fn long_titles_fit_and_markup_is_text() {
     assert!((1..=6).contains(&lines), "{lines} lines");
     let evil = r.svg(&card("</text><script>alert(1)</script> & \"q\""));
     assert!(!evil.contains("<script"), "{evil}");
-    r.render(&card("</text><script>alert(1)</script> & \"q\"")).expect("renders");
+    r.render(&card("</text><script>alert(1)</script> & \"q\""))
+        .expect("renders");
     let word = "Наименованиеорганизацииобъединённыхнаций".repeat(3);
-    r.render(&card(&word)).expect("an unbreakable word is cut, not overflowing");
+    r.render(&card(&word))
+        .expect("an unbreakable word is cut, not overflowing");
 }
 
 #[test]
@@ -180,7 +200,10 @@ fn logos_are_drawn_and_bad_logos_are_errors() {
     s.logo = Some(Logo::Png(pm.encode_png().expect("png")));
     let r = Renderer::new(s).expect("renderer");
     let px = decode(&r.render(&card(TITLE)).expect("render")).2;
-    let green = px.chunks_exact(3).filter(|p| p[1] > 0xf0 && p[0] < 0x10).count();
+    let green = px
+        .chunks_exact(3)
+        .filter(|p| p[1] > 0xf0 && p[0] < 0x10)
+        .count();
     assert!(green > 100 * 100, "{green} logo pixels");
 
     let mut s = style();
