@@ -5,7 +5,10 @@ use herald_preview::{Card, Renderer, Style};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200);
     let t0 = Instant::now();
     let r = Renderer::new(Style {
         background: [0x0b, 0x3d, 0x6b],

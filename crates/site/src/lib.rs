@@ -1059,14 +1059,16 @@ impl<'a> Site<'a> {
         let mut tags = meta::Tags::default();
         meta::common(
             &mut tags,
-            "website",
-            &self.config.title,
-            title,
-            Some(&self.config.organization.name),
-            url,
-            lang,
-            alternates,
-            None,
+            &meta::Page {
+                kind: "website",
+                site_name: &self.config.title,
+                title,
+                description: Some(&self.config.organization.name),
+                url,
+                lang,
+                alternates,
+                image: None,
+            },
         );
         tags.0
     }
@@ -1314,14 +1316,16 @@ impl<'a> Site<'a> {
         let mut tags = meta::Tags::default();
         meta::common(
             &mut tags,
-            "article",
-            &self.config.title,
-            &s.meta.title,
-            Some(&s.meta.summary),
-            url,
-            &s.lang,
-            &others,
-            image.as_ref(),
+            &meta::Page {
+                kind: "article",
+                site_name: &self.config.title,
+                title: &s.meta.title,
+                description: Some(&s.meta.summary),
+                url,
+                lang: &s.lang,
+                alternates: &others,
+                image: image.as_ref(),
+            },
         );
         tags.og("article:published_time", published.clone())
             .og("article:modified_time", modified.clone());

@@ -76,18 +76,33 @@ pub struct ImageTag<'a> {
     pub alt: &'a str,
 }
 
+/// What the common tags of a page say.
+pub struct Page<'a> {
+    /// `article` or `website`.
+    pub kind: &'static str,
+    pub site_name: &'a str,
+    pub title: &'a str,
+    pub description: Option<&'a str>,
+    /// Absolute, the canonical URL.
+    pub url: &'a str,
+    pub lang: &'a str,
+    /// The other languages the page exists in.
+    pub alternates: &'a [&'a str],
+    pub image: Option<&'a ImageTag<'a>>,
+}
+
 /// Tags every page has: site name, type, title, URL, locale and alternates, image.
-pub fn common(
-    tags: &mut Tags,
-    kind: &'static str,
-    site_name: &str,
-    title: &str,
-    description: Option<&str>,
-    url: &str,
-    lang: &str,
-    alternates: &[&str],
-    image: Option<&ImageTag<'_>>,
-) {
+pub fn common(tags: &mut Tags, page: &Page<'_>) {
+    let Page {
+        kind,
+        site_name,
+        title,
+        description,
+        url,
+        lang,
+        alternates,
+        image,
+    } = *page;
     tags.og("og:type", kind)
         .og("og:site_name", site_name)
         .og("og:title", title);

@@ -910,8 +910,8 @@ fn statement_pages_carry_link_preview_tags_and_a_news_article() {
     let doc = Html::parse_document(&text(&files, &format!("{}index.html", urls::page(en))));
     let og = |k: &str| meta_content(&doc, "property", k);
     assert_eq!(og("og:type"), ["article"]);
-    assert_eq!(og("og:title"), [en.meta.title.clone()]);
-    assert_eq!(og("og:description"), [en.meta.summary.clone()]);
+    assert_eq!(og("og:title"), [en.meta.title.as_str()]);
+    assert_eq!(og("og:description"), [en.meta.summary.as_str()]);
     assert_eq!(og("og:url"), [format!("{base}{}", urls::page(en))]);
     assert_eq!(og("og:locale"), ["en_US"]);
     assert_eq!(og("og:locale:alternate"), ["ru_RU", "kk_KZ"]);
