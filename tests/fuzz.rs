@@ -254,6 +254,7 @@ fn publish_all(corpus: &Corpus) -> usize {
         feeds: &FeedKind::ALL,
         subscribe: Some(&form),
         integrity: Default::default(),
+        previews: None,
     };
     let sink = MemorySink::default();
     herald_site::render(&input, &sink)

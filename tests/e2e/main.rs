@@ -3,6 +3,7 @@
 mod contract;
 mod digest;
 mod gate;
+mod previews;
 mod publish;
 mod schedule;
 mod signing;

@@ -55,6 +55,11 @@ const DEBIAN: &[(&str, Probe, &str)] = &[
         "chromium screenshots (Latin and Cyrillic)",
     ),
     (
+        "npm",
+        Probe::Program(&["npm"]),
+        "installs axe-core (accessibility test) into target/axe",
+    ),
+    (
         "nginx",
         Probe::Program(&["/usr/sbin/nginx"]),
         "serving public/ behind a web server",
@@ -78,7 +83,48 @@ const PYTHON: &[(&str, &str)] = &[
     ("pynacl", "nacl"),
     ("pyhanko>=0.25", "pyhanko"),
     ("pyhanko-certvalidator>=0.26", "pyhanko_certvalidator"),
+    // JSON-LD and OpenGraph of the site's pages (tests/e2e/previews.rs).
+    ("extruct>=0.17", "extruct"),
 ];
+
+/// npm packages the tests load into the browser: (package@range, file they read).
+/// Installed with npm into `target/axe/` (never globally).
+const NPM: &[(&str, &str)] = &[("axe-core@4", "axe-core/axe.min.js")];
+
+/// Install the npm packages into `target/axe/node_modules` unless present.
+fn npm(root: &Path) -> Result<(), String> {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("axe");
+    let missing: Vec<&str> = NPM
+        .iter()
+        .filter(|(_, file)| !dir.join("node_modules").join(file).is_file())
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !on_path("npm") {
+        return Err(format!(
+            "npm is missing; it installs {} for the accessibility test: `sudo apt-get install -y npm`",
+            missing.join(" ")
+        ));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    eprintln!("xtask test: npm install {}", missing.join(" "));
+    run(Command::new("npm")
+        .current_dir(&dir)
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--no-save",
+            "--prefix",
+        ])
+        .arg(&dir)
+        .args(&missing))
+}
 
 /// The virtual environment's folder, below the target directory.
 fn venv_dir(root: &Path) -> PathBuf {
@@ -268,6 +314,7 @@ pub fn workspace() -> PathBuf {
 /// `cargo xtask provision`: what the tests need, nothing run. Returns the venv.
 pub fn provision(root: &Path) -> Result<PathBuf, String> {
     debian()?;
+    npm(root)?;
     let venv = venv_dir(root);
     python(&venv)?;
     Ok(venv)

@@ -51,6 +51,9 @@ pub struct Settings {
     pub mail: herald_mail::MailSettings,
     /// `herald serve` runs at the site's origin: pages carry its subscribe form.
     pub subscribe: bool,
+    /// The link-preview cards' colours and logo (read and checked once); none
+    /// when `[site.preview] enabled = false`.
+    pub preview: Option<herald_preview::Style>,
 }
 
 fn channel_err(channel: &'static str, e: impl std::fmt::Display) -> Error {
@@ -78,7 +81,9 @@ impl Settings {
         let serve: herald_serve::ServeSettings = config
             .section("serve")
             .map_err(|d| channel_err("serve", d))?;
+        let preview = preview_style(corpus, &site)?;
         Ok(Settings {
+            preview,
             subscribe: serve.public_url.is_some(),
             mail,
             schedules,
@@ -88,6 +93,56 @@ impl Settings {
             authority,
         })
     }
+}
+
+/// `[site.preview]` as the renderer takes it: colours checked by herald-site,
+/// the logo read (relative to herald.toml's folder) and parsed once here, so a
+/// bad logo fails `check`, naming the file.
+fn preview_style(
+    corpus: &Corpus,
+    site: &herald_site::SiteSettings,
+) -> Result<Option<herald_preview::Style>, Error> {
+    let p = &site.preview;
+    if !p.enabled {
+        return Ok(None);
+    }
+    let [background, text, accent] = p.colours().map_err(|e| channel_err("site", e))?;
+    let logo = match &p.logo {
+        None => None,
+        Some(rel) => {
+            let path = herald_content::content_dir(&corpus.root).join(rel);
+            let bytes = std::fs::read(&path).map_err(|e| {
+                channel_err(
+                    "site",
+                    format!(
+                        "[site.preview] logo {}: {e}; give an SVG or PNG file relative to herald.toml",
+                        path.display()
+                    ),
+                )
+            })?;
+            let logo = if rel.to_ascii_lowercase().ends_with(".svg") {
+                herald_preview::Logo::Svg(bytes)
+            } else {
+                herald_preview::Logo::Png(bytes)
+            };
+            Some(logo)
+        }
+    };
+    let style = herald_preview::Style {
+        background,
+        text,
+        accent,
+        logo,
+    };
+    if style.logo.is_some() {
+        herald_preview::Renderer::new(style.clone()).map_err(|e| {
+            channel_err(
+                "site",
+                format!("{} ({})", e, p.logo.as_deref().unwrap_or_default()),
+            )
+        })?;
+    }
+    Ok(Some(style))
 }
 
 impl Settings {
@@ -416,9 +471,92 @@ fn signer_name(corpus: &Corpus, settings: &Settings) -> Result<Option<String>, E
     }
 }
 
+/// The card of a statement's preview image: issuers (or the organization), title,
+/// date and place as its page shows them.
+fn preview_card<'a>(
+    corpus: &'a Corpus,
+    s: &'a Statement,
+    org: &'a str,
+    date: &'a str,
+) -> herald_preview::Card<'a> {
+    herald_preview::Card {
+        lang: &s.lang,
+        organization: org,
+        title: &s.meta.title,
+        date,
+        rtl: herald_site::direction(&s.lang) == "rtl",
+    }
+    .with_default_org(&corpus.config.organization.name)
+}
+
+/// Each due statement's preview image, beside its page and named by its card's
+/// key: an unchanged card keeps its file (nothing rendered), a changed one gets
+/// a new name, so link-preview caches that key on the URL see the new image.
+fn previews(
+    ctx: &Ctx<'_>,
+    style: &herald_preview::Style,
+) -> Result<HashMap<String, herald_site::PreviewImage>, Error> {
+    let previous: HashMap<&str, &str> = ctx
+        .previous_outputs
+        .iter()
+        .map(|(p, d)| (p.as_str(), d.as_str()))
+        .collect();
+    let renderer =
+        herald_preview::Renderer::new(style.clone()).map_err(|e| channel_err("site", e))?;
+    let texts: Vec<(String, String)> = ctx
+        .due
+        .iter()
+        .map(|s| {
+            let mut date = herald_site::long_date(&s.lang, &s.meta.date);
+            if let Some(place) = &s.meta.place {
+                date.push_str(" · ");
+                date.push_str(place);
+            }
+            (s.meta.issuers.join(", "), date)
+        })
+        .collect();
+    let mut map = HashMap::with_capacity(ctx.due.len());
+    let mut todo: Vec<(usize, String)> = Vec::new();
+    for (i, s) in ctx.due.iter().enumerate() {
+        let card = preview_card(ctx.corpus, s, &texts[i].0, &texts[i].1);
+        let path = format!("{}preview-{:016x}.png", urls::page(s), renderer.key(&card));
+        match previous.get(path.as_str()) {
+            Some(digest) if ctx.paths.public.join(&path).is_file() => {
+                ctx.sink.keep(&path, digest)?;
+            }
+            _ => todo.push((i, path.clone())),
+        }
+        map.insert(
+            urls::page(s),
+            herald_site::PreviewImage {
+                path,
+                width: herald_preview::WIDTH,
+                height: herald_preview::HEIGHT,
+            },
+        );
+    }
+    todo.par_iter().try_for_each(|(i, path)| {
+        if ctx.sink.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let s = ctx.due[*i];
+        let card = preview_card(ctx.corpus, s, &texts[*i].0, &texts[*i].1);
+        let bytes = renderer
+            .render(&card)
+            .map_err(|e| channel_err("site", format!("{}: {e}", s.path.display())))?;
+        ctx.sink.put(path, &bytes)?;
+        Ok(())
+    })?;
+    Ok(map)
+}
+
 fn site(ctx: &Ctx<'_>, flow: &Flow) -> Result<(), Error> {
     let form = subscribe_form(ctx.corpus, ctx.due);
     let signer = signer_name(ctx.corpus, ctx.settings)?;
+    let previews = match &ctx.settings.preview {
+        Some(style) => Some(previews(ctx, style)?),
+        None => None,
+    };
     let input = herald_site::SiteInput {
         corpus: ctx.corpus,
         published: ctx.due,
@@ -433,6 +571,7 @@ fn site(ctx: &Ctx<'_>, flow: &Flow) -> Result<(), Error> {
             signed_by: signer.as_deref(),
             manifest: ctx.settings.site.manifest_key.is_some(),
         },
+        previews: previews.as_ref(),
     };
     herald_site::render(&input, ctx.sink).map_err(|e| site_err(&ctx.corpus.root, e))?;
     Ok(())
@@ -519,6 +658,7 @@ pub fn check_templates(
                 signed_by: Some("Signer"),
                 manifest: settings.site.manifest_key.is_some(),
             },
+            previews: None,
         };
         herald_site::check(&input).map_err(|e| site_err(&corpus.root, e))?;
     }

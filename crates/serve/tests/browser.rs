@@ -327,3 +327,176 @@ fn reader_subscribes_confirms_and_unsubscribes_in_chromium() {
     assert_eq!(p.status("browser@example.org"), Some(Status::Unsubscribed));
     drop(run);
 }
+
+/// axe-core's browser build, installed by `cargo xtask provision` into the target folder.
+fn axe_source() -> String {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    let path = target.join("axe/node_modules/axe-core/axe.min.js");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run `cargo xtask provision` (it installs axe-core with npm into the target folder)",
+            path.display()
+        )
+    })
+}
+
+impl Browser {
+    /// Run `js` (an expression giving a promise) and wait for its value.
+    fn await_value(&mut self, js: &str) -> Value {
+        let s = self.session.clone();
+        let params = json!({"expression": js, "returnByValue": true, "awaitPromise": true});
+        match self.try_call(Some(&s), "Runtime.evaluate", params) {
+            Ok(r) => {
+                if let Some(e) = r.get("exceptionDetails") {
+                    panic!("{js}: {e}");
+                }
+                r["result"]["value"].clone()
+            }
+            Err(e) => panic!("{js}: {e}"),
+        }
+    }
+
+    /// A key press as a keyboard sends it.
+    fn key(&mut self, key: &str, code: u32, text: Option<&str>) {
+        for kind in ["keyDown", "keyUp"] {
+            let mut p = json!({
+                "type": kind, "key": key, "code": key, "windowsVirtualKeyCode": code,
+            });
+            if let (Some(t), "keyDown") = (text, kind) {
+                p["text"] = json!(t);
+            }
+            self.page("Input.dispatchKeyEvent", p);
+        }
+    }
+
+    fn focused(&mut self) -> String {
+        self.read("(document.activeElement && (document.activeElement.id || document.activeElement.tagName + ':' + (document.activeElement.value || document.activeElement.textContent || '').trim())) || ''")
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// Press Tab until the focused element answers `is` (as `focused` describes it).
+    fn tab_to(&mut self, is: &str) {
+        for _ in 0..200 {
+            self.key("Tab", 9, None);
+            if self.focused() == is {
+                // The focus is visible: an outline is drawn around it.
+                let outline = self.read("getComputedStyle(document.activeElement).outlineStyle");
+                assert_ne!(outline, "none", "{is} has no visible focus");
+                return;
+            }
+        }
+        panic!("Tab never reached {is}");
+    }
+}
+
+/// The WCAG 2.2 A and AA rules of axe-core (and those of 2.0 and 2.1 they extend).
+const AXE_RUN: &str = "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22a', 'wcag22aa']}, resultTypes: ['violations']}).then(r => ({passes: r.passes.length, violations: r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary)}))}))";
+
+#[test]
+fn axe_finds_no_wcag_22_aa_violation_on_any_page_type_in_any_language() {
+    let p = Project::new("");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let run = rt.block_on(start(&p));
+    let axe = axe_source();
+    let mut b = Browser::launch();
+    let mut pages: Vec<String> = Vec::new();
+    for lang in ["en", "ru", "kk"] {
+        pages.push(format!("/{lang}/"));
+        pages.push(format!("/{lang}/2014/world-day-against-trafficking/"));
+        pages.push(format!("/{lang}/topics/"));
+        pages.push(format!("/{lang}/topics/trafficking/"));
+        pages.push(format!("/{lang}/2014/"));
+        pages.push(format!("/subscribe?lang={lang}"));
+    }
+    pages.push("/en/2016/labour-migration-in-figures/".into());
+    let mut checked = 0;
+    for scheme in ["light", "dark"] {
+        b.page(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+        );
+        for path in &pages {
+            let url = run.url(path);
+            b.goto(&url);
+            assert!(
+                !b.text().contains("404") || b.text().len() > 400,
+                "{path} is missing"
+            );
+            // The site's CSP forbids scripts; DevTools evaluation is not a page script.
+            b.eval(&axe);
+            let result = b.await_value(AXE_RUN);
+            assert!(
+                result["passes"].as_u64().unwrap_or(0) > 10,
+                "{path}: axe ran no rule: {result}"
+            );
+            let violations = &result["violations"];
+            assert_eq!(
+                violations,
+                &json!([]),
+                "{path} ({scheme}): {}",
+                serde_json::to_string_pretty(violations).unwrap_or_default()
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 * pages.len());
+    // The check can fail: an image without a text alternative is reported.
+    b.eval("document.querySelector('main').insertAdjacentHTML('beforeend', '<img src=\"/style.css\">')");
+    let result = b.await_value(AXE_RUN);
+    assert!(
+        result["violations"].to_string().contains("image-alt"),
+        "{result}"
+    );
+    drop(run);
+}
+
+#[test]
+fn a_keyboard_alone_subscribes() {
+    let p = Project::new("");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let run = rt.block_on(start(&p));
+    let mut b = Browser::launch();
+    b.goto(&run.url("/kk/"));
+    // The skip link comes first and moves the focus to the content.
+    b.key("Tab", 9, None);
+    assert_eq!(b.focused(), format!("A:{}", "Мазмұнға өту"));
+    b.tab_to("subscribe-email");
+    b.page("Input.insertText", json!({"text": "keys@example.org"}));
+    b.tab_to("subscribe-lang");
+    assert_eq!(b.read("document.activeElement.value"), "kk");
+    // The first topic, checked with the space bar.
+    b.key("Tab", 9, None);
+    assert_eq!(b.read("document.activeElement.type"), "checkbox");
+    let topic = b
+        .read("document.activeElement.value")
+        .as_str()
+        .expect("topic")
+        .to_string();
+    b.key(" ", 32, Some(" "));
+    assert_eq!(b.read("document.activeElement.checked"), true);
+    b.tab_to(&format!("BUTTON:{}", "Жазылу"));
+    b.key("Enter", 13, Some("\r"));
+    b.wait_for("/subscribe");
+    let start = Instant::now();
+    while !b.text().contains("Check your details") {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", b.text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    b.tab_to("subscribe");
+    b.key("Enter", 13, Some("\r"));
+    let start = Instant::now();
+    while !b.text().contains("Check your inbox") {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", b.text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = p.subscriber("keys@example.org").expect("stored");
+    assert_eq!(
+        (s.status, s.lang.as_str(), s.topics.clone()),
+        (Status::Pending, "kk", vec![topic])
+    );
+    drop(run);
+}

@@ -37,6 +37,10 @@ pub struct Strings {
     pub older: &'static str,
     pub none_yet: &'static str,
     pub statement_count: &'static str,
+    /// The year list on index pages.
+    pub years: &'static str,
+    /// A year page's heading; `{year}` is replaced.
+    pub year_title: &'static str,
 }
 
 const EN: Strings = Strings {
@@ -69,6 +73,8 @@ const EN: Strings = Strings {
     older: "Older statements",
     none_yet: "No statements have been published yet.",
     statement_count: "Statements",
+    years: "Archive by year",
+    year_title: "Statements of {year}",
 };
 
 const RU: Strings = Strings {
@@ -101,6 +107,8 @@ const RU: Strings = Strings {
     older: "Более ранние заявления",
     none_yet: "Заявлений пока нет.",
     statement_count: "Заявления",
+    years: "Архив по годам",
+    year_title: "Заявления за {year} год",
 };
 
 const KK: Strings = Strings {
@@ -133,6 +141,8 @@ const KK: Strings = Strings {
     older: "Ертерек мәлімдемелер",
     none_yet: "Әзірге мәлімдеме жарияланған жоқ.",
     statement_count: "Мәлімдемелер",
+    years: "Жылдар бойынша мұрағат",
+    year_title: "{year} жылғы мәлімдемелер",
 };
 
 /// The primary subtag: `pt` for `pt-BR`.
@@ -255,6 +265,11 @@ pub fn file_size(lang: &str, bytes: u64) -> String {
         "ru" | "kk" => text.replace('.', ","),
         _ => text,
     }
+}
+
+/// `year_title` with its year.
+pub fn year_title(lang: &str, year: &str) -> String {
+    strings(lang).year_title.replace("{year}", year)
 }
 
 /// `page_of` with its placeholders filled in.

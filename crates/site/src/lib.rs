@@ -8,6 +8,7 @@
 //! [`herald_content::html::to_html`] through minijinja templates.
 
 mod i18n;
+mod meta;
 mod templates;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,7 +23,7 @@ use minijinja::{Environment, context};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-pub use i18n::{Strings, strings};
+pub use i18n::{Strings, direction, long_date, strings};
 pub use templates::{STYLESHEET_NAME, TEMPLATES};
 
 /// Where the site's own assets (`content/assets/`) are copied below `public/`.
@@ -67,6 +68,9 @@ pub struct SiteInput<'a> {
     /// with published statements; empty when there are no feeds.
     pub feeds: &'a [FeedKind],
     pub subscribe: Option<&'a SubscribeForm>,
+    /// Preview images beside statement pages, by page path (`en/2014/world-day/`);
+    /// none: pages carry no `og:image`.
+    pub previews: Option<&'a HashMap<String, PreviewImage>>,
     /// Who signs the PDFs and whether a signed manifest is published.
     pub integrity: Integrity<'a>,
 }
@@ -80,6 +84,15 @@ pub struct Integrity<'a> {
     pub manifest: bool,
 }
 
+/// A statement's link-preview image, as the page's tags describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviewImage {
+    /// Path below the site root, e.g. `en/2014/world-day/preview-1a2b3c4d.png`.
+    pub path: String,
+    pub width: u32,
+    pub height: u32,
+}
+
 impl<'a> SiteInput<'a> {
     /// Pages only: no PDF or feed links, no subscribe form.
     pub fn new(corpus: &'a Corpus, published: &'a [&'a Statement]) -> Self {
@@ -90,6 +103,7 @@ impl<'a> SiteInput<'a> {
             feeds: &[],
             subscribe: None,
             integrity: Integrity::default(),
+            previews: None,
         }
     }
 }
@@ -106,6 +120,8 @@ pub struct SiteSettings {
     /// A minisign secret key (unencrypted; relative to the folder of herald.toml):
     /// publish signs `.well-known/herald/manifest.json` with it.
     pub manifest_key: Option<std::path::PathBuf>,
+    /// The link-preview images: `[site.preview]`.
+    pub preview: PreviewSettings,
 }
 
 impl Default for SiteSettings {
@@ -114,7 +130,96 @@ impl Default for SiteSettings {
             per_page: 50,
             topic_names: BTreeMap::new(),
             manifest_key: None,
+            preview: PreviewSettings::default(),
         }
+    }
+}
+
+/// `[site.preview]`: colours (`#rrggbb`) and an optional logo of the 1200×630
+/// link-preview image of each statement page.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PreviewSettings {
+    /// Write preview images (default true).
+    pub enabled: bool,
+    pub background: String,
+    /// The title's colour.
+    pub text: String,
+    /// The organization line, the date and the rule.
+    pub accent: String,
+    /// An SVG or PNG file, relative to `herald.toml`'s folder.
+    pub logo: Option<String>,
+}
+
+impl Default for PreviewSettings {
+    fn default() -> Self {
+        PreviewSettings {
+            enabled: true,
+            background: "#0b3d6b".into(),
+            text: "#ffffff".into(),
+            accent: "#cfe3f7".into(),
+            logo: None,
+        }
+    }
+}
+
+/// `#rrggbb` as RGB.
+pub fn parse_colour(s: &str) -> Option<[u8; 3]> {
+    let hex = s.strip_prefix('#')?;
+    if hex.len() != 6 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).ok();
+    Some([byte(0)?, byte(2)?, byte(4)?])
+}
+
+/// WCAG 2.x contrast ratio of two sRGB colours (1 to 21).
+pub fn contrast(a: [u8; 3], b: [u8; 3]) -> f64 {
+    let lum = |c: [u8; 3]| {
+        let lin = |v: u8| {
+            let v = f64::from(v) / 255.0;
+            if v <= 0.04045 {
+                v / 12.92
+            } else {
+                ((v + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * lin(c[0]) + 0.7152 * lin(c[1]) + 0.0722 * lin(c[2])
+    };
+    let (x, y) = (lum(a), lum(b));
+    (x.max(y) + 0.05) / (x.min(y) + 0.05)
+}
+
+impl PreviewSettings {
+    /// The three colours, checked: each `#rrggbb`, and text and accent readable on
+    /// the background (WCAG AA, 4.5:1).
+    pub fn colours(&self) -> Result<[[u8; 3]; 3], SiteError> {
+        let mut out = [[0u8; 3]; 3];
+        for (i, (key, value)) in [
+            ("background", &self.background),
+            ("text", &self.text),
+            ("accent", &self.accent),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            out[i] = parse_colour(value).ok_or_else(|| {
+                SiteError::Invalid(format!(
+                    "herald.toml [site.preview] {key} = {value:?} is not a colour: write it as \"#rrggbb\", e.g. \"#0b3d6b\""
+                ))
+            })?;
+        }
+        for (i, key) in [(1, "text"), (2, "accent")] {
+            let ratio = contrast(out[0], out[i]);
+            if ratio < 4.5 {
+                return Err(SiteError::Invalid(format!(
+                    "herald.toml [site.preview]: {key} {} on background {} has a contrast of {ratio:.2}:1; choose colours with at least 4.5:1 (WCAG AA)",
+                    if i == 1 { &self.text } else { &self.accent },
+                    self.background
+                )));
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -124,6 +229,15 @@ impl SiteSettings {
         let s: SiteSettings = config
             .section("site")
             .map_err(|d| SiteError::Settings(Box::new(d)))?;
+        s.preview.colours()?;
+        if let Some(logo) = &s.preview.logo {
+            let lower = logo.to_ascii_lowercase();
+            if !(lower.ends_with(".svg") || lower.ends_with(".png")) {
+                return Err(SiteError::Invalid(format!(
+                    "herald.toml [site.preview] logo = {logo:?}: give an .svg or .png file (relative to herald.toml)"
+                )));
+            }
+        }
         if s.per_page == 0 {
             return Err(SiteError::Invalid(
                 "[site] per_page must be at least 1 (statements per index page; default 50)".into(),
@@ -143,6 +257,8 @@ pub struct SiteReport {
     pub index_pages: usize,
     /// Topic pages (with pagination) and topic lists.
     pub topic_pages: usize,
+    /// Year archives (`en/2014/`).
+    pub year_pages: usize,
     pub assets: usize,
 }
 
@@ -229,6 +345,11 @@ pub fn render(input: &SiteInput<'_>, sink: &dyn Sink) -> Result<SiteReport, Site
             jobs.push(Job::Index { lang, page });
         }
         jobs.push(Job::Topics { lang });
+        if let Some(years) = site.years.get(lang.as_str()) {
+            for year in years.keys() {
+                jobs.push(Job::Year { lang, year });
+            }
+        }
         if let Some(topics) = site.topics.get(lang.as_str()) {
             for (topic, list) in topics {
                 for page in 1..=site.page_count(list.len()) {
@@ -261,6 +382,7 @@ pub fn render(input: &SiteInput<'_>, sink: &dyn Sink) -> Result<SiteReport, Site
         match kind {
             Kind::Statement => report.statement_pages += 1,
             Kind::Index => report.index_pages += 1,
+            Kind::Year => report.year_pages += 1,
             Kind::Topic => report.topic_pages += 1,
             Kind::Asset => report.assets += 1,
             Kind::Other => {}
@@ -291,6 +413,10 @@ enum Job<'a> {
     Topics {
         lang: &'a str,
     },
+    Year {
+        lang: &'a str,
+        year: &'a str,
+    },
     Topic {
         lang: &'a str,
         topic: &'a str,
@@ -306,6 +432,7 @@ enum Job<'a> {
 #[derive(Clone, Copy)]
 enum Kind {
     Statement,
+    Year,
     Index,
     Topic,
     Asset,
@@ -356,6 +483,16 @@ struct Head {
     canonical: String,
     alternates: Vec<Alternate>,
     feeds: Vec<FeedLink>,
+    /// OpenGraph and Twitter card tags.
+    meta: Vec<meta::MetaTag>,
+}
+
+#[derive(Serialize)]
+struct YearCount {
+    year: String,
+    href: String,
+    count: usize,
+    current: bool,
 }
 
 #[derive(Serialize)]
@@ -485,6 +622,8 @@ struct Site<'a> {
     by_id: HashMap<&'a str, Vec<&'a Statement>>,
     /// Per language: topic -> statements, newest first.
     topics: HashMap<&'a str, BTreeMap<&'a str, Vec<&'a Statement>>>,
+    /// Per language: year -> statements, newest first.
+    years: HashMap<&'a str, BTreeMap<&'a str, Vec<&'a Statement>>>,
     /// Per language: the values every page of that language shares.
     chrome: HashMap<&'a str, Value>,
 }
@@ -516,6 +655,11 @@ fn topic_page_path(lang: &str, topic: &str, page: usize) -> String {
     } else {
         format!("{}page/{page}/", urls::topic(lang, topic))
     }
+}
+
+/// A year's archive: `en/2014/`.
+fn year_path(lang: &str, year: &str) -> String {
+    format!("{lang}/{year}/")
 }
 
 fn topics_path(lang: &str) -> String {
@@ -552,7 +696,14 @@ impl<'a> Site<'a> {
         let mut by_lang: HashMap<&str, Vec<&Statement>> = HashMap::new();
         let mut by_id: HashMap<&str, Vec<&Statement>> = HashMap::new();
         let mut topics: HashMap<&str, BTreeMap<&str, Vec<&Statement>>> = HashMap::new();
+        let mut years: HashMap<&str, BTreeMap<&str, Vec<&Statement>>> = HashMap::new();
         for s in &published {
+            years
+                .entry(&s.lang)
+                .or_default()
+                .entry(&s.year)
+                .or_default()
+                .push(s);
             by_lang.entry(&s.lang).or_default().push(s);
             by_id.entry(&s.id).or_default().push(s);
             for t in &s.meta.topics {
@@ -576,6 +727,7 @@ impl<'a> Site<'a> {
             by_lang,
             by_id,
             topics,
+            years,
             chrome: HashMap::new(),
         };
         let chrome = config
@@ -752,6 +904,11 @@ impl<'a> Site<'a> {
                 let html = self.topics_html(lang, &path)?;
                 Ok((Kind::Topic, vec![put(path, html.as_bytes())?]))
             }
+            Job::Year { lang, year } => {
+                let path = format!("{}index.html", year_path(lang, year));
+                let html = self.year_html(lang, year, &path)?;
+                Ok((Kind::Year, vec![put(path, html.as_bytes())?]))
+            }
             Job::Topic { lang, topic, page } => {
                 let path = format!("{}index.html", topic_page_path(lang, topic, *page));
                 let html = self.topic_html(lang, topic, *page, &path)?;
@@ -825,9 +982,12 @@ impl<'a> Site<'a> {
                 url: self.config.base_url.clone(),
             });
         }
+        // The root index is a copy of the default language's first page.
+        let canonical = self.url(&index_page_path(lang, page));
+        let others = self.other_languages(lang);
         let head = Head {
-            // The root index is a copy of the default language's first page.
-            canonical: self.url(&index_page_path(lang, page)),
+            meta: self.site_tags(lang, &self.config.title, &canonical, &others),
+            canonical,
             alternates,
             feeds: self.head_feeds(lang, &[]),
         };
@@ -836,6 +996,7 @@ impl<'a> Site<'a> {
             head => Serde(head),
             entries => Serde(self.entries(slice)),
             pagination => Serde(pagination),
+            years => Serde(self.year_counts(lang, None)),
             ..self.chrome(lang)
         };
         self.render_template("index.html", ctx)
@@ -862,8 +1023,11 @@ impl<'a> Site<'a> {
                 url: self.url(&topics_path(l)),
             })
             .collect();
+        let canonical = self.url(&topics_path(lang));
+        let others = self.other_languages(lang);
         let head = Head {
-            canonical: self.url(&topics_path(lang)),
+            meta: self.site_tags(lang, i18n::strings(lang).topics, &canonical, &others),
+            canonical,
             alternates,
             feeds: self.head_feeds(lang, &[]),
         };
@@ -874,6 +1038,111 @@ impl<'a> Site<'a> {
             ..self.chrome(lang)
         };
         self.render_template("topics.html", ctx)
+    }
+
+    /// The years of `lang` with their statement counts, newest first.
+    fn year_counts(&self, lang: &str, current: Option<&str>) -> Vec<YearCount> {
+        self.years
+            .get(lang)
+            .into_iter()
+            .flatten()
+            .rev()
+            .map(|(y, list)| YearCount {
+                year: (*y).to_string(),
+                href: year_path(lang, y),
+                count: list.len(),
+                current: current == Some(*y),
+            })
+            .collect()
+    }
+
+    /// The configured languages other than `lang`.
+    fn other_languages(&self, lang: &str) -> Vec<&str> {
+        self.config
+            .languages
+            .iter()
+            .map(String::as_str)
+            .filter(|l| *l != lang)
+            .collect()
+    }
+
+    /// Site-level link-preview tags of a list page.
+    fn site_tags(
+        &self,
+        lang: &str,
+        title: &str,
+        url: &str,
+        alternates: &[&str],
+    ) -> Vec<meta::MetaTag> {
+        let mut tags = meta::Tags::default();
+        meta::common(
+            &mut tags,
+            &meta::Page {
+                kind: "website",
+                site_name: &self.config.title,
+                title,
+                description: Some(&self.config.organization.name),
+                url,
+                lang,
+                alternates,
+                image: None,
+            },
+        );
+        tags.0
+    }
+
+    /// `en/2014/`: every statement of that year in that language, newest first.
+    fn year_html(&self, lang: &str, year: &str, path: &str) -> Result<String, SiteError> {
+        let list = self
+            .years
+            .get(lang)
+            .and_then(|y| y.get(year))
+            .map_or(&[][..], Vec::as_slice);
+        let mut alternates = Vec::new();
+        let mut others: Vec<&str> = Vec::new();
+        for l in &self.config.languages {
+            if self
+                .years
+                .get(l.as_str())
+                .is_some_and(|y| y.contains_key(year))
+            {
+                alternates.push(Alternate {
+                    hreflang: l.clone(),
+                    url: self.url(&year_path(l, year)),
+                });
+                if l != lang {
+                    others.push(l);
+                }
+            }
+        }
+        if alternates.len() < 2 {
+            alternates.clear();
+        }
+        let canonical = self.url(&year_path(lang, year));
+        let heading = i18n::year_title(lang, year);
+        let head = Head {
+            meta: self.site_tags(lang, &heading, &canonical, &others),
+            canonical,
+            alternates,
+            feeds: self.head_feeds(lang, &[]),
+        };
+        let ctx = context! {
+            root => root_for(path),
+            head => Serde(head),
+            year => year,
+            heading => heading,
+            entries => Serde(self.entries(list)),
+            years => Serde(self.year_counts(lang, Some(year))),
+            pagination => Serde(Pagination {
+                current: 1,
+                total: 1,
+                label: i18n::page_of(lang, 1, 1),
+                newer: None,
+                older: None,
+            }),
+            ..self.chrome(lang)
+        };
+        self.render_template("year.html", ctx)
     }
 
     fn topic_html(
@@ -891,22 +1160,28 @@ impl<'a> Site<'a> {
         let (slice, pagination) =
             self.paginate(lang, list, page, |n| topic_page_path(lang, topic, n));
         let mut alternates = Vec::new();
-        if page == 1 {
-            for l in &self.config.languages {
-                if self
-                    .topics
-                    .get(l.as_str())
-                    .is_some_and(|t| t.contains_key(topic))
-                {
+        let mut others: Vec<&str> = Vec::new();
+        for l in &self.config.languages {
+            if self
+                .topics
+                .get(l.as_str())
+                .is_some_and(|t| t.contains_key(topic))
+            {
+                if page == 1 {
                     alternates.push(Alternate {
                         hreflang: l.clone(),
                         url: self.url(&urls::topic(l, topic)),
                     });
                 }
+                if l != lang {
+                    others.push(l);
+                }
             }
         }
+        let canonical = self.url(&topic_page_path(lang, topic, page));
         let head = Head {
-            canonical: self.url(&topic_page_path(lang, topic, page)),
+            meta: self.site_tags(lang, &self.topic_name(lang, topic), &canonical, &others),
+            canonical,
             alternates,
             feeds: self.head_feeds(lang, &[topic]),
         };
@@ -995,8 +1270,11 @@ impl<'a> Site<'a> {
             })
             .collect();
         let topics: Vec<&str> = s.meta.topics.iter().map(String::as_str).collect();
+        let canonical = self.url(&urls::page(s));
+        let (tags, jsonld) = self.statement_meta(s, versions, &canonical, pdf.as_ref());
         let head = Head {
-            canonical: self.url(&urls::page(s)),
+            meta: tags,
+            canonical,
             alternates,
             feeds: self.head_feeds(&s.lang, &topics),
         };
@@ -1023,9 +1301,145 @@ impl<'a> Site<'a> {
             body => Value::from_safe_string(body),
             // The switcher leads to this statement's translations where there are some.
             languages => Serde(languages),
+            // JSON with every `<` escaped (meta::script_json): data, never markup.
+            jsonld => Value::from_safe_string(jsonld),
             ..self.chrome(&s.lang)
         };
         self.render_template("statement.html", ctx)
+    }
+
+    /// A statement page's link-preview tags and its schema.org `NewsArticle`.
+    fn statement_meta(
+        &self,
+        s: &Statement,
+        versions: &[&Statement],
+        url: &str,
+        pdf: Option<&PdfView>,
+    ) -> (Vec<meta::MetaTag>, String) {
+        let published = w3c_date(&s.meta.date);
+        let modified = w3c_date(&s.modified());
+        let date_text = i18n::long_date(&s.lang, &s.meta.date);
+        let org = &self.config.organization;
+        let by = if s.meta.issuers.is_empty() {
+            org.name.clone()
+        } else {
+            s.meta.issuers.join(", ")
+        };
+        let alt = format!("{} — {by}, {date_text}", s.meta.title);
+        let image = self
+            .input
+            .previews
+            .and_then(|p| p.get(&urls::page(s)))
+            .map(|p| meta::ImageTag {
+                url: self.url(&p.path),
+                width: p.width,
+                height: p.height,
+                alt: &alt,
+            });
+        let others: Vec<&str> = versions
+            .iter()
+            .filter(|v| v.lang != s.lang)
+            .map(|v| v.lang.as_str())
+            .collect();
+        let mut tags = meta::Tags::default();
+        meta::common(
+            &mut tags,
+            &meta::Page {
+                kind: "article",
+                site_name: &self.config.title,
+                title: &s.meta.title,
+                description: Some(&s.meta.summary),
+                url,
+                lang: &s.lang,
+                alternates: &others,
+                image: image.as_ref(),
+            },
+        );
+        tags.og("article:published_time", published.clone())
+            .og("article:modified_time", modified.clone());
+        for t in &s.meta.topics {
+            tags.og("article:tag", self.topic_name(&s.lang, t));
+        }
+
+        let issuers: Vec<serde_json::Value> = if s.meta.issuers.is_empty() {
+            vec![meta::organization(&org.name, org.url.as_deref())]
+        } else {
+            s.meta
+                .issuers
+                .iter()
+                .map(|i| meta::organization(i, None))
+                .collect()
+        };
+        let mut article = serde_json::json!({
+            "@context": "https://schema.org",
+            "@type": "NewsArticle",
+            "@id": format!("{url}#article"),
+            "url": url,
+            "mainEntityOfPage": url,
+            "headline": s.meta.title,
+            "description": s.meta.summary,
+            "datePublished": published,
+            "dateModified": modified,
+            "inLanguage": s.lang,
+            "author": issuers,
+            "publisher": issuers,
+            "isPartOf": { "@type": "WebSite", "name": self.config.title, "url": self.config.base_url },
+        });
+        if !s.meta.topics.is_empty() {
+            let names: Vec<String> = s
+                .meta
+                .topics
+                .iter()
+                .map(|t| self.topic_name(&s.lang, t))
+                .collect();
+            article["keywords"] = serde_json::json!(names);
+        }
+        if let Some(place) = &s.meta.place {
+            article["locationCreated"] = serde_json::json!({ "@type": "Place", "name": place });
+        }
+        if let Some(img) = &image {
+            article["image"] = serde_json::json!({
+                "@type": "ImageObject",
+                "url": img.url,
+                "width": img.width,
+                "height": img.height,
+                "caption": img.alt,
+            });
+        }
+        if let Some(p) = pdf {
+            let mut media = serde_json::json!({
+                "@type": "MediaObject",
+                "contentUrl": self.url(&p.href),
+                "encodingFormat": "application/pdf",
+                "inLanguage": s.lang,
+            });
+            if let Some(size) = &p.size {
+                media["contentSize"] = serde_json::json!(size);
+            }
+            article["associatedMedia"] = media;
+        }
+        // The original is the default language's version (else the first listed);
+        // the others are its translations.
+        let original = versions
+            .iter()
+            .find(|v| v.lang == self.config.default_language)
+            .or_else(|| versions.first());
+        if let Some(o) = original.filter(|_| versions.len() > 1) {
+            let reference = |v: &Statement| {
+                meta::article_ref(&self.url(&urls::page(v)), &v.lang, &v.meta.title)
+            };
+            if o.lang == s.lang {
+                let list: Vec<serde_json::Value> = versions
+                    .iter()
+                    .filter(|v| v.lang != s.lang)
+                    .map(|v| reference(v))
+                    .collect();
+                article["workTranslation"] = serde_json::json!(list);
+            } else {
+                article["translationOfWork"] = reference(o);
+            }
+        }
+        (tags.0, meta::script_json(&article))
     }
 
     /// `sitemap.xml`, and numbered parts when one file would be too large.
@@ -1063,6 +1477,28 @@ impl<'a> Site<'a> {
                         loc: urls::topic(lang, t),
                         lastmod: newest(list),
                         alts: Vec::new(),
+                    });
+                }
+            }
+        }
+        for lang in &self.config.languages {
+            if let Some(years) = self.years.get(lang.as_str()) {
+                for (y, list) in years {
+                    let alts: Vec<(String, String)> = self
+                        .config
+                        .languages
+                        .iter()
+                        .filter(|l| {
+                            self.years
+                                .get(l.as_str())
+                                .is_some_and(|ys| ys.contains_key(y))
+                        })
+                        .map(|l| (l.clone(), year_path(l, y)))
+                        .collect();
+                    entries.push(SitemapUrl {
+                        loc: year_path(lang, y),
+                        lastmod: newest(list),
+                        alts: if alts.len() > 1 { alts } else { Vec::new() },
                     });
                 }
             }

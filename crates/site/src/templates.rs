@@ -20,6 +20,8 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/statement.html"),
     ),
     ("topic.html", include_str!("../templates/topic.html")),
+    ("year.html", include_str!("../templates/year.html")),
+    ("years.html", include_str!("../templates/years.html")),
     ("topics.html", include_str!("../templates/topics.html")),
     (
         "subscribe.html",
@@ -30,6 +32,9 @@ pub const TEMPLATES: &[(&str, &str)] = &[
 /// The stylesheet's name among the templates (copied as is, not rendered).
 pub const STYLESHEET_NAME: &str = "style.css";
 const STYLESHEET: &str = include_str!("../templates/style.css");
+/// The built-in stylesheet's bytes (its colours are tested).
+#[cfg(test)]
+pub const TEMPLATES_CSS: &[u8] = STYLESHEET.as_bytes();
 
 /// A name an override may `include` or `extend`: a plain file in the folder.
 fn plain_name(name: &str) -> bool {

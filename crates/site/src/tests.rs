@@ -125,7 +125,13 @@ fn check_page(path: &str, html: &str, lang: &str) {
         vec!["#main".to_string()],
         "{path}: skip link"
     );
-    assert_eq!(doc.select(&sel("script")).count(), 0, "{path}: no script");
+    // The only script element is data (JSON-LD), which browsers never run.
+    assert_eq!(
+        doc.select(&sel("script:not([type=\"application/ld+json\"])"))
+            .count(),
+        0,
+        "{path}: no executable script"
+    );
     // Headings never skip a level on the way down.
     let mut last = 0;
     for h in doc.select(&sel("h1, h2, h3, h4, h5, h6")) {
@@ -494,18 +500,39 @@ fn titles_are_shown_not_run() {
         }
         let html = String::from_utf8_lossy(bytes);
         let doc = Html::parse_document(&html);
-        assert_eq!(doc.select(&sel("script")).count(), 0, "{path}");
+        assert_eq!(
+            doc.select(&sel("script:not([type=\"application/ld+json\"])"))
+                .count(),
+            0,
+            "{path}"
+        );
         assert_eq!(doc.select(&sel("img")).count(), 0, "{path}");
         assert_eq!(
             doc.select(&sel("[onclick], [onerror]")).count(),
             0,
             "{path}"
         );
-        assert!(
-            !html.contains("alert(4)") || !html.contains("<script"),
+        // No script element but the JSON-LD one: the title inside it cannot close it.
+        assert_eq!(
+            html.matches("<script").count(),
+            html.matches("<script type=\"application/ld+json\">")
+                .count(),
+            "{path}"
+        );
+        assert_eq!(
+            html.matches("</script>").count(),
+            html.matches("<script").count(),
             "{path}"
         );
     }
+    let doc = Html::parse_document(&text(&files, "en/2020/evil/index.html"));
+    let ld: Vec<String> = doc
+        .select(&sel("script[type=\"application/ld+json\"]"))
+        .map(|e| e.text().collect())
+        .collect();
+    assert_eq!(ld.len(), 1);
+    let json: serde_json::Value = serde_json::from_str(&ld[0]).expect("JSON-LD is JSON");
+    assert_eq!(json["headline"], evil);
     let doc = Html::parse_document(&text(&files, "en/2020/evil/index.html"));
     let h1: String = doc.select(&sel("h1")).flat_map(|e| e.text()).collect();
     assert_eq!(h1, evil);
@@ -834,4 +861,331 @@ fn the_parse_error_check_can_fail() {
     // check_page relies on the parser reporting errors; make sure it does.
     let doc = Html::parse_document("<!DOCTYPE html><html><body><p></div></body></html>");
     assert!(!doc.errors.is_empty());
+}
+
+fn meta_content(doc: &Html, attr: &str, key: &str) -> Vec<String> {
+    attrs(doc, &format!("head meta[{attr}=\"{key}\"]"), "content")
+}
+
+fn json_ld(doc: &Html) -> Vec<serde_json::Value> {
+    doc.select(&sel("script[type=\"application/ld+json\"]"))
+        .map(|e| {
+            let t: String = e.text().collect();
+            serde_json::from_str(&t).expect("JSON-LD is JSON")
+        })
+        .collect()
+}
+
+#[test]
+fn statement_pages_carry_link_preview_tags_and_a_news_article() {
+    let corpus = sample();
+    let due = corpus.due(now());
+    let en = corpus
+        .get("2014/world-day-against-trafficking", "en")
+        .expect("en");
+    let ru = corpus
+        .get("2014/world-day-against-trafficking", "ru")
+        .expect("ru");
+    let sizes: HashMap<String, u64> = [(urls::pdf(en), 240_001)].into_iter().collect();
+    let previews: HashMap<String, PreviewImage> = due
+        .iter()
+        .map(|s| {
+            (
+                urls::page(s),
+                PreviewImage {
+                    path: format!("{}preview.png", urls::page(s)),
+                    width: 1200,
+                    height: 630,
+                },
+            )
+        })
+        .collect();
+    let input = SiteInput {
+        pdfs: PdfLinks::Sizes(&sizes),
+        previews: Some(&previews),
+        ..SiteInput::new(&corpus, &due)
+    };
+    let (_, files) = render_all(&input);
+    let base = "https://statements.example.org/";
+
+    let doc = Html::parse_document(&text(&files, &format!("{}index.html", urls::page(en))));
+    let og = |k: &str| meta_content(&doc, "property", k);
+    assert_eq!(og("og:type"), ["article"]);
+    assert_eq!(og("og:title"), [en.meta.title.as_str()]);
+    assert_eq!(og("og:description"), [en.meta.summary.as_str()]);
+    assert_eq!(og("og:url"), [format!("{base}{}", urls::page(en))]);
+    assert_eq!(og("og:locale"), ["en_US"]);
+    assert_eq!(og("og:locale:alternate"), ["ru_RU", "kk_KZ"]);
+    assert_eq!(
+        og("og:image"),
+        [format!("{base}{}preview.png", urls::page(en))]
+    );
+    assert_eq!(og("og:image:width"), ["1200"]);
+    assert_eq!(og("og:image:height"), ["630"]);
+    assert!(og("og:image:alt")[0].starts_with(&en.meta.title));
+    assert_eq!(og("article:published_time"), ["2014-07-30T09:00:00+06:00"]);
+    assert_eq!(
+        og("article:modified_time"),
+        [en.modified().to_rfc3339_opts(SecondsFormat::Secs, true)]
+    );
+    assert_eq!(og("article:tag").len(), en.meta.topics.len());
+    assert_eq!(
+        meta_content(&doc, "name", "twitter:card"),
+        ["summary_large_image"]
+    );
+    assert_eq!(meta_content(&doc, "name", "twitter:image"), og("og:image"));
+
+    let ld = json_ld(&doc);
+    assert_eq!(ld.len(), 1);
+    let a = &ld[0];
+    assert_eq!(a["@type"], "NewsArticle");
+    assert_eq!(a["headline"], en.meta.title.as_str());
+    assert_eq!(a["inLanguage"], "en");
+    assert_eq!(a["datePublished"], "2014-07-30T09:00:00+06:00");
+    assert_eq!(
+        a["author"][0]["name"],
+        "Inter-Agency Coordination Group against Trafficking in Persons"
+    );
+    assert_eq!(
+        a["associatedMedia"]["contentUrl"],
+        format!("{base}{}", urls::pdf(en)).as_str()
+    );
+    assert_eq!(a["associatedMedia"]["encodingFormat"], "application/pdf");
+    let tr: Vec<&str> = a["workTranslation"]
+        .as_array()
+        .expect("translations")
+        .iter()
+        .filter_map(|t| t["inLanguage"].as_str())
+        .collect();
+    assert_eq!(tr, ["ru", "kk"]);
+    assert!(a.get("translationOfWork").is_none());
+
+    // A translation points at its original; no PDF size known means no contentSize.
+    let doc = Html::parse_document(&text(&files, &format!("{}index.html", urls::page(ru))));
+    let a = &json_ld(&doc)[0];
+    assert_eq!(a["inLanguage"], "ru");
+    assert_eq!(
+        a["translationOfWork"]["url"],
+        format!("{base}{}", urls::page(en)).as_str()
+    );
+    assert!(a.get("workTranslation").is_none());
+    assert!(a.get("associatedMedia").is_none());
+    assert_eq!(meta_content(&doc, "property", "og:locale"), ["ru_RU"]);
+
+    // Site-level tags on list pages; no JSON-LD there.
+    for page in [
+        "en/index.html",
+        "ru/topics/index.html",
+        "en/topics/trafficking/index.html",
+        "en/2014/index.html",
+    ] {
+        let doc = Html::parse_document(&text(&files, page));
+        assert_eq!(
+            meta_content(&doc, "property", "og:type"),
+            ["website"],
+            "{page}"
+        );
+        let url = meta_content(&doc, "property", "og:url");
+        assert_eq!(url, attrs(&doc, "link[rel=canonical]", "href"), "{page}");
+        assert!(url[0].starts_with(base), "{page}");
+        assert_eq!(
+            meta_content(&doc, "name", "twitter:card"),
+            ["summary"],
+            "{page}"
+        );
+        assert!(json_ld(&doc).is_empty(), "{page}");
+    }
+}
+
+#[test]
+fn without_previews_there_is_no_og_image() {
+    let corpus = sample();
+    let due = corpus.due(now());
+    let (_, files) = render_all(&SiteInput::new(&corpus, &due));
+    let s = due[0];
+    let doc = Html::parse_document(&text(&files, &format!("{}index.html", urls::page(s))));
+    assert!(meta_content(&doc, "property", "og:image").is_empty());
+    assert_eq!(meta_content(&doc, "name", "twitter:card"), ["summary"]);
+    assert!(json_ld(&doc)[0].get("image").is_none());
+}
+
+#[test]
+fn year_pages_list_exactly_that_years_due_statements() {
+    let year = |y: &str, n: u32, extra: &str| {
+        (
+            format!("statements/{y}/s{n}.en.md"),
+            statement(
+                &format!("Statement {y} number {n}"),
+                &format!("{y}-0{n}-02T10:00:00+06:00"),
+                extra,
+                "Body.",
+            ),
+        )
+    };
+    let files_in: Vec<(String, String)> = vec![
+        year("2019", 1, ""),
+        year("2019", 2, ""),
+        year("2020", 1, ""),
+        year("2020", 3, "publish_at = 2030-01-01T00:00:00+00:00\n"),
+        year("2021", 1, "draft = true\n"),
+    ];
+    let refs: Vec<(&str, String)> = files_in
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.clone()))
+        .collect();
+    let (_dir, corpus) = project("", &refs);
+    let due = corpus.due(now());
+    let (report, files) = render_all(&SiteInput::new(&corpus, &due));
+    assert_eq!(report.year_pages, 2);
+    assert!(
+        !files.contains_key("en/2021/index.html"),
+        "a year of drafts only has no page"
+    );
+    assert!(
+        !files.contains_key("ru/2019/index.html"),
+        "no ru statements"
+    );
+
+    let listed = |path: &str| {
+        let doc = Html::parse_document(&text(&files, path));
+        check_page(path, &text(&files, path), "en");
+        doc.select(&sel("ol.entries h2 a"))
+            .map(|a| a.text().collect::<String>())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        listed("en/2019/index.html"),
+        ["Statement 2019 number 2", "Statement 2019 number 1"]
+    );
+    // The embargoed 2020 statement is not there.
+    assert_eq!(listed("en/2020/index.html"), ["Statement 2020 number 1"]);
+    for (path, bytes) in &files {
+        assert!(
+            !String::from_utf8_lossy(bytes).contains("2020 number 3"),
+            "{path} shows the embargoed statement"
+        );
+    }
+
+    // The index links every year, newest first, with its count.
+    let doc = Html::parse_document(&text(&files, "en/index.html"));
+    let years: Vec<(String, String)> = doc
+        .select(&sel("nav.years li"))
+        .map(|li| {
+            let a = li.select(&sel("a")).next().expect("link");
+            (
+                resolve("en/index.html", a.value().attr("href").unwrap_or("")),
+                li.text().collect::<String>(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        years,
+        [
+            ("en/2020/".to_string(), "2020 (1)".to_string()),
+            ("en/2019/".to_string(), "2019 (2)".to_string())
+        ]
+    );
+    // The year page marks its own year and links the other.
+    let doc = Html::parse_document(&text(&files, "en/2019/index.html"));
+    assert_eq!(
+        doc.select(&sel("nav.years [aria-current=page]"))
+            .map(|e| e.text().collect::<String>())
+            .collect::<Vec<_>>(),
+        ["2019"]
+    );
+    let sitemap = text(&files, "sitemap.xml");
+    assert!(sitemap.contains("<loc>https://statements.example.org/news/en/2019/</loc>"));
+    assert!(sitemap.contains("<loc>https://statements.example.org/news/en/2020/</loc>"));
+    assert!(!sitemap.contains("en/2021/"));
+}
+
+#[test]
+fn preview_settings_are_checked() {
+    let (_dir, corpus) = project(
+        "\n[site.preview]\nbackground = \"#ffffff\"\ntext = \"#777777\"\n",
+        &[],
+    );
+    let e = SiteSettings::from_config(&corpus.config).expect_err("low contrast");
+    assert!(e.to_string().contains("contrast"), "{e}");
+    let (_dir, corpus) = project("\n[site.preview]\nbackground = \"blue\"\n", &[]);
+    let e = SiteSettings::from_config(&corpus.config).expect_err("bad colour");
+    assert!(e.to_string().contains("#rrggbb"), "{e}");
+    let (_dir, corpus) = project("\n[site.preview]\nlogo = \"logo.gif\"\n", &[]);
+    assert!(SiteSettings::from_config(&corpus.config).is_err());
+    let (_dir, corpus) = project("\n[site.preview]\ncolour = \"#000000\"\n", &[]);
+    let e = SiteSettings::from_config(&corpus.config).expect_err("unknown key");
+    assert!(e.to_string().contains("colour"), "{e}");
+    let (_dir, corpus) = project(
+        "\n[site.preview]\nbackground = \"#ffffff\"\ntext = \"#111111\"\naccent = \"#0b4f8a\"\nlogo = \"assets/logo.svg\"\n",
+        &[],
+    );
+    let s = SiteSettings::from_config(&corpus.config).expect("valid");
+    assert_eq!(s.preview.logo.as_deref(), Some("assets/logo.svg"));
+}
+
+/// The custom properties of one `:root { ... }` block of the stylesheet.
+fn css_vars(block: &str) -> HashMap<String, [u8; 3]> {
+    block
+        .split(';')
+        .filter_map(|decl| {
+            let (k, v) = decl.split_once(':')?;
+            let k = k.trim();
+            let v = v.trim();
+            let rgb = if v.len() == 4 && v.starts_with('#') {
+                let b = v.as_bytes();
+                parse_colour(&format!(
+                    "#{0}{0}{1}{1}{2}{2}",
+                    b[1] as char, b[2] as char, b[3] as char
+                ))?
+            } else {
+                parse_colour(v)?
+            };
+            Some((k.strip_prefix("--")?.to_string(), rgb))
+        })
+        .collect()
+}
+
+#[test]
+fn every_colour_pair_of_the_stylesheet_reaches_aa() {
+    let css = std::str::from_utf8(templates::TEMPLATES_CSS).expect("UTF-8");
+    // Light, dark, print: each `:root {` block, later ones overriding the first.
+    let blocks: Vec<&str> = css
+        .match_indices(":root {")
+        .map(|(i, _)| {
+            let rest = &css[i + 7..];
+            &rest[..rest.find('}').expect("block end")]
+        })
+        .collect();
+    assert_eq!(blocks.len(), 3, "light, dark and print palettes");
+    let light = css_vars(blocks[0]);
+    // Foreground on background pairs the stylesheet uses.
+    let pairs = [
+        ("text", "bg"),
+        ("muted", "bg"),
+        ("link", "bg"),
+        ("visited", "bg"),
+        ("bg", "link"), // the button
+        ("text", "accent"),
+        ("muted", "accent"),
+        ("link", "accent"),
+        ("visited", "accent"),
+    ];
+    for (name, block) in [("light", None), ("dark", Some(1)), ("print", Some(2))] {
+        let mut vars = light.clone();
+        if let Some(b) = block {
+            vars.extend(css_vars(blocks[b]));
+        }
+        for (fg, bg) in pairs {
+            let ratio = contrast(vars[fg], vars[bg]);
+            assert!(ratio >= 4.5, "{name}: --{fg} on --{bg} is {ratio:.2}:1");
+        }
+    }
+    // The rule is the border of the inputs' fieldsets only; inputs use --muted (3:1 for UI).
+    assert!(contrast(light["muted"], light["bg"]) >= 3.0);
+}
+
+#[test]
+fn contrast_matches_wcag() {
+    assert!((contrast([0, 0, 0], [255, 255, 255]) - 21.0).abs() < 1e-9);
+    assert!((contrast([0x77, 0x77, 0x77], [255, 255, 255]) - 4.48).abs() < 0.01);
 }

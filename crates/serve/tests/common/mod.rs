@@ -96,6 +96,7 @@ impl Project {
                 feeds: &[],
                 subscribe: Some(&form),
                 integrity: Default::default(),
+                previews: None,
             },
             &sink,
         )
