@@ -1,4 +1,5 @@
 //! Write a sample card: `cargo run -p herald-preview --example card -- OUT.png [TITLE] [LANG]`.
+//! With OUT ending in `.svg`, the SVG the renderer rasterizes (to time other renderers on it).
 
 use herald_preview::{Card, Renderer, Style};
 
@@ -23,6 +24,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         date: "30 July 2014 · Astana",
         rtl: lang == "ar",
     };
+    if out.ends_with(".svg") {
+        std::fs::write(out, r.svg(&card))?;
+        return Ok(());
+    }
     let start = std::time::Instant::now();
     let bytes = r.render(&card)?;
     eprintln!("{} bytes in {:?}", bytes.len(), start.elapsed());
