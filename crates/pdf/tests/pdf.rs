@@ -1,8 +1,10 @@
 //! Real PDFs checked with real tools: poppler (pdftotext, pdffonts, pdfinfo) and qpdf,
 //! and read back with lopdf. `.ci/setup-pdf.sh` installs the tools.
 
+mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::qpdf_check;
 
 use herald_content::{Corpus, Statement};
 use herald_pdf::{PdfSettings, Renderer};
@@ -132,28 +134,6 @@ fn qpdf_finds_nothing_wrong() {
     for s in &corpus.statements {
         qpdf_check(&render(&corpus, s), &s.id);
     }
-}
-
-/// `qpdf --check` exits 0 with no warnings (exit 3) and no errors (exit 2).
-fn qpdf_check(pdf: &[u8], what: &str) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("s.pdf");
-    std::fs::write(&path, pdf).expect("write");
-    let out = Command::new("qpdf")
-        .arg("--check")
-        .arg(&path)
-        .output()
-        .expect("qpdf installed (run .ci/setup-pdf.sh)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.code() == Some(0) && out.stderr.is_empty(),
-        "{what}: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.contains("No syntax or stream encoding errors found"),
-        "{text}"
-    );
 }
 
 #[test]

@@ -3,8 +3,10 @@
 //! `sign::verify`. Keys and certificates are made with the `openssl` command; the
 //! time-stamping authority is `openssl ts -reply` behind a small HTTP wrapper.
 
+mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use support::qpdf_check;
 
 use herald_content::Corpus;
 use herald_pdf::{PdfSettings, Renderer, sign};
@@ -250,23 +252,6 @@ fn flip_in_signed_range(pdf: &[u8]) -> Vec<u8> {
     bad
 }
 
-fn qpdf_check(pdf: &[u8]) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("s.pdf");
-    std::fs::write(&path, pdf).expect("write");
-    let out = Command::new("qpdf")
-        .arg("--check")
-        .arg(&path)
-        .output()
-        .expect("qpdf");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.code() == Some(0) && out.stderr.is_empty(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn ecdsa_signature_is_valid_for_pdfsig_pyhanko_and_herald() {
     let pki = Pki::new();
@@ -302,7 +287,7 @@ fn ecdsa_signature_is_valid_for_pdfsig_pyhanko_and_herald() {
     assert_eq!(py["HAS_TST"], "False", "{py:?}");
 
     // Still PDF/A-2b and tagged.
-    qpdf_check(&pdf);
+    qpdf_check(&pdf, "signed");
     let text = String::from_utf8_lossy(&pdf);
     assert!(
         text.contains("pdfaid:part") || text.contains("<pdfaid:part>"),
@@ -451,7 +436,7 @@ fn with_a_time_stamping_authority_the_signature_is_b_t() {
     assert_eq!(py["ADES_WITH_TIME"], "AdESPassed.OK", "{py:?}");
     let (ok, text) = pdfsig(&pki, &pdf);
     assert!(ok && text.contains("Signature is Valid."), "{text}");
-    qpdf_check(&pdf);
+    qpdf_check(&pdf, "signed");
     drop(tsa);
     // The authority is gone: signing fails with a clear error, nothing half-written.
     let settings = PdfSettings::from_config(&corpus.config).expect("settings");
