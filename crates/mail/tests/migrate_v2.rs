@@ -4,7 +4,7 @@
 //! reused, a pending row stays pending and due, and the new states work.
 
 use chrono::{TimeZone, Utc};
-use herald_mail::{EventKind, MailStore, NewSubscriber, Origin, Status};
+use herald_mail::{EventKind, MailStore, NewSubscriber, Origin, Purpose, Secret, Status};
 
 /// The previous version's tables, as its `store.rs` created them.
 const V2: &str = "
@@ -145,4 +145,24 @@ fn a_v2_database_keeps_its_rows_and_gains_the_deferred_queue_and_complaints() {
         Some(Status::Complained)
     );
     assert_eq!(store.subscribers(None).expect("rows").len(), 3);
+    // An unsubscribe link mailed by the previous version (bound to row 1's key
+    // 111) still unsubscribes that reader, and only them.
+    let secret = Secret::from_bytes(&[42u8; 32]).expect("key");
+    let link = secret.issue(Purpose::Unsubscribe, 1, 111, None);
+    let claim = secret
+        .verify(&link, Purpose::Unsubscribe, now)
+        .expect("a genuine v2 link");
+    assert!(
+        store
+            .unsubscribe(claim, Origin::new("one-click"), now)
+            .expect("q")
+    );
+    assert_eq!(
+        store.subscriber(1).expect("q").map(|s| s.status),
+        Some(Status::Unsubscribed)
+    );
+    assert_eq!(
+        store.subscriber(6).expect("q").map(|s| s.status),
+        Some(Status::Confirmed)
+    );
 }
