@@ -228,3 +228,98 @@ fn a_missing_key_fails_the_gate_and_publishes_nothing() {
     assert!(!out.status.success(), "{}", text(&out));
     assert!(!root.join("public/en").exists(), "nothing published");
 }
+
+/// herald with `HERALD_PKCS12_PASSWORD` set (or removed) for the child only.
+fn herald_env(root: &Path, password: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--root").arg(root).args(args);
+    match password {
+        Some(p) => cmd.env("HERALD_PKCS12_PASSWORD", p),
+        None => cmd.env_remove("HERALD_PKCS12_PASSWORD"),
+    };
+    cmd.output().expect("run herald")
+}
+
+#[test]
+fn a_pkcs12_file_signs_with_its_password_from_the_environment() {
+    let dir = sample_project();
+    let root = dir.path();
+    ok(&herald(BIN, root, &["keys", "init"]));
+    let o = tool(
+        root,
+        "openssl",
+        &[
+            "pkcs12",
+            "-export",
+            "-inkey",
+            "keys/signing.key",
+            "-in",
+            "keys/signing.pem",
+            "-out",
+            "keys/org.p12",
+            "-passout",
+            "pass:p12 test password",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    // Only the .p12 stays: the PEM key is gone, so nothing else could sign.
+    std::fs::remove_file(root.join("keys/signing.key")).expect("rm");
+    let toml_path = root.join("content/herald.toml");
+    let toml = std::fs::read_to_string(&toml_path).expect("toml");
+    let toml = toml.replace(
+        "key = \"../keys/signing.key\"\ncertificate = \"../keys/signing.pem\"\n",
+        "pkcs12 = \"../keys/org.p12\"\n",
+    );
+    assert!(toml.contains("pkcs12 = "), "{toml}");
+    std::fs::write(&toml_path, toml).expect("write");
+
+    // Without the password: the gate says which variable to set, nothing is published.
+    let out = herald_env(root, None, &["publish", "--now", NOW, "--no-mail"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("HERALD_PKCS12_PASSWORD"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("org.p12"), "{}", text(&out));
+    assert!(!root.join("public/en").exists(), "nothing published");
+    let out = herald_env(root, Some("wrong"), &["check"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("does not open this file"),
+        "{}",
+        text(&out)
+    );
+
+    let pass = Some("p12 test password");
+    ok(&herald_env(
+        root,
+        pass,
+        &["publish", "--now", NOW, "--no-mail"],
+    ));
+    let sig = ok(&tool(root, "pdfsig", &[PDF]));
+    assert!(sig.contains("Signature is Valid."), "{sig}");
+    assert!(sig.contains("Total document signed"), "{sig}");
+    let pdf = root.join(PDF);
+    let pdf = pdf.to_str().expect("utf-8 path");
+    let v = ok(&herald_env(root, pass, &["verify", pdf]));
+    // Verifying also needs the password: the certificate is inside the .p12.
+    let out = herald_env(root, None, &["verify", pdf]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("HERALD_PKCS12_PASSWORD"),
+        "{}",
+        text(&out)
+    );
+    assert!(v.starts_with("ok: "), "{v}");
+    let page = std::fs::read_to_string(
+        root.join("public/en/2014/world-day-against-trafficking/index.html"),
+    )
+    .expect("page");
+    // The page names the signer from the certificate inside the .p12.
+    let line = page
+        .lines()
+        .find(|l| l.contains("class=\"signature\""))
+        .expect("the page says the PDF is signed");
+    assert!(line.contains("(TEST ONLY, herald keys init)"), "{line}");
+}

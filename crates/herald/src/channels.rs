@@ -463,7 +463,7 @@ fn signer_name(corpus: &Corpus, settings: &Settings) -> Result<Option<String>, E
                 .path
                 .parent()
                 .unwrap_or(std::path::Path::new("."));
-            herald_pdf::sign::signer_name(&base.join(&s.certificate))
+            herald_pdf::sign::signer_name(base, s)
                 .map(Some)
                 .map_err(|e| channel_err("pdf", e))
         }

@@ -408,9 +408,8 @@ fn verify(root: &Path, pdf: Option<&Path>, out: &mut dyn Write) -> Result<u8, Er
             let signing = settings.signing.ok_or_else(|| {
                 usage("no [pdf.signing] in herald.toml: its certificate is what a PDF is checked against")
             })?;
-            let trusted =
-                herald_pdf::sign::load_certificates(&paths.content.join(&signing.certificate))
-                    .map_err(|e| usage(&e.to_string()))?;
+            let trusted = herald_pdf::sign::configured_certificates(&paths.content, &signing)
+                .map_err(|e| usage(&e.to_string()))?;
             let bytes =
                 std::fs::read(file).map_err(|e| usage(&format!("{}: {e}", file.display())))?;
             match herald_pdf::sign::verify(&bytes, &trusted) {

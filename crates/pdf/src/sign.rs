@@ -51,20 +51,83 @@ const ID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.
 const ID_RSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 
 /// `[pdf.signing]` in herald.toml. Paths are relative to the folder of herald.toml.
+/// The key and chain come either from `key` + `certificate` (PEM) or from one
+/// `pkcs12` file, whose password is read from the environment variable named by
+/// `password_env` (never from herald.toml, which is usually in version control).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SigningSettings {
     /// The private key, PEM (PKCS#8, SEC1 or PKCS#1): ECDSA P-256 or RSA.
-    pub key: PathBuf,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
     /// The signer's certificate, PEM, followed by its chain up to (not necessarily
     /// including) the root.
-    pub certificate: PathBuf,
+    #[serde(default)]
+    pub certificate: Option<PathBuf>,
+    /// A PKCS#12 (`.p12`, `.pfx`) file holding the key and its chain, instead of
+    /// `key` and `certificate`.
+    #[serde(default)]
+    pub pkcs12: Option<PathBuf>,
+    /// The environment variable holding the PKCS#12 password
+    /// (default [`DEFAULT_PASSWORD_ENV`]).
+    #[serde(default)]
+    pub password_env: Option<String>,
     /// An RFC 3161 time-stamping authority: signatures become PAdES B-T.
+    #[serde(default)]
     pub timestamp_url: Option<String>,
     /// `/Reason` of the signature.
+    #[serde(default)]
     pub reason: Option<String>,
     /// `/Location` of the signature.
+    #[serde(default)]
     pub location: Option<String>,
+}
+
+/// Where the PKCS#12 password is read from when `password_env` is not set.
+pub const DEFAULT_PASSWORD_ENV: &str = "HERALD_PKCS12_PASSWORD";
+
+/// Where a signing key and chain come from, checked for exactly one source.
+enum Source {
+    Pem { key: PathBuf, certificate: PathBuf },
+    Pkcs12 { file: PathBuf, password_env: String },
+}
+
+impl SigningSettings {
+    fn source(&self, base: &Path) -> Result<Source, PdfError> {
+        let usage = |m: &str| PdfError::Signing(m.to_string());
+        match (&self.key, &self.certificate, &self.pkcs12) {
+            (Some(key), Some(certificate), None) => {
+                if self.password_env.is_some() {
+                    return Err(usage(
+                        "password_env is for a pkcs12 file: remove it, PEM keys have no password",
+                    ));
+                }
+                Ok(Source::Pem {
+                    key: base.join(key),
+                    certificate: base.join(certificate),
+                })
+            }
+            (None, None, Some(file)) => Ok(Source::Pkcs12 {
+                file: base.join(file),
+                password_env: self
+                    .password_env
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_PASSWORD_ENV.to_string()),
+            }),
+            (_, _, Some(_)) => Err(usage(
+                "give either pkcs12 or key and certificate, not both: remove one",
+            )),
+            (Some(_), None, None) => Err(usage(
+                "key is set but certificate is not: add certificate = \"PEM file with the signer's certificate and chain\"",
+            )),
+            (None, Some(_), None) => Err(usage(
+                "certificate is set but key is not: add key = \"PEM private key\", or use pkcs12 = \"FILE.p12\"",
+            )),
+            (None, None, None) => Err(usage(
+                "needs key and certificate (PEM files) or pkcs12 (a .p12 file whose password is in an environment variable)",
+            )),
+        }
+    }
 }
 
 enum Key {
@@ -115,9 +178,13 @@ pub fn load_certificates(path: &Path) -> Result<Vec<Certificate>, PdfError> {
 }
 
 /// The name a reader knows the signer by: the certificate's common name (or its
-/// whole subject when it has none).
-pub fn signer_name(certificate: &Path) -> Result<String, PdfError> {
-    let cert = load_certificates(certificate)?.swap_remove(0);
+/// whole subject when it has none), of the certificate `[pdf.signing]` names.
+pub fn signer_name(base: &Path, s: &SigningSettings) -> Result<String, PdfError> {
+    Ok(common_name(&configured_certificates(base, s)?[0]))
+}
+
+/// The common name of a certificate's subject, or the whole subject.
+pub fn common_name(cert: &Certificate) -> String {
     let subject = &cert.tbs_certificate.subject;
     let cn = subject
         .0
@@ -135,7 +202,7 @@ pub fn signer_name(certificate: &Path) -> Result<String, PdfError> {
                 })
                 .ok()
         });
-    Ok(cn.unwrap_or_else(|| subject.to_string()))
+    cn.unwrap_or_else(|| subject.to_string())
 }
 
 fn load_key(path: &Path) -> Result<Key, PdfError> {
@@ -170,6 +237,101 @@ fn load_key(path: &Path) -> Result<Key, PdfError> {
     ))
 }
 
+/// A PKCS#8 private key in DER, as a PKCS#12 file holds it.
+fn key_from_pkcs8_der(der: &[u8], path: &Path) -> Result<Key, PdfError> {
+    use p256::pkcs8::DecodePrivateKey;
+    if let Ok(k) = p256::ecdsa::SigningKey::from_pkcs8_der(der) {
+        return Ok(Key::P256(k));
+    }
+    if let Ok(k) = rsa::RsaPrivateKey::from_pkcs8_der(der) {
+        return Ok(Key::Rsa(Box::new(rsa::pkcs1v15::SigningKey::new(k))));
+    }
+    Err(err(
+        path,
+        "its private key is neither ECDSA P-256 nor RSA: export a P-256 or RSA key",
+    ))
+}
+
+/// The key and chain of a PKCS#12 file. `password` looks an environment variable
+/// up (injected so tests need not change the process environment).
+fn load_pkcs12(
+    file: &Path,
+    password_env: &str,
+    password: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Key, Vec<Certificate>), PdfError> {
+    let Some(pass) = password(password_env) else {
+        return Err(err(
+            file,
+            format!(
+                "set the environment variable {password_env} to this file's password \
+                 (herald never reads a password from herald.toml)"
+            ),
+        ));
+    };
+    let bytes = std::fs::read(file).map_err(|e| err(file, e))?;
+    let store = p12_keystore::KeyStore::from_pkcs12(&bytes, &pass).map_err(|e| match e {
+        p12_keystore::error::Error::MacError(_) => err(
+            file,
+            format!("the password in {password_env} does not open this file"),
+        ),
+        e => err(file, format!("not a readable PKCS#12 file ({e})")),
+    })?;
+    let Some((_, chain)) = store.private_key_chain() else {
+        return Err(err(
+            file,
+            "holds no private key with its certificate: export the key together with its chain (openssl pkcs12 -export -inkey KEY -in CHAIN.pem)",
+        ));
+    };
+    let key = key_from_pkcs8_der(chain.key(), file)?;
+    let certs = chain
+        .chain()
+        .iter()
+        .map(|c| Certificate::from_der(c.as_der()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(file, format!("a certificate in it is not valid DER ({e})")))?;
+    if certs.is_empty() {
+        return Err(err(file, "holds no certificate for its key"));
+    }
+    Ok((key, certs))
+}
+
+/// The key and chain `[pdf.signing]` names; `base` is the folder of herald.toml.
+fn credentials(
+    base: &Path,
+    s: &SigningSettings,
+    password: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Key, Vec<Certificate>, PathBuf, PathBuf), PdfError> {
+    match s.source(base)? {
+        Source::Pem { key, certificate } => {
+            let k = load_key(&key)?;
+            let certs = load_certificates(&certificate)?;
+            Ok((k, certs, key, certificate))
+        }
+        Source::Pkcs12 { file, password_env } => {
+            let (k, certs) = load_pkcs12(&file, &password_env, password)?;
+            Ok((k, certs, file.clone(), file))
+        }
+    }
+}
+
+/// The signer's certificate and chain `[pdf.signing]` names (what `herald verify`
+/// checks a PDF against). A PKCS#12 file needs its password from the environment.
+pub fn configured_certificates(
+    base: &Path,
+    s: &SigningSettings,
+) -> Result<Vec<Certificate>, PdfError> {
+    match s.source(base)? {
+        Source::Pem { certificate, .. } => load_certificates(&certificate),
+        Source::Pkcs12 { file, password_env } => {
+            load_pkcs12(&file, &password_env, &env_password).map(|(_, c)| c)
+        }
+    }
+}
+
+fn env_password(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 /// ESSCertIDv2 with the default hash algorithm (SHA-256), so it is omitted.
 #[derive(Sequence)]
 struct EssCertIdV2 {
@@ -202,10 +364,16 @@ fn der_err(e: der::Error) -> PdfError {
 impl Signer {
     /// Load `[pdf.signing]`; `base` is the folder of herald.toml.
     pub fn load(base: &Path, s: &SigningSettings) -> Result<Signer, PdfError> {
-        let key_path = base.join(&s.key);
-        let cert_path = base.join(&s.certificate);
-        let key = load_key(&key_path)?;
-        let certs = load_certificates(&cert_path)?;
+        Signer::load_with(base, s, &env_password)
+    }
+
+    /// [`Signer::load`], with the environment lookup for a PKCS#12 password given.
+    pub fn load_with(
+        base: &Path,
+        s: &SigningSettings,
+        password: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Signer, PdfError> {
+        let (key, certs, key_path, cert_path) = credentials(base, s, password)?;
         if let Some(url) = &s.timestamp_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {

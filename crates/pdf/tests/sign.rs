@@ -363,8 +363,10 @@ fn rsa_signature_is_valid() {
 fn a_key_that_is_not_the_certificates_is_refused() {
     let pki = Pki::new();
     let signing = sign::SigningSettings {
-        key: pki.path("rsa.key"),
-        certificate: pki.path("signer-chain.pem"),
+        key: Some(pki.path("rsa.key")),
+        certificate: Some(pki.path("signer-chain.pem")),
+        pkcs12: None,
+        password_env: None,
         timestamp_url: None,
         reason: None,
         location: None,
@@ -448,4 +450,129 @@ fn with_a_time_stamping_authority_the_signature_is_b_t() {
         e.to_string().contains("time stamp from http://127.0.0.1"),
         "{e}"
     );
+}
+
+/// `openssl pkcs12 -export` of a key and its chain; `legacy` uses OpenSSL 1.x's
+/// RC2/3DES and SHA-1 MAC, as older exports from Windows and Java tools do.
+fn export_p12(pki: &Pki, key: &str, legacy: bool) -> PathBuf {
+    let out = format!("{key}{}.p12", if legacy { "-legacy" } else { "" });
+    let keyfile = format!("{key}.key");
+    let chain = format!("{key}-chain.pem");
+    let mut args = vec![
+        "pkcs12",
+        "-export",
+        "-inkey",
+        &keyfile,
+        "-in",
+        &chain,
+        "-out",
+        &out,
+        "-passout",
+        "pass:correct horse",
+    ];
+    if legacy {
+        args.push("-legacy");
+    }
+    run(pki.dir.path(), "openssl", &args);
+    pki.path(&out)
+}
+
+fn p12_settings(file: PathBuf) -> sign::SigningSettings {
+    sign::SigningSettings {
+        key: None,
+        certificate: None,
+        pkcs12: Some(file),
+        password_env: Some("TEST_P12_PASSWORD".into()),
+        timestamp_url: None,
+        reason: None,
+        location: None,
+    }
+}
+
+fn password(name: &str) -> Option<String> {
+    (name == "TEST_P12_PASSWORD").then(|| "correct horse".to_string())
+}
+
+#[test]
+fn a_pkcs12_file_gives_the_same_signer_as_its_pem_files() {
+    let pki = Pki::new();
+    for (key, legacy) in [
+        ("signer", false),
+        ("signer", true),
+        ("rsa", false),
+        ("rsa", true),
+    ] {
+        let file = export_p12(&pki, key, legacy);
+        let from_p12 = sign::Signer::load_with(Path::new("/"), &p12_settings(file), &password)
+            .unwrap_or_else(|e| panic!("{key} legacy={legacy}: {e}"));
+        let pem = sign::SigningSettings {
+            key: Some(pki.path(&format!("{key}.key"))),
+            certificate: Some(pki.path(&format!("{key}-chain.pem"))),
+            ..p12_settings(PathBuf::new())
+        };
+        let pem = sign::SigningSettings {
+            pkcs12: None,
+            password_env: None,
+            ..pem
+        };
+        let from_pem = sign::Signer::load(Path::new("/"), &pem).expect("pem");
+        assert_eq!(from_p12.subject(), from_pem.subject());
+        assert_eq!(from_p12.certificates(), from_pem.certificates(), "{key}");
+        assert_eq!(from_p12.certificates().len(), 2, "signer and CA");
+    }
+}
+
+#[test]
+fn pkcs12_errors_name_the_file_and_what_to_do() {
+    let pki = Pki::new();
+    let file = export_p12(&pki, "signer", false);
+    let base = Path::new("/");
+    let e = sign::Signer::load_with(base, &p12_settings(file.clone()), &|_| None)
+        .expect_err("no password");
+    let msg = e.to_string();
+    assert!(msg.contains("signer.p12"), "{msg}");
+    assert!(
+        msg.contains("set the environment variable TEST_P12_PASSWORD"),
+        "{msg}"
+    );
+
+    let e = sign::Signer::load_with(base, &p12_settings(file.clone()), &|_| Some("wrong".into()))
+        .expect_err("wrong password");
+    assert!(
+        e.to_string()
+            .contains("the password in TEST_P12_PASSWORD does not open this file"),
+        "{e}"
+    );
+
+    std::fs::write(pki.path("junk.p12"), b"not a pfx").expect("write");
+    let e = sign::Signer::load_with(base, &p12_settings(pki.path("junk.p12")), &password)
+        .expect_err("junk");
+    assert!(e.to_string().contains("not a readable PKCS#12 file"), "{e}");
+
+    let both = sign::SigningSettings {
+        key: Some(pki.path("signer.key")),
+        certificate: Some(pki.path("signer-chain.pem")),
+        ..p12_settings(file)
+    };
+    let e = sign::Signer::load_with(base, &both, &password).expect_err("both");
+    assert!(
+        e.to_string()
+            .contains("either pkcs12 or key and certificate"),
+        "{e}"
+    );
+
+    let neither = sign::SigningSettings {
+        pkcs12: None,
+        password_env: None,
+        ..p12_settings(PathBuf::new())
+    };
+    let e = sign::Signer::load_with(base, &neither, &password).expect_err("neither");
+    assert!(e.to_string().contains("needs key and certificate"), "{e}");
+
+    // A password in herald.toml is refused by name.
+    let mut toml = std::fs::read_to_string(workspace().join("content/herald.toml")).expect("toml");
+    toml.push_str("\n[pdf.signing]\npkcs12 = \"org.p12\"\npassword = \"hunter2\"\n");
+    let config = herald_content::Config::parse(Path::new("herald.toml"), &toml).expect("parses");
+    let e = PdfSettings::from_config(&config).expect_err("a password key");
+    assert!(e.to_string().contains("password"), "{e}");
 }
