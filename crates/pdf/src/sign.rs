@@ -332,6 +332,48 @@ fn env_password(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// Whether `cert` is one of `trusted`, or chains to one through certificates of
+/// `pool` (those the signature carries) and `trusted`, each link's signature checked.
+/// Validity periods are not checked here: that needs a clock, and a signature keeps
+/// its meaning after its certificate expires (a time stamp proves when it was made).
+fn chains_to(cert: &Certificate, pool: &[&Certificate], trusted: &[Certificate]) -> bool {
+    let is_trusted = |c: &Certificate| {
+        let der = c.to_der().ok();
+        trusted.iter().any(|t| t.to_der().ok() == der)
+    };
+    let issued_by = |child: &Certificate, parent: &Certificate| {
+        parent.tbs_certificate.subject == child.tbs_certificate.issuer
+            && child.tbs_certificate.to_der().is_ok_and(|tbs| {
+                child.signature.as_bytes().is_some_and(|sig| {
+                    verify_raw(
+                        &parent.tbs_certificate.subject_public_key_info,
+                        &child.signature_algorithm.oid,
+                        &tbs,
+                        sig,
+                    )
+                    .is_ok()
+                })
+            })
+    };
+    let mut current = cert.clone();
+    // Bounded: a loop of certificates issuing each other ends here.
+    for _ in 0..8 {
+        if is_trusted(&current) {
+            return true;
+        }
+        if trusted.iter().any(|t| issued_by(&current, t)) {
+            return true;
+        }
+        match pool.iter().find(|p| {
+            p.tbs_certificate.subject != current.tbs_certificate.subject && issued_by(&current, p)
+        }) {
+            Some(parent) => current = (*parent).clone(),
+            None => return false,
+        }
+    }
+    false
+}
+
 /// ESSCertIDv2 with the default hash algorithm (SHA-256), so it is omitted.
 #[derive(Sequence)]
 struct EssCertIdV2 {
@@ -892,22 +934,7 @@ pub fn verify(pdf: &[u8], trusted: &[Certificate]) -> Result<Verified, VerifyErr
     )
     .map_err(VerifyError::Signature)?;
     let subject = signer.tbs_certificate.subject.to_string();
-    let signer_der = signer.to_der().map_err(malformed)?;
-    let trusted_ok = trusted.iter().any(|t| {
-        t.to_der().is_ok_and(|d| d == signer_der)
-            || (t.tbs_certificate.subject == signer.tbs_certificate.issuer
-                && signer.tbs_certificate.to_der().is_ok_and(|tbs| {
-                    signer.signature.as_bytes().is_some_and(|sig| {
-                        verify_raw(
-                            &t.tbs_certificate.subject_public_key_info,
-                            &signer.signature_algorithm.oid,
-                            &tbs,
-                            sig,
-                        )
-                        .is_ok()
-                    })
-                }))
-    });
+    let trusted_ok = chains_to(signer, &certs, trusted);
     if !trusted_ok {
         return Err(VerifyError::Untrusted { subject });
     }

@@ -576,3 +576,117 @@ fn pkcs12_errors_name_the_file_and_what_to_do() {
     let e = PdfSettings::from_config(&config).expect_err("a password key");
     assert!(e.to_string().contains("password"), "{e}");
 }
+
+#[test]
+fn a_signer_under_an_intermediate_ca_chains_to_the_root() {
+    let pki = Pki::new();
+    let d = pki.dir.path();
+    std::fs::write(
+        d.join("ca-ext.cnf"),
+        "[ica]\nbasicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n",
+    )
+    .expect("ext");
+    run(
+        d,
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ica.key",
+            "-out",
+            "ica.csr",
+            "-subj",
+            "/CN=Herald Test Issuing CA/O=Herald Tests",
+        ],
+    );
+    run(
+        d,
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "ica.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "ica.pem",
+            "-days",
+            "3650",
+            "-extfile",
+            "ca-ext.cnf",
+            "-extensions",
+            "ica",
+        ],
+    );
+    run(
+        d,
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "deep.key",
+            "-out",
+            "deep.csr",
+            "-subj",
+            "/CN=Press Office Deep/O=Test Agency",
+        ],
+    );
+    run(
+        d,
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "deep.csr",
+            "-CA",
+            "ica.pem",
+            "-CAkey",
+            "ica.key",
+            "-CAcreateserial",
+            "-out",
+            "deep.pem",
+            "-days",
+            "3650",
+            "-extfile",
+            "ext.cnf",
+            "-extensions",
+            "signer",
+        ],
+    );
+    let chain = format!(
+        "{}{}",
+        std::fs::read_to_string(d.join("deep.pem")).expect("leaf"),
+        std::fs::read_to_string(d.join("ica.pem")).expect("ica")
+    );
+    std::fs::write(d.join("deep-chain.pem"), chain).expect("chain");
+
+    let (_dir, corpus) = signed_corpus(&pki, "deep", "");
+    let pdf = render_first(&corpus);
+    // Trusting only the root: leaf -> issuing CA (carried in the signature) -> root.
+    let root = sign::load_certificates(&pki.path("ca.pem")).expect("ca");
+    let v = sign::verify(&pdf, &root).expect("chains to the root");
+    assert!(v.subject.contains("CN=Press Office Deep"), "{v:?}");
+    let (ok, text) = pdfsig(&pki, &pdf);
+    assert!(ok && text.contains("Certificate is Trusted."), "{text}");
+    // A root that issued nothing here: untrusted.
+    let other = sign::load_certificates(&pki.path("tsa.pem")).expect("tsa");
+    let e = sign::verify(&pdf, &other).expect_err("untrusted");
+    assert!(matches!(e, sign::VerifyError::Untrusted { .. }), "{e}");
+}
