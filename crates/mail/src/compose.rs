@@ -14,7 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use herald_content::html::{HtmlOptions, absolute_url, to_html};
-use herald_content::{Corpus, Statement, urls};
+use herald_content::{Corpus, Statement, l10n, urls};
 use lettre::address::Envelope;
 use lettre::message::header::{
     self, ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue, Headers,
@@ -114,56 +114,9 @@ fixed_header!(ListUnsubscribe, "List-Unsubscribe");
 fixed_header!(ListUnsubscribePost, "List-Unsubscribe-Post");
 fixed_header!(ContentLanguage, "Content-Language");
 
-/// Strings the default templates show, by language.
-#[derive(Debug, Clone)]
-struct Labels {
-    read_online: &'static str,
-    pdf: &'static str,
-    unsubscribe: &'static str,
-    why: String,
-    /// The subject of a digest of `n` statements.
-    digest: fn(&str, usize) -> String,
-    /// Before the title of a correction bulletin.
-    correction: &'static str,
-}
-
-fn labels(lang: &str, org: &str) -> Labels {
-    match lang.split('-').next().unwrap_or(lang) {
-        "ru" => Labels {
-            read_online: "Читать на сайте",
-            pdf: "Скачать PDF",
-            unsubscribe: "Отписаться",
-            why: format!("Вы получили это письмо, потому что подписались на заявления: {org}."),
-            digest: |org, n| format!("{org}: новые заявления ({n})"),
-            correction: "Исправление",
-        },
-        "kk" => Labels {
-            read_online: "Сайтта оқу",
-            pdf: "PDF жүктеп алу",
-            unsubscribe: "Жазылымнан бас тарту",
-            why: format!("Сіз бұл хатты {org} мәлімдемелеріне жазылғандықтан алдыңыз."),
-            digest: |org, n| format!("{org}: жаңа мәлімдемелер ({n})"),
-            correction: "Түзету",
-        },
-        _ => Labels {
-            read_online: "Read online",
-            pdf: "Download the PDF",
-            unsubscribe: "Unsubscribe",
-            why: format!("You receive this because you subscribed to statements from {org}."),
-            digest: |org, n| match n {
-                1 => format!("{org}: 1 new statement"),
-                n => format!("{org}: {n} new statements"),
-            },
-            correction: "Correction",
-        },
-    }
-}
-
+/// A statement's date as its page and PDF show it (one localisation: herald-content's l10n).
 fn local_date(s: &Statement) -> String {
-    match s.lang.split('-').next() {
-        Some("en") => s.meta.date.format("%-d %B %Y").to_string(),
-        _ => s.meta.date.format("%d.%m.%Y").to_string(),
-    }
+    l10n::long_date(&s.lang, &s.meta.date)
 }
 
 fn check_url(field: &'static str, url: &str) -> Result<(), ComposeError> {
@@ -454,8 +407,8 @@ impl<'a> Composer<'a> {
                 pdf_url => self.settings.pdf_links.then(|| url(&pdf_url, html)),
                 unsubscribe_url => url(&unsubscribe_url, html),
                 labels => {
-                    let l = labels(&statement.lang, org.short());
-                    minijinja::context! { read_online => l.read_online, pdf => l.pdf, unsubscribe => l.unsubscribe, why => l.why }
+                    let l = l10n::mail_labels(&statement.lang);
+                    minijinja::context! { read_online => l.read_online, pdf => l.download_pdf, unsubscribe => l.unsubscribe, why => l.why(org.short()) }
                 },
             }
         };
@@ -491,7 +444,7 @@ impl<'a> Composer<'a> {
     /// subject says it is a correction.
     pub fn prepare_correction(&self, statement: &Statement) -> Result<Prepared, ComposeError> {
         let mut p = self.prepare(statement)?;
-        let label = labels(&statement.lang, "").correction;
+        let label = l10n::mail_labels(&statement.lang).correction;
         p.subject = clean_line(&format!("{label}: {}", statement.meta.title), 250);
         Ok(p)
     }
@@ -507,8 +460,9 @@ impl<'a> Composer<'a> {
     ) -> Result<Prepared, ComposeError> {
         let config = &self.corpus.config;
         let org = &config.organization;
-        let l = labels(lang, org.short());
-        let subject = clean_line(&(l.digest)(org.short(), statements.len()), 250);
+        let l = l10n::mail_labels(lang);
+        let why = l.why(org.short());
+        let subject = clean_line(&l10n::digest_subject(lang, org.short(), statements.len()), 250);
         let unsubscribe_url = format!("{}{MARK}", self.unsubscribe_url);
         let ctx = |html: bool| {
             let items: Vec<minijinja::Value> = statements
@@ -537,8 +491,8 @@ impl<'a> Composer<'a> {
                 organization => org_value(org),
                 unsubscribe_url => url(&unsubscribe_url, html),
                 labels => minijinja::context! {
-                    read_online => l.read_online, pdf => l.pdf,
-                    unsubscribe => l.unsubscribe, why => &l.why,
+                    read_online => l.read_online, pdf => l.download_pdf,
+                    unsubscribe => l.unsubscribe, why => &why,
                 },
             }
         };
