@@ -185,7 +185,10 @@ pub fn page_of(lang: &str, n: usize, total: usize) -> String {
         "es" => format!("Página {n} de {total}"),
         "de" => format!("Seite {n} von {total}"),
         "ar" => format!("صفحة {n} من {total}"),
-        _ => EN.page_of.replace("{n}", &n.to_string()).replace("{total}", &total.to_string()),
+        _ => EN
+            .page_of
+            .replace("{n}", &n.to_string())
+            .replace("{total}", &total.to_string()),
     }
 }
 
@@ -564,10 +567,16 @@ mod tests {
         assert_eq!(direction("kk"), "ltr");
         assert_eq!(language_name("kk"), "Қазақша");
         assert_eq!(language_name("xx"), "xx");
-        assert_eq!(mail_labels("ru").why("ООН"), "Вы получили это письмо, потому что подписались на заявления: ООН.");
+        assert_eq!(
+            mail_labels("ru").why("ООН"),
+            "Вы получили это письмо, потому что подписались на заявления: ООН."
+        );
         assert_eq!(digest_subject("en", "UN", 1), "UN: 1 new statement");
         assert_eq!(confirm_labels("kk").subject("S"), "Жазылымды растаңыз: S");
-        assert_eq!(confirm_labels("pt").subject("S"), "Confirm your subscription: S");
+        assert_eq!(
+            confirm_labels("pt").subject("S"),
+            "Confirm your subscription: S"
+        );
     }
 
     #[test]
@@ -583,14 +592,21 @@ mod tests {
         let mut names = TopicNames::default();
         names.0.insert(
             "human-rights".into(),
-            BTreeMap::from([("en".into(), "Human rights".into()), ("ru".into(), "Права человека".into())]),
+            BTreeMap::from([
+                ("en".into(), "Human rights".into()),
+                ("ru".into(), "Права человека".into()),
+            ]),
         );
         assert_eq!(names.name("ru", "human-rights", "en"), "Права человека");
         assert_eq!(names.name("kk", "human-rights", "en"), "Human rights");
-        names
-            .0
-            .insert("migration".into(), BTreeMap::from([("ru".into(), "Миграция".into())]));
+        names.0.insert(
+            "migration".into(),
+            BTreeMap::from([("ru".into(), "Миграция".into())]),
+        );
         assert_eq!(names.name("kk", "migration", "en"), "Migration");
-        assert_eq!(names.name("en", "migration-and-asylum", "en"), "Migration and asylum");
+        assert_eq!(
+            names.name("en", "migration-and-asylum", "en"),
+            "Migration and asylum"
+        );
     }
 }

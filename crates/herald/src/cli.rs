@@ -168,7 +168,7 @@ where
 /// `[schedule] lock_wait_seconds`, read from herald.toml alone (publish itself
 /// loads and validates everything; loading it twice would double the cost).
 fn lock_wait(root: &Path) -> std::time::Duration {
-    herald_content::Config::load(&crate::Paths::new(root).content.join("herald.toml"))
+    herald_content::Config::load(&crate::Paths::new(root).config())
         .ok()
         .and_then(|c| crate::schedule::Schedules::from_config(&c).ok())
         .map_or(crate::schedule::DEFAULT_LOCK_WAIT, |s| s.lock_wait)

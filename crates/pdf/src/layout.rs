@@ -7,9 +7,9 @@ use herald_content::doc::{Align, Block, Document, Inline};
 use herald_content::{Config, Statement};
 use hyphenation::Standard;
 
+use crate::PdfError;
 use crate::fonts::{self, Fonts};
 use crate::text::{self, BLACK, Builder, Color, HARD_BREAK, Line, Run, Style};
-use crate::PdfError;
 use herald_content::l10n as i18n;
 
 const ACCENT: Color = [0.0, 0.28, 0.55];

@@ -785,7 +785,7 @@ impl<'a> Site<'a> {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.config.base_url)
+        urls::absolute(&self.config.base_url, path)
     }
 
     fn chrome_for(&self, lang: &str) -> Value {
