@@ -588,6 +588,23 @@ mod tests {
     }
 
     #[test]
+    fn topic_names_are_read_from_site_and_leave_its_other_keys_to_the_site() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("herald.toml");
+        std::fs::write(
+            &path,
+            "title = \"T\"\nbase_url = \"https://ex.org/\"\nlanguages = [\"en\", \"ru\"]\n\
+             default_language = \"en\"\ntime_zone = \"UTC\"\n[organization]\nname = \"Org\"\n\
+             [site]\nper_page = 10\n[site.topic_names.migration]\nru = \"Миграция\"\n",
+        )
+        .expect("write");
+        let config = Config::load(&path).expect("config");
+        let names = TopicNames::from_config(&config).expect("names");
+        assert_eq!(names.name("ru", "migration", "en"), "Миграция");
+        assert_eq!(names.name("en", "migration", "en"), "Migration");
+    }
+
+    #[test]
     fn topic_names_fall_back_to_the_default_language_then_the_slug() {
         let mut names = TopicNames::default();
         names.0.insert(

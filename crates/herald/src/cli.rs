@@ -98,7 +98,7 @@ pub fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
 pub fn find_root(start: &Path) -> Option<PathBuf> {
     start
         .ancestors()
-        .find(|d| d.join("content").join("herald.toml").is_file())
+        .find(|d| Paths::new(d).config().is_file())
         .map(Path::to_path_buf)
 }
 

@@ -19,7 +19,7 @@ pub enum MailerError {
         "[mail.smtp] {0} is not on the loopback address: use tls = \"starttls\" or \"implicit\""
     )]
     Insecure(String),
-    #[error("cannot compose the confirmation mail: {0}")]
+    #[error("the confirmation mail: {0}")]
     Compose(#[from] ComposeError),
     #[error("cannot send the confirmation mail: {0}")]
     Send(#[from] DeliverError),

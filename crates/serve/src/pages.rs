@@ -180,7 +180,14 @@ mod tests {
             title: "T".into(),
             languages: vec!["en".into(), "ru".into()],
             default_language: "en".into(),
-            topics: vec!["human-rights".into()],
+            topics: vec!["human-rights".into(), "health".into()],
+            topic_names: TopicNames(
+                [(
+                    "health".to_string(),
+                    [("en".to_string(), "Health <i>care</i>".to_string())].into(),
+                )]
+                .into(),
+            ),
         };
         let html = subscribe_form(
             &site,
@@ -194,6 +201,8 @@ mod tests {
         assert!(html.contains("&lt;b&gt;"));
         assert!(html.contains("value=\"ru\" lang=\"ru\" selected"));
         assert!(html.contains("value=\"human-rights\" checked> Human rights"));
+        // Names from `[site.topic_names]`, escaped like everything else.
+        assert!(html.contains("value=\"health\"> Health &lt;i&gt;care&lt;/i&gt;</label>"));
         assert!(html.contains("name=\"csrf\" value=\"tok\""));
     }
 }
