@@ -10,14 +10,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use herald_mail::{
-    Claim, Confirmed, NewSubscriber, Origin, Purpose, Status, StoreError, Subscriber, TokenError,
-    parse_address,
+    Claim, Confirmation, Confirmed, NewSubscriber, Origin, Purpose, Status, StoreError, Subscriber,
+    TokenError, parse_address,
 };
 use tower_http::compression::CompressionLayer;
 
 use crate::csrf::{self, CsrfError};
 use crate::{App, pages};
-use herald_mail::Confirmation;
 
 type Shared = State<Arc<App>>;
 
