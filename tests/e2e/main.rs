@@ -1,6 +1,7 @@
 //! End-to-end: the real `herald` CLI on a copy of the sample content.
 
 mod contract;
+mod dates;
 mod digest;
 mod gate;
 mod previews;

@@ -11,6 +11,7 @@ pub mod diag;
 pub mod doc;
 pub mod files;
 pub mod html;
+pub mod l10n;
 pub mod limits;
 pub mod markdown;
 pub mod statement;
@@ -93,7 +94,7 @@ fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
 /// Load and validate everything. Reports every problem in every file at once.
 pub fn load(root: &Path) -> Result<Corpus, LoadError> {
     let content = content_dir(root);
-    let config_path = content.join("herald.toml");
+    let config_path = urls::Paths::new(root).config();
     let config = Config::load(&config_path).map_err(|mut d| {
         d.file = shown(root, &d.file);
         LoadError::Invalid(Diagnostics(vec![d]))

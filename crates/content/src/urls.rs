@@ -1,8 +1,64 @@
 //! The layout of `public/`: every channel links to every other through these
 //! paths, so no channel needs to know another. Paths are relative to the site
-//! root, use `/`, and never start with one.
+//! root, use `/`, and never start with one. [`absolute`] joins one onto
+//! `base_url`; [`Paths`] is where a project keeps its files on disk.
+
+use std::path::{Path, PathBuf};
 
 use crate::statement::Statement;
+
+/// Where a project keeps its files: every crate takes these from here rather than
+/// joining folder names onto the root itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    /// The folder that holds `content/`.
+    pub root: PathBuf,
+    pub content: PathBuf,
+    pub templates: PathBuf,
+    pub public: PathBuf,
+    /// `.herald/`: the ledger, the lock, the link secret, temporary files. Ignored by git.
+    pub state: PathBuf,
+    /// `.herald/herald.db`: the ledger and herald-mail's tables.
+    pub ledger: PathBuf,
+    pub tmp: PathBuf,
+}
+
+impl Paths {
+    pub fn new(root: &Path) -> Paths {
+        let content = crate::content_dir(root);
+        let state = root.join(".herald");
+        Paths {
+            root: root.to_path_buf(),
+            templates: content.join("templates"),
+            content,
+            public: root.join("public"),
+            ledger: state.join("herald.db"),
+            tmp: state.join("tmp"),
+            state,
+        }
+    }
+
+    /// `content/herald.toml`.
+    pub fn config(&self) -> PathBuf {
+        self.content.join("herald.toml")
+    }
+
+    /// A file below `public/`, from its relative URL path (e.g. [`pdf`]).
+    pub fn public_file(&self, rel: &str) -> PathBuf {
+        self.public.join(rel)
+    }
+
+    /// The mail outbox: `[mail] outbox`, relative to the project root.
+    pub fn outbox(&self, configured: &Path) -> PathBuf {
+        self.root.join(configured)
+    }
+}
+
+/// The public URL of `path` (relative, as every function here returns it) below
+/// `base_url` (which always ends with `/`).
+pub fn absolute(base_url: &str, path: &str) -> String {
+    format!("{base_url}{path}")
+}
 
 /// A file a channel produced, to be written atomically below `public/`.
 #[derive(Debug, Clone, PartialEq, Eq)]

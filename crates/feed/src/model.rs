@@ -50,7 +50,7 @@ impl<'a> Site<'a> {
     }
 
     pub fn abs(&self, path: &str) -> String {
-        format!("{}{}", self.config.base_url, path)
+        herald_content::urls::absolute(&self.config.base_url, path)
     }
 }
 

@@ -98,7 +98,7 @@ pub fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
 pub fn find_root(start: &Path) -> Option<PathBuf> {
     start
         .ancestors()
-        .find(|d| d.join("content").join("herald.toml").is_file())
+        .find(|d| Paths::new(d).config().is_file())
         .map(Path::to_path_buf)
 }
 
@@ -168,7 +168,7 @@ where
 /// `[schedule] lock_wait_seconds`, read from herald.toml alone (publish itself
 /// loads and validates everything; loading it twice would double the cost).
 fn lock_wait(root: &Path) -> std::time::Duration {
-    herald_content::Config::load(&crate::Paths::new(root).content.join("herald.toml"))
+    herald_content::Config::load(&crate::Paths::new(root).config())
         .ok()
         .and_then(|c| crate::schedule::Schedules::from_config(&c).ok())
         .map_or(crate::schedule::DEFAULT_LOCK_WAIT, |s| s.lock_wait)

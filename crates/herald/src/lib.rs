@@ -17,37 +17,10 @@ pub mod run;
 pub mod schedule;
 pub mod status;
 
-use std::path::{Path, PathBuf};
-
 pub use pipeline::{PublishOptions, PublishReport, check, publish};
 
 /// Where herald keeps things below the project root.
-#[derive(Debug, Clone)]
-pub struct Paths {
-    pub root: PathBuf,
-    pub content: PathBuf,
-    pub templates: PathBuf,
-    pub public: PathBuf,
-    /// `.herald/`: the ledger, the lock, temporary files. Ignored by git.
-    pub state: PathBuf,
-    pub ledger: PathBuf,
-    pub tmp: PathBuf,
-}
-
-impl Paths {
-    pub fn new(root: &Path) -> Paths {
-        let state = root.join(".herald");
-        Paths {
-            root: root.to_path_buf(),
-            content: root.join("content"),
-            templates: root.join("content").join("templates"),
-            public: root.join("public"),
-            ledger: state.join("herald.db"),
-            tmp: state.join("tmp"),
-            state,
-        }
-    }
-}
+pub use herald_content::urls::Paths;
 
 /// Everything that can stop a herald command, each mapped to an exit code.
 #[derive(Debug, thiserror::Error)]

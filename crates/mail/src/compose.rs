@@ -14,7 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use herald_content::html::{HtmlOptions, absolute_url, to_html};
-use herald_content::{Corpus, Statement, urls};
+use herald_content::{Corpus, Statement, l10n, urls};
 use lettre::address::Envelope;
 use lettre::message::header::{
     self, ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue, Headers,
@@ -95,7 +95,7 @@ macro_rules! fixed_header {
     ($ty:ident, $name:literal) => {
         /// A header whose name is fixed here and whose value is ASCII without line breaks.
         #[derive(Debug, Clone)]
-        struct $ty(String);
+        pub(crate) struct $ty(pub(crate) String);
         impl Header for $ty {
             fn name() -> HeaderName {
                 HeaderName::new_from_ascii_str($name)
@@ -114,56 +114,9 @@ fixed_header!(ListUnsubscribe, "List-Unsubscribe");
 fixed_header!(ListUnsubscribePost, "List-Unsubscribe-Post");
 fixed_header!(ContentLanguage, "Content-Language");
 
-/// Strings the default templates show, by language.
-#[derive(Debug, Clone)]
-struct Labels {
-    read_online: &'static str,
-    pdf: &'static str,
-    unsubscribe: &'static str,
-    why: String,
-    /// The subject of a digest of `n` statements.
-    digest: fn(&str, usize) -> String,
-    /// Before the title of a correction bulletin.
-    correction: &'static str,
-}
-
-fn labels(lang: &str, org: &str) -> Labels {
-    match lang.split('-').next().unwrap_or(lang) {
-        "ru" => Labels {
-            read_online: "Читать на сайте",
-            pdf: "Скачать PDF",
-            unsubscribe: "Отписаться",
-            why: format!("Вы получили это письмо, потому что подписались на заявления: {org}."),
-            digest: |org, n| format!("{org}: новые заявления ({n})"),
-            correction: "Исправление",
-        },
-        "kk" => Labels {
-            read_online: "Сайтта оқу",
-            pdf: "PDF жүктеп алу",
-            unsubscribe: "Жазылымнан бас тарту",
-            why: format!("Сіз бұл хатты {org} мәлімдемелеріне жазылғандықтан алдыңыз."),
-            digest: |org, n| format!("{org}: жаңа мәлімдемелер ({n})"),
-            correction: "Түзету",
-        },
-        _ => Labels {
-            read_online: "Read online",
-            pdf: "Download the PDF",
-            unsubscribe: "Unsubscribe",
-            why: format!("You receive this because you subscribed to statements from {org}."),
-            digest: |org, n| match n {
-                1 => format!("{org}: 1 new statement"),
-                n => format!("{org}: {n} new statements"),
-            },
-            correction: "Correction",
-        },
-    }
-}
-
+/// A statement's date as its page and PDF show it (one localisation: herald-content's l10n).
 fn local_date(s: &Statement) -> String {
-    match s.lang.split('-').next() {
-        Some("en") => s.meta.date.format("%-d %B %Y").to_string(),
-        _ => s.meta.date.format("%d.%m.%Y").to_string(),
-    }
+    l10n::long_date(&s.lang, &s.meta.date)
 }
 
 fn check_url(field: &'static str, url: &str) -> Result<(), ComposeError> {
@@ -194,6 +147,62 @@ fn mailbox(field: &'static str, value: &str) -> Result<Mailbox, ComposeError> {
         value: value.to_string(),
         reason: e.to_string(),
     })
+}
+
+/// The sender: `[mail] from`, else the organization's short name and email.
+pub(crate) fn sender(
+    config: &herald_content::Config,
+    settings: &MailSettings,
+) -> Result<Mailbox, ComposeError> {
+    let org = &config.organization;
+    Ok(match (&settings.from, &org.email) {
+        (Some(f), _) => mailbox("from", f)?,
+        (None, Some(e)) => {
+            let addr = Address::from_str(e.trim()).map_err(|err| ComposeError::Address {
+                field: "organization email",
+                value: e.clone(),
+                reason: err.to_string(),
+            })?;
+            Mailbox::new(Some(clean_line(org.short(), 120)), addr)
+        }
+        (None, None) => return Err(ComposeError::NoSender),
+    })
+}
+
+/// `[mail] reply_to`, checked.
+pub(crate) fn reply_to(settings: &MailSettings) -> Result<Option<Mailbox>, ComposeError> {
+    settings
+        .reply_to
+        .as_deref()
+        .map(|r| mailbox("reply_to", r))
+        .transpose()
+}
+
+/// The signer of `[mail.dkim]`, its key read from below the project `root`.
+pub(crate) fn dkim_signer(
+    root: &Path,
+    settings: &MailSettings,
+) -> Result<Option<Signer>, ComposeError> {
+    settings
+        .dkim
+        .as_ref()
+        .map(|d| {
+            let path = root.join(&d.key);
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(&path).map_err(|e| ComposeError::DkimKey {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
+            Signer::new(&text, d.algorithm, &d.selector, &d.domain).map_err(|e| {
+                ComposeError::DkimKey {
+                    path: shown,
+                    reason: format!(
+                        "{e}: RSA keys are PKCS#1 PEM (BEGIN RSA PRIVATE KEY), Ed25519 keys the base64 32-byte seed"
+                    ),
+                }
+            })
+        })
+        .transpose()
 }
 
 /// A statement rendered for one language: everything but the recipient.
@@ -293,24 +302,8 @@ impl<'a> Composer<'a> {
         secret: &'a Secret,
         sign: bool,
     ) -> Result<Composer<'a>, ComposeError> {
-        let org = &corpus.config.organization;
-        let from = match (&settings.from, &org.email) {
-            (Some(f), _) => mailbox("from", f)?,
-            (None, Some(e)) => {
-                let addr = Address::from_str(e.trim()).map_err(|err| ComposeError::Address {
-                    field: "organization email",
-                    value: e.clone(),
-                    reason: err.to_string(),
-                })?;
-                Mailbox::new(Some(clean_line(org.short(), 120)), addr)
-            }
-            (None, None) => return Err(ComposeError::NoSender),
-        };
-        let reply_to = settings
-            .reply_to
-            .as_deref()
-            .map(|r| mailbox("reply_to", r))
-            .transpose()?;
+        let from = sender(&corpus.config, settings)?;
+        let reply_to = reply_to(settings)?;
         let domain = from.email.domain().to_ascii_lowercase();
         let list_id = match &settings.list_id {
             Some(l) => {
@@ -331,7 +324,7 @@ impl<'a> Composer<'a> {
         let unsubscribe_url = settings
             .unsubscribe_url
             .clone()
-            .unwrap_or_else(|| format!("{}unsubscribe/", corpus.config.base_url));
+            .unwrap_or_else(|| urls::absolute(&corpus.config.base_url, "unsubscribe/"));
         check_url("unsubscribe_url", &unsubscribe_url)?;
         let unsubscribe_mailto = match &settings.unsubscribe_mailto {
             Some(m) => mailbox("unsubscribe_mailto", m)?.email.to_string(),
@@ -356,27 +349,11 @@ impl<'a> Composer<'a> {
                 Ok(address)
             })
             .transpose()?;
-        let dkim = settings
-            .dkim
-            .as_ref()
-            .filter(|_| sign)
-            .map(|d| {
-                let path = corpus.root.join(&d.key);
-                let shown = path.display().to_string();
-                let text = std::fs::read_to_string(&path).map_err(|e| ComposeError::DkimKey {
-                    path: shown.clone(),
-                    reason: e.to_string(),
-                })?;
-                Signer::new(&text, d.algorithm, &d.selector, &d.domain).map_err(|e| {
-                    ComposeError::DkimKey {
-                        path: shown,
-                        reason: format!(
-                            "{e}: RSA keys are PKCS#1 PEM (BEGIN RSA PRIVATE KEY), Ed25519 keys the base64 32-byte seed"
-                        ),
-                    }
-                })
-            })
-            .transpose()?;
+        let dkim = if sign {
+            dkim_signer(&corpus.root, settings)?
+        } else {
+            None
+        };
 
         let mut env = minijinja::Environment::new();
         // A misspelt variable in an override is an error, not an empty string;
@@ -454,8 +431,8 @@ impl<'a> Composer<'a> {
                 pdf_url => self.settings.pdf_links.then(|| url(&pdf_url, html)),
                 unsubscribe_url => url(&unsubscribe_url, html),
                 labels => {
-                    let l = labels(&statement.lang, org.short());
-                    minijinja::context! { read_online => l.read_online, pdf => l.pdf, unsubscribe => l.unsubscribe, why => l.why }
+                    let l = l10n::mail_labels(&statement.lang);
+                    minijinja::context! { read_online => l.read_online, pdf => l.download_pdf, unsubscribe => l.unsubscribe, why => l.why(org.short()) }
                 },
             }
         };
@@ -468,7 +445,7 @@ impl<'a> Composer<'a> {
     pub fn prepare(&self, statement: &Statement) -> Result<Prepared, ComposeError> {
         let (html, text) = self.render_bulletin(statement)?;
         let pdf = if self.settings.attach_pdf && self.settings.pdf_links {
-            let path = self.corpus.root.join("public").join(urls::pdf(statement));
+            let path = urls::Paths::new(&self.corpus.root).public_file(&urls::pdf(statement));
             let bytes = std::fs::read(&path).map_err(|source| ComposeError::Io {
                 path: path.display().to_string(),
                 source,
@@ -491,7 +468,7 @@ impl<'a> Composer<'a> {
     /// subject says it is a correction.
     pub fn prepare_correction(&self, statement: &Statement) -> Result<Prepared, ComposeError> {
         let mut p = self.prepare(statement)?;
-        let label = labels(&statement.lang, "").correction;
+        let label = l10n::mail_labels(&statement.lang).correction;
         p.subject = clean_line(&format!("{label}: {}", statement.meta.title), 250);
         Ok(p)
     }
@@ -507,8 +484,12 @@ impl<'a> Composer<'a> {
     ) -> Result<Prepared, ComposeError> {
         let config = &self.corpus.config;
         let org = &config.organization;
-        let l = labels(lang, org.short());
-        let subject = clean_line(&(l.digest)(org.short(), statements.len()), 250);
+        let l = l10n::mail_labels(lang);
+        let why = l.why(org.short());
+        let subject = clean_line(
+            &l10n::digest_subject(lang, org.short(), statements.len()),
+            250,
+        );
         let unsubscribe_url = format!("{}{MARK}", self.unsubscribe_url);
         let ctx = |html: bool| {
             let items: Vec<minijinja::Value> = statements
@@ -537,8 +518,8 @@ impl<'a> Composer<'a> {
                 organization => org_value(org),
                 unsubscribe_url => url(&unsubscribe_url, html),
                 labels => minijinja::context! {
-                    read_online => l.read_online, pdf => l.pdf,
-                    unsubscribe => l.unsubscribe, why => &l.why,
+                    read_online => l.read_online, pdf => l.download_pdf,
+                    unsubscribe => l.unsubscribe, why => &why,
                 },
             }
         };
@@ -1008,7 +989,7 @@ fn literal_patches(encoded: &[u8], base: usize, patches: &mut Vec<Patch>) -> usi
 }
 
 /// The header fields of `head` (each with its folds and CRLF).
-fn header_fields(head: &[u8]) -> Vec<&[u8]> {
+pub(crate) fn header_fields(head: &[u8]) -> Vec<&[u8]> {
     let mut fields = Vec::new();
     let mut start = 0;
     let mut i = 0;
@@ -1023,7 +1004,7 @@ fn header_fields(head: &[u8]) -> Vec<&[u8]> {
     fields
 }
 
-fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+pub(crate) fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     memchr::memmem::find(haystack.get(from..)?, needle).map(|i| i + from)
 }
 

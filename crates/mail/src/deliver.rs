@@ -55,6 +55,8 @@ pub enum DeliverError {
     Settings(String),
     #[error("cannot start the sending threads: {0}")]
     Runtime(std::io::Error),
+    #[error("[mail.smtp] {host} did not take the message: {reason}")]
+    Refused { host: String, reason: String },
 }
 
 /// What happened to one bulletin in this run.
@@ -534,7 +536,10 @@ pub fn deliver(
         q.outstanding = q.ready.len();
     }
     match &target {
-        None => outbox(&shared, &corpus.root.join(&settings.outbox))?,
+        None => outbox(
+            &shared,
+            &herald_content::urls::Paths::new(&corpus.root).outbox(&settings.outbox),
+        )?,
         Some(target) => smtp(&shared, target)?,
     }
     shared
@@ -1307,4 +1312,63 @@ async fn worker(shared: &Shared<'_>, target: &SmtpTarget) -> Result<(), StoreErr
         let _ = tokio::time::timeout(t, c.conn.command(Quit)).await;
     }
     Ok(())
+}
+
+// ---- one message now (the confirmation mail) ----
+
+/// Send one message outside the ledger (`herald serve`'s confirmation mail), on
+/// the bulletins' path: over `[mail.smtp]` when it is set (same connection,
+/// TLS, SMTPUTF8 and dot-stuffing code), else as an `.eml` file in `outbox`,
+/// named by its Message-ID and written atomically.
+pub async fn send_now(
+    settings: &MailSettings,
+    outbox: &Path,
+    composed: &Composed,
+) -> Result<(), DeliverError> {
+    let Some(smtp) = &settings.smtp else {
+        let head = crate::compose::find(&composed.bytes, b"\r\n\r\n", 0).unwrap_or(0);
+        let id = crate::compose::header_fields(&composed.bytes[..head])
+            .into_iter()
+            .find(|f| f.to_ascii_lowercase().starts_with(b"message-id:"))
+            .map(|f| String::from_utf8_lossy(&f[11..]).trim().to_string())
+            .unwrap_or_else(|| "message".into());
+        let name: String = id
+            .chars()
+            .filter(|c| !matches!(c, '<' | '>'))
+            .map(|c| match c {
+                c if c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '-' | '_') => c,
+                _ => '_',
+            })
+            .collect();
+        let io = |source| DeliverError::Outbox {
+            path: outbox.to_path_buf(),
+            source,
+        };
+        let from = composed.envelope.from().map(|a| a.to_string());
+        let mut file = format!("Return-Path: <{}>\r\n", from.unwrap_or_default()).into_bytes();
+        file.extend_from_slice(&composed.bytes);
+        std::fs::create_dir_all(outbox).map_err(io)?;
+        let tmp = outbox.join(format!(".{name}.eml.tmp"));
+        std::fs::write(&tmp, &file).map_err(io)?;
+        return std::fs::rename(&tmp, outbox.join(format!("{name}.eml"))).map_err(io);
+    };
+    let target = SmtpTarget::new(smtp)?;
+    let refused = |reason: String| DeliverError::Refused {
+        host: target.host.clone(),
+        reason,
+    };
+    let mut c = target.connect().await.map_err(refused)?;
+    let mut buf = String::new();
+    let mut step_result = envelope(&mut c, target.timeout, composed, &mut buf).await;
+    if matches!(step_result, Step::Ok) {
+        let mut data = Vec::new();
+        data_bytes(&composed.bytes, &mut data);
+        let wire = std::str::from_utf8(&data).map_err(|e| refused(e.to_string()))?;
+        step_result = step(target.timeout, c.conn.command(Raw(wire))).await;
+    }
+    let _ = tokio::time::timeout(target.timeout, c.conn.command(Quit)).await;
+    match step_result {
+        Step::Ok => Ok(()),
+        Step::Permanent(e) | Step::Transient { error: e, .. } | Step::Broken(e) => Err(refused(e)),
+    }
 }

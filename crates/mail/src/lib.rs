@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod compose;
+pub mod confirm;
 pub mod deliver;
 mod dkim;
 pub mod inbound;
@@ -21,9 +22,10 @@ pub mod token;
 
 pub use cli::{MailCommand, SubscribersCommand, run_mail, run_receive, run_subscribers};
 pub use compose::{ComposeError, Composer, check_templates, has_overrides};
+pub use confirm::{Confirmation, Confirmer};
 pub use deliver::{
     CORRECTION_PREFIX, DIGEST_PREFIX, DeliverError, DeliveryReport, Outcome, deliver, digest_key,
-    queue, queue_digest, smtputf8_offered,
+    queue, queue_digest, send_now, smtputf8_offered,
 };
 pub use settings::{DkimAlgorithm, DkimSettings, MailSettings, SmtpSettings, TlsMode};
 pub use store::{

@@ -9,7 +9,8 @@ use rustybuzz::Face;
 
 use crate::fonts::{self, LOW};
 use crate::text::{HARD_BREAK, is_ignorable, is_space, substitute};
-use crate::{PdfError, PdfSettings, i18n};
+use crate::{PdfError, PdfSettings};
+use herald_content::l10n as i18n;
 
 /// The configured font chain (bundled faces, then `[pdf] fonts`), for coverage only:
 /// cheap to make (no shaping plans, no hyphenation patterns).
@@ -133,7 +134,7 @@ impl FontChain {
         let mut own = String::from(exemplar(lang));
         for month in 1..=12 {
             if let Some(d) = chrono::Datelike::with_month(&d, month) {
-                own.push_str(&i18n::date(lang, &d));
+                own.push_str(&i18n::long_date(lang, &d));
             }
         }
         own.push_str(&i18n::page_of(lang, 1, 2));

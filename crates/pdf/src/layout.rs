@@ -7,9 +7,10 @@ use herald_content::doc::{Align, Block, Document, Inline};
 use herald_content::{Config, Statement};
 use hyphenation::Standard;
 
+use crate::PdfError;
 use crate::fonts::{self, Fonts};
 use crate::text::{self, BLACK, Builder, Color, HARD_BREAK, Line, Run, Style};
-use crate::{PdfError, i18n};
+use herald_content::l10n as i18n;
 
 const ACCENT: Color = [0.0, 0.28, 0.55];
 const GREY: Color = [0.38, 0.38, 0.38];
@@ -694,7 +695,7 @@ pub(crate) fn lay_out(
     let spans = vec![(meta.title.clone(), style(fonts::BOLD, size * 1.75, h1))];
     ctx.paragraph(&spans, g.left, width, false, 1.22, size * 0.5)?;
     let mut lines: Vec<(String, usize)> = Vec::new();
-    let when = i18n::date(lang, &meta.date);
+    let when = i18n::long_date(lang, &meta.date);
     lines.push((
         match &meta.place {
             Some(p) => format!("{p}, {when}"),
@@ -710,7 +711,7 @@ pub(crate) fn lay_out(
     }
     if let Some(u) = meta.updated {
         lines.push((
-            format!("{} {}", i18n::updated(lang), i18n::date(lang, &u)),
+            format!("{} {}", i18n::updated(lang), i18n::long_date(lang, &u)),
             fonts::ITALIC,
         ));
     }

@@ -20,7 +20,6 @@
 
 mod coverage;
 mod fonts;
-mod i18n;
 mod layout;
 pub mod sign;
 mod text;

@@ -109,7 +109,10 @@ pub fn site_info(root: &Path, now: DateTime<Utc>) -> Result<SiteInfo, herald_con
         .collect();
     topics.sort();
     topics.dedup();
+    let topic_names = herald_content::l10n::TopicNames::from_config(&corpus.config)
+        .map_err(|d| herald_content::LoadError::Invalid(herald_content::Diagnostics(vec![d])))?;
     Ok(SiteInfo {
+        topic_names,
         title: corpus.config.title.clone(),
         languages: corpus.config.languages.clone(),
         default_language: corpus.config.default_language.clone(),
@@ -191,12 +194,12 @@ pub async fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
             return Err(ServeError::Zero(name));
         }
     }
-    let state_dir = root.join(".herald");
+    let paths = herald_content::urls::Paths::new(&root);
     let secret = match opts.secret {
         Some(s) => s,
-        None => Secret::from_env_or_file(&state_dir)?,
+        None => Secret::from_env_or_file(&paths.state)?,
     };
-    let store_path = state_dir.join("herald.db");
+    let store_path = paths.ledger.clone();
     let store = tokio::task::spawn_blocking(move || MailStore::open(&store_path))
         .await
         .map_err(|e| ServeError::Io(std::io::Error::other(e)))??;
@@ -222,7 +225,7 @@ pub async fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
         None => format!("http://{local}/"),
     };
     let org = &config.organization;
-    let mailer = mailer::Mailer::new(&root, &mail, (org.short(), org.email.as_deref()))?;
+    let mailer = mailer::Mailer::new(config, &paths, &mail)?;
     let csrf = csrf::Csrf::new(i64::from(settings.form_expiry_minutes) * 60)
         .map_err(|e| ServeError::Random(e.to_string()))?;
     let now = (opts.clock)();
@@ -234,7 +237,7 @@ pub async fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
         limits: limit::Limits::new(&settings),
         settings,
         store: Arc::new(store),
-        files: files::Files::new(root.join("public")),
+        files: files::Files::new(paths.public.clone()),
         secret,
         csrf,
         mailer,
@@ -244,11 +247,7 @@ pub async fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
         Some(rebuild) => Some(watch(&root, rebuild, app.clone())?),
         None => None,
     };
-    tracing::info!(
-        "serving {} at {}",
-        root.join("public").display(),
-        app.public_url
-    );
+    tracing::info!("serving {} at {}", paths.public.display(), app.public_url);
     Ok(Server {
         listener,
         app,

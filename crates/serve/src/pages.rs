@@ -3,6 +3,7 @@
 //! so the Content-Security-Policy can forbid both.
 
 use herald_content::html::escape;
+use herald_content::l10n::{self, TopicNames};
 use herald_content::urls::STYLESHEET;
 
 use crate::csrf::FIELD;
@@ -15,30 +16,12 @@ pub struct SiteInfo {
     pub default_language: String,
     /// Sorted, unique.
     pub topics: Vec<String>,
+    /// `[site.topic_names]`: the names the site shows, so the form says the same.
+    pub topic_names: TopicNames,
 }
 
-fn language_name(code: &str) -> &str {
-    match code {
-        "en" => "English",
-        "ru" => "Русский",
-        "kk" => "Қазақша",
-        "fr" => "Français",
-        "es" => "Español",
-        "ar" => "العربية",
-        "zh" => "中文",
-        "de" => "Deutsch",
-        other => other,
-    }
-}
-
-fn topic_name(slug: &str) -> String {
-    let mut s = slug.replace('-', " ");
-    if let Some(first) = s.get(..1) {
-        let upper = first.to_uppercase();
-        s.replace_range(..1, &upper);
-    }
-    s
-}
+/// The language of these pages (the issue keeps them in English), for topic names.
+const PAGE_LANG: &str = "en";
 
 /// A whole page around `body` (already HTML).
 pub fn page(site: &SiteInfo, title: &str, body: &str) -> String {
@@ -71,7 +54,7 @@ fn language_select(site: &SiteInfo, chosen: &str) -> String {
         out.push_str(&format!(
             "<option value=\"{code}\" lang=\"{code}\"{sel}>{name}</option>\n",
             code = escape(l),
-            name = escape(language_name(l)),
+            name = escape(l10n::language_name(l)),
             sel = if l == chosen { " selected" } else { "" },
         ));
     }
@@ -89,7 +72,7 @@ fn topic_boxes(site: &SiteInfo, chosen: &[String]) -> String {
         out.push_str(&format!(
             "<p><label><input type=\"checkbox\" name=\"topics\" value=\"{v}\"{c}> {name}</label></p>\n",
             v = escape(t),
-            name = escape(&topic_name(t)),
+            name = escape(&site.topic_names.name(PAGE_LANG, t, &site.default_language)),
             c = if chosen.contains(t) { " checked" } else { "" },
         ));
     }
@@ -197,7 +180,14 @@ mod tests {
             title: "T".into(),
             languages: vec!["en".into(), "ru".into()],
             default_language: "en".into(),
-            topics: vec!["human-rights".into()],
+            topics: vec!["human-rights".into(), "health".into()],
+            topic_names: TopicNames(
+                [(
+                    "health".to_string(),
+                    [("en".to_string(), "Health <i>care</i>".to_string())].into(),
+                )]
+                .into(),
+            ),
         };
         let html = subscribe_form(
             &site,
@@ -211,6 +201,8 @@ mod tests {
         assert!(html.contains("&lt;b&gt;"));
         assert!(html.contains("value=\"ru\" lang=\"ru\" selected"));
         assert!(html.contains("value=\"human-rights\" checked> Human rights"));
+        // Names from `[site.topic_names]`, escaped like everything else.
+        assert!(html.contains("value=\"health\"> Health &lt;i&gt;care&lt;/i&gt;</label>"));
         assert!(html.contains("name=\"csrf\" value=\"tok\""));
     }
 }

@@ -10,13 +10,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use herald_mail::{
-    Claim, Confirmed, NewSubscriber, Origin, Purpose, Status, StoreError, Subscriber, TokenError,
-    parse_address,
+    Claim, Confirmation, Confirmed, NewSubscriber, Origin, Purpose, Status, StoreError, Subscriber,
+    TokenError, parse_address,
 };
 use tower_http::compression::CompressionLayer;
 
 use crate::csrf::{self, CsrfError};
-use crate::mailer::Confirmation;
 use crate::{App, pages};
 
 type Shared = State<Arc<App>>;
@@ -415,7 +414,7 @@ async fn subscribe(
     {
         if added && let Some(key) = s.confirm_key {
             // Sent in the background: the answer takes as long whether or not a mail goes.
-            tokio::spawn(send_confirmation(app.clone(), s.id, key, s.address));
+            tokio::spawn(send_confirmation(app.clone(), s.id, key, s.address, s.lang));
             return check_inbox(&app, &address);
         }
         let store = app.store.clone();
@@ -442,7 +441,14 @@ async fn subscribe(
             Err(Failure::Busy) => return busy_form(&app),
             Err(e) => return internal(&app, "subscribe", e),
         };
-        tokio::spawn(send_confirmation(app.clone(), s.id, key, s.address));
+        // In the language just chosen on the form (stored above).
+        tokio::spawn(send_confirmation(
+            app.clone(),
+            s.id,
+            key,
+            s.address,
+            req.lang.clone(),
+        ));
     }
     check_inbox(&app, &address)
 }
@@ -462,7 +468,7 @@ fn check_inbox(app: &App, address: &str) -> Response {
     )
 }
 
-async fn send_confirmation(app: Arc<App>, id: i64, key: i64, address: String) {
+async fn send_confirmation(app: Arc<App>, id: i64, key: i64, address: String, lang: String) {
     let now = app.now();
     let expires = now + chrono::Duration::hours(i64::from(app.settings.confirm_expiry_hours));
     let token = app.secret.issue(Purpose::Confirm, id, key, Some(expires));
@@ -471,16 +477,13 @@ async fn send_confirmation(app: Arc<App>, id: i64, key: i64, address: String) {
     let c = Confirmation {
         subscriber_id: id,
         address: &address,
+        lang: &lang,
         site: &site.title,
         organization: &app.organization,
         link: &link,
         expires,
     };
-    let sent = match app.mailer.compose(&c, now) {
-        Ok(m) => app.mailer.send(m).await,
-        Err(e) => Err(e),
-    };
-    match sent {
+    match app.mailer.send(&c, now).await {
         Ok(()) => tracing::info!("confirmation mail sent to subscriber #{id}"),
         Err(e) => tracing::error!("confirmation mail to subscriber #{id}: {e}"),
     }

@@ -538,3 +538,91 @@ async fn a_rebuild_that_panics_leaves_the_service_and_the_last_good_site() {
         "the watcher thread died with the rebuild"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_form_names_topics_as_the_site_does() {
+    // `[site.topic_names]` (a table after the test's empty [serve] section).
+    let p = Project::new(
+        "\n[site.topic_names.human-rights]\nen = \"Rights of every person\"\nru = \"Права человека\"\n\
+         [site.topic_names.health]\nru = \"Здоровье\"\n",
+    );
+    let run = start(&p).await;
+    let c = client();
+    let form = c
+        .get(run.url("/subscribe"))
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    // The configured English name; a topic named only in Russian falls back to its slug.
+    assert!(form.contains("> Rights of every person</label>"), "{form}");
+    assert!(form.contains("> Health</label>"), "{form}");
+    assert!(!form.contains("Human rights"), "{form}");
+    // The site's topic page says the same.
+    let page = String::from_utf8(p.public("en/topics/human-rights/index.html")).expect("utf8");
+    assert!(page.contains("Rights of every person"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_confirmation_mail_is_in_the_language_chosen_on_the_form() {
+    let p = Project::new("");
+    let run = start(&p).await;
+    let c = client();
+    for (n, (address, lang, subject, words)) in [
+        (
+            "ru@example.org",
+            "ru",
+            "Подтвердите подписку: UN Kazakhstan — Official Statements",
+            "Чтобы подтвердить подписку, откройте эту ссылку до",
+        ),
+        (
+            "kk@example.org",
+            "kk",
+            "Жазылымды растаңыз: UN Kazakhstan — Official Statements",
+            "Жазылымды растау үшін бұл сілтемені",
+        ),
+        (
+            "en@example.org",
+            "en",
+            "Confirm your subscription: UN Kazakhstan — Official Statements",
+            "To confirm, open this link before",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (status, body) = subscribe(&c, &run, address, lang, &[]).await;
+        assert_eq!(status, 200, "{body}");
+        // The page itself stays in English.
+        assert!(body.contains("Check your inbox"), "{body}");
+        let mails = wait_for_mails(&p, n + 1).await;
+        let mail = mails
+            .iter()
+            .find(|m| std::fs::read_to_string(m).expect("eml").contains(address))
+            .unwrap_or_else(|| panic!("no mail to {address}"));
+        let bytes = std::fs::read(mail).expect("eml");
+        let msg = mail_parser::MessageParser::default()
+            .parse(&bytes)
+            .expect("parses");
+        assert_eq!(msg.subject(), Some(subject));
+        assert_eq!(
+            msg.header_raw("Content-Language").map(str::trim),
+            Some(lang)
+        );
+        let text = msg.body_text(0).expect("text").to_string();
+        assert!(text.contains(words), "{text}");
+        // The link in it confirms.
+        let token = token_of(&confirm_link(mail));
+        let res = c
+            .post(run.url("/confirm"))
+            .header("content-type", FORM)
+            .body(form(&[("token", &token)]))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(res.status(), 200);
+        assert_eq!(p.status(address), Some(Status::Confirmed));
+    }
+}

@@ -7,7 +7,8 @@
 //! never parses Markdown: it renders [`Statement::document`] with
 //! [`herald_content::html::to_html`] through minijinja templates.
 
-mod i18n;
+// Dates, language and topic names and the interface strings: one table for every channel.
+use herald_content::l10n as i18n;
 mod meta;
 mod templates;
 
@@ -116,7 +117,7 @@ pub struct SiteSettings {
     pub per_page: usize,
     /// Display names of topics per language: `[site.topic_names.migration]
     /// en = "Migration"`. Without one, the slug is shown with spaces.
-    pub topic_names: BTreeMap<String, BTreeMap<String, String>>,
+    pub topic_names: i18n::TopicNames,
     /// A minisign secret key (unencrypted; relative to the folder of herald.toml):
     /// publish signs `.well-known/herald/manifest.json` with it.
     pub manifest_key: Option<std::path::PathBuf>,
@@ -128,7 +129,7 @@ impl Default for SiteSettings {
     fn default() -> Self {
         SiteSettings {
             per_page: 50,
-            topic_names: BTreeMap::new(),
+            topic_names: i18n::TopicNames::default(),
             manifest_key: None,
             preview: PreviewSettings::default(),
         }
@@ -667,15 +668,6 @@ fn topics_path(lang: &str) -> String {
 }
 
 /// `human-rights` -> `Human rights`.
-fn humanize(slug: &str) -> String {
-    let spaced = slug.replace('-', " ");
-    let mut chars = spaced.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => spaced,
-    }
-}
-
 fn w3c_date(d: &DateTime<FixedOffset>) -> String {
     d.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
@@ -744,11 +736,9 @@ impl<'a> Site<'a> {
     }
 
     fn topic_name(&self, lang: &str, topic: &str) -> String {
-        let names = self.settings.topic_names.get(topic);
-        names
-            .and_then(|n| n.get(lang).or_else(|| n.get(&self.config.default_language)))
-            .cloned()
-            .unwrap_or_else(|| humanize(topic))
+        self.settings
+            .topic_names
+            .name(lang, topic, &self.config.default_language)
     }
 
     fn topic_ref(&self, lang: &str, topic: &str) -> TopicRef {
@@ -795,7 +785,7 @@ impl<'a> Site<'a> {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.config.base_url)
+        urls::absolute(&self.config.base_url, path)
     }
 
     fn chrome_for(&self, lang: &str) -> Value {
