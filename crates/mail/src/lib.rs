@@ -15,16 +15,18 @@ pub mod deliver;
 mod dkim;
 pub mod inbound;
 mod journal;
+mod outbox;
+pub mod queue;
 pub mod settings;
+mod smtp;
 pub mod store;
 pub mod token;
 
 pub use cli::{MailCommand, SubscribersCommand, run_mail, run_receive, run_subscribers};
 pub use compose::{ComposeError, Composer, check_templates, has_overrides};
-pub use deliver::{
-    CORRECTION_PREFIX, DIGEST_PREFIX, DeliverError, DeliveryReport, Outcome, deliver, digest_key,
-    queue, queue_digest, smtputf8_offered,
-};
+pub use deliver::{DeliverError, DeliveryReport, Outcome, deliver};
+pub use queue::{CORRECTION_PREFIX, DIGEST_PREFIX, digest_key, queue, queue_digest};
+pub use smtp::smtputf8_offered;
 pub use settings::{DkimAlgorithm, DkimSettings, MailSettings, SmtpSettings, TlsMode};
 pub use store::{
     Bulletin, BulletinState, Confirmed, Event, EventKind, MailStore, NewSubscriber, Origin, Status,
