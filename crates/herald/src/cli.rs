@@ -54,12 +54,12 @@ pub enum Command {
     /// Manage bulletin subscribers.
     Subscribers {
         #[command(subcommand)]
-        command: herald_mail::SubscribersCommand,
+        command: crate::mail_cli::SubscribersCommand,
     },
     /// Bulletin delivery: status, retries.
     Mail {
         #[command(subcommand)]
-        command: herald_mail::MailCommand,
+        command: crate::mail_cli::MailCommand,
     },
     /// What is published, what waits under embargo, and the last run.
     Status {
@@ -185,7 +185,7 @@ fn mail_err(e: &dyn std::fmt::Display) -> Error {
 /// message and tries again; nothing it hands in is lost or bounced.
 fn receive(
     root: &Path,
-    command: &herald_mail::MailCommand,
+    command: &crate::mail_cli::MailCommand,
     clock: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> u8 {
@@ -214,7 +214,7 @@ fn receive(
                 state_dir: &paths.state,
                 now: clock,
             };
-            herald_mail::run_receive(command, &store, &ctx, out)
+            crate::mail_cli::run_receive(command, &store, &ctx, out)
         });
     match result {
         Ok(code) => code,
@@ -354,17 +354,18 @@ pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
             let corpus = crate::check(&root)?;
             let store = herald_mail::MailStore::open(&crate::Paths::new(&root).ledger)
                 .map_err(|e| mail_err(&e))?;
-            herald_mail::run_subscribers(command, &store, &corpus.config, clock, &mut out)
+            crate::mail_cli::run_subscribers(command, &store, &corpus.config, clock, &mut out)
                 .map_err(|e| mail_err(&e))?;
             Ok(exit::OK)
         }
         Command::Mail {
-            command: command @ herald_mail::MailCommand::Receive { .. },
+            command: command @ crate::mail_cli::MailCommand::Receive { .. },
         } => Ok(receive(&root, command, clock, &mut out)),
         Command::Mail { command } => {
             let store = herald_mail::MailStore::open(&crate::Paths::new(&root).ledger)
                 .map_err(|e| mail_err(&e))?;
-            herald_mail::run_mail(command, &store, clock, &mut out).map_err(|e| mail_err(&e))?;
+            crate::mail_cli::run_mail(command, &store, clock, &mut out)
+                .map_err(|e| mail_err(&e))?;
             Ok(exit::OK)
         }
         Command::Status { now } => {

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod keys;
 pub mod ledger;
 pub mod lock;
+pub mod mail_cli;
 pub mod manifest;
 pub mod output;
 pub mod pipeline;

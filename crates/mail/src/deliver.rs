@@ -23,10 +23,10 @@ use indicatif::ProgressBar;
 use crate::compose::{ComposeError, Composed, Composer, Prepared, Recipient, Template};
 use crate::journal::Journal;
 use crate::outbox::outbox;
-use crate::queue::{Batch, DIGEST_PREFIX, CORRECTION_PREFIX, pick};
+use crate::queue::{Batch, pick};
 use crate::settings::MailSettings;
 use crate::smtp::{SmtpTarget, smtp};
-use crate::store::{Bulletin, BulletinState, Change, MailStore, Status, StoreError};
+use crate::store::{Bulletin, BulletinKind, BulletinState, Change, MailStore, Status, StoreError};
 use crate::token::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,7 @@ pub enum Outcome {
 /// One bulletin that did not end as sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// What the row carries ([`Bulletin::label`]): a statement id, or `digest <slot>`.
     pub statement_id: String,
     pub address: String,
     pub message_id: String,
@@ -96,7 +97,7 @@ pub struct DeliveryReport {
 impl DeliveryReport {
     fn record(&mut self, b: &Bulletin, outcome: Outcome) {
         let problem = |error: String| Problem {
-            statement_id: b.statement_id.clone(),
+            statement_id: b.label(),
             address: b.address.clone(),
             message_id: b.message_id.clone(),
             error,
@@ -110,43 +111,41 @@ impl DeliveryReport {
     }
 }
 
-/// Render what one pending row sends: a statement's bulletin, or a digest. `None`
-/// when nothing of it is left in `content/`.
+/// Render what one pending row sends: a statement's bulletin or correction, or
+/// a digest. `None` when nothing of it is left in `content/`.
 fn prepare_row(
     composer: &Composer<'_>,
     corpus: &Corpus,
     row: &Bulletin,
     now: DateTime<Utc>,
 ) -> Result<Option<Prepared>, ComposeError> {
-    if !row.statement_id.starts_with(DIGEST_PREFIX) {
-        let correction = row.version.starts_with(CORRECTION_PREFIX);
-        return corpus
-            .get(&row.statement_id, &row.lang)
-            .map(|s| {
-                if correction {
-                    composer.prepare_correction(s)
-                } else {
-                    composer.prepare(s)
-                }
-            })
-            .transpose();
+    let statement = || corpus.get(&row.statement_id, &row.lang);
+    match row.kind {
+        BulletinKind::Bulletin => statement().map(|s| composer.prepare(s)).transpose(),
+        BulletinKind::Correction => statement()
+            .map(|s| composer.prepare_correction(s))
+            .transpose(),
+        // Sent by `herald serve` when asked; never from the queue.
+        BulletinKind::Confirmation => Ok(None),
+        BulletinKind::Digest => {
+            let default = &corpus.config.default_language;
+            let statements: Vec<&Statement> = row
+                .statements
+                .iter()
+                .filter_map(|id| {
+                    let versions: Vec<&Statement> =
+                        corpus.translations(id).filter(|s| s.is_due(now)).collect();
+                    pick(&versions, &row.lang, default)
+                })
+                .collect();
+            if statements.is_empty() {
+                return Ok(None);
+            }
+            composer
+                .prepare_digest(&format!("digest:{}", row.slot), &row.lang, &statements)
+                .map(Some)
+        }
     }
-    let default = &corpus.config.default_language;
-    let statements: Vec<&Statement> = row
-        .version
-        .split(' ')
-        .filter_map(|id| {
-            let versions: Vec<&Statement> =
-                corpus.translations(id).filter(|s| s.is_due(now)).collect();
-            pick(&versions, &row.lang, default)
-        })
-        .collect();
-    if statements.is_empty() {
-        return Ok(None);
-    }
-    composer
-        .prepare_digest(&row.statement_id, &row.lang, &statements)
-        .map(Some)
 }
 
 /// One pending row, ready to go.
@@ -204,7 +203,8 @@ pub fn deliver(
     }
     let composer = Composer::new(corpus, settings, secret)?;
     // Each bulletin is rendered and encoded once, for all its recipients.
-    let mut prepared: HashMap<(String, String, String), Arc<Template>> = HashMap::new();
+    let mut prepared: HashMap<(BulletinKind, String, String, String, String), Arc<Template>> =
+        HashMap::new();
     let mut jobs = VecDeque::with_capacity(pending.len());
     // Rows that cannot be sent are failed in batches, never sent.
     let mut skipped = Vec::new();
@@ -214,11 +214,13 @@ pub fn deliver(
             Some((_, status, _)) => Some(format!("subscriber is {status}")),
             None => Some("subscriber was removed".to_string()),
         };
-        // A digest's version lists its statements: rows with the same list share one render.
+        // Rows of one digest slot with the same list share one render.
         let key = (
+            row.kind,
             row.statement_id.clone(),
             row.lang.clone(),
             row.version.clone(),
+            row.statements.join(" "),
         );
         let prep = match prepared.get(&key) {
             Some(p) => Some(p.clone()),
@@ -232,8 +234,12 @@ pub fn deliver(
             },
         };
         let reason = skip.or_else(|| {
-            prep.is_none()
-                .then(|| "the statement is no longer in content/".to_string())
+            prep.is_none().then(|| match row.kind {
+                BulletinKind::Confirmation => {
+                    "a confirmation is not sent from the queue".to_string()
+                }
+                _ => "the statement is no longer in content/".to_string(),
+            })
         });
         match (reason, prep) {
             (None, Some(template)) => {
@@ -485,7 +491,12 @@ impl Shared<'_> {
     /// A temporary failure: retry later in this run with backoff, or after the
     /// last attempt of this run, leave it deferred until its next attempt (Postfix's
     /// backoff: 5 minutes, doubling per run, at most 4,000 s) or its expiry.
-    pub(crate) fn defer(&self, mut job: Job, error: String, counted: bool) -> Result<(), StoreError> {
+    pub(crate) fn defer(
+        &self,
+        mut job: Job,
+        error: String,
+        counted: bool,
+    ) -> Result<(), StoreError> {
         // Every deferral is one attempt (a send after DATA was counted by `sending`).
         let attempts = job.row.attempts + 1;
         let max = self.settings.max_attempts.max(1);

@@ -9,7 +9,6 @@
 //! [`deliver`]. `herald serve` uses [`MailStore`] and [`token`] for subscribe,
 //! confirm and unsubscribe.
 
-pub mod cli;
 pub mod compose;
 pub mod deliver;
 mod dkim;
@@ -20,17 +19,17 @@ pub mod queue;
 pub mod settings;
 mod smtp;
 pub mod store;
+pub mod subscribers_csv;
 pub mod token;
 
-pub use cli::{MailCommand, SubscribersCommand, run_mail, run_receive, run_subscribers};
 pub use compose::{ComposeError, Composer, check_templates, has_overrides};
 pub use deliver::{DeliverError, DeliveryReport, Outcome, deliver};
-pub use queue::{CORRECTION_PREFIX, DIGEST_PREFIX, digest_key, queue, queue_digest};
-pub use smtp::smtputf8_offered;
+pub use queue::{digest_key, queue, queue_digest};
 pub use settings::{DkimAlgorithm, DkimSettings, MailSettings, SmtpSettings, TlsMode};
+pub use smtp::smtputf8_offered;
 pub use store::{
-    Bulletin, BulletinState, Confirmed, Event, EventKind, MailStore, NewSubscriber, Origin, Status,
-    StoreError, Subscriber, SubscriberError, parse_address,
+    Bulletin, BulletinKind, BulletinState, Confirmed, Event, EventKind, MailStore, NewSubscriber,
+    Origin, Status, StoreError, Subscriber, SubscriberError, parse_address,
 };
 pub use token::{
     Claim, Purpose, Secret, TokenError, VerpClaim, VerpKind, verp_address, verp_token,

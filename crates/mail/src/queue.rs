@@ -7,7 +7,7 @@ use herald_content::{Corpus, Statement};
 use crate::compose::message_id;
 use crate::deliver::DeliverError;
 use crate::settings::MailSettings;
-use crate::store::{MailStore, NewBulletin, Status, StoreError, Subscriber};
+use crate::store::{BulletinKind, MailStore, NewBulletin, Status, StoreError, Subscriber};
 
 /// The domain of the sender, for Message-IDs.
 pub(crate) fn sender_domain(corpus: &Corpus, settings: &MailSettings) -> String {
@@ -30,7 +30,11 @@ pub(crate) fn sender_domain(corpus: &Corpus, settings: &MailSettings) -> String 
 
 /// The translation a subscriber reads: theirs, else the default language's, else
 /// the first there is.
-pub(crate) fn pick<'a>(versions: &[&'a Statement], lang: &str, default: &str) -> Option<&'a Statement> {
+pub(crate) fn pick<'a>(
+    versions: &[&'a Statement],
+    lang: &str,
+    default: &str,
+) -> Option<&'a Statement> {
     versions
         .iter()
         .find(|s| s.lang == lang)
@@ -125,22 +129,29 @@ pub fn queue(
             // Had it already: only a correction goes out, when configured, and only
             // for an `updated` later than their first bulletin (a typo fix that keeps
             // `updated` sends nothing); once per `updated` (the row is unique).
-            let version = match (done.get(&sub.id), s.meta.updated) {
-                (None, _) => s.digest.clone(),
+            let (kind, version) = match (done.get(&sub.id), s.meta.updated) {
+                (None, _) => (BulletinKind::Bulletin, s.digest.clone()),
                 (Some(first), Some(updated))
                     if settings.corrections && updated.with_timezone(&Utc) > *first =>
                 {
-                    format!("{CORRECTION_PREFIX}{}", updated.to_rfc3339())
+                    (BulletinKind::Correction, updated.to_rfc3339())
                 }
                 (Some(_), _) => continue,
             };
+            // Message-IDs are derived as before the `kind` column, so they stay stable.
+            let mid = match kind {
+                BulletinKind::Correction => format!("correction:{version}"),
+                _ => version.clone(),
+            };
             batch.push(NewBulletin {
+                kind,
                 statement_id: id.to_string(),
-                message_id: message_id(id, &version, sub.id, &domain),
+                message_id: message_id(id, &mid, sub.id, &domain),
                 version,
                 lang: s.lang.clone(),
                 subscriber_id: sub.id,
                 address: sub.address.clone(),
+                ..NewBulletin::default()
             })?;
         }
     }
@@ -183,25 +194,17 @@ impl<'a> Batch<'a> {
     }
 }
 
-/// A correction's row carries this and the statement's `updated` as its version.
-pub const CORRECTION_PREFIX: &str = "correction:";
-
-/// A digest's rows carry `digest:` and its slot as their statement id, and the ids
-/// of the statements in it, space-separated, as their version.
-pub const DIGEST_PREFIX: &str = "digest:";
-
-/// The ledger key of the digest for one schedule slot.
+/// The ledger key of the digest for one schedule slot: the slot, RFC 3339 in UTC
+/// (a digest row's `slot`).
 pub fn digest_key(slot: DateTime<Utc>) -> String {
-    format!(
-        "{DIGEST_PREFIX}{}",
-        slot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    )
+    slot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Record a pending digest for every confirmed subscriber who should get at least
 /// one of `statements` (due versions, any language; the pipeline passes those no
 /// bulletin or digest has carried yet): one message listing them, each in the
-/// subscriber's language where a translation exists. Idempotent per `key`: a
+/// subscriber's language where a translation exists. `key` is the slot as
+/// [`digest_key`] writes it. Idempotent per `key`: a
 /// subscriber already queued for this digest is never queued again. Returns how
 /// many rows were added.
 pub fn queue_digest(
@@ -223,28 +226,30 @@ pub fn queue_digest(
     }
     let subscribers = store.subscribers(Some(Status::Confirmed))?;
     let domain = sender_domain(corpus, settings);
-    let done = store.bulletined(key)?;
+    let done = store.digested(key)?;
+    let legacy_key = format!("digest:{key}");
     let mut batch = Batch::new(store, now);
     for sub in &subscribers {
         if done.contains(&sub.id) {
             continue;
         }
-        let version = items
+        let ids: Vec<String> = items
             .iter()
             .filter(|i| i.is_for(sub))
-            .map(|i| i.id)
-            .collect::<Vec<_>>()
-            .join(" ");
-        if version.is_empty() {
+            .map(|i| i.id.to_string())
+            .collect();
+        if ids.is_empty() {
             continue;
         }
         batch.push(NewBulletin {
-            statement_id: key.to_string(),
-            message_id: message_id(key, &version, sub.id, &domain),
-            version,
+            kind: BulletinKind::Digest,
+            message_id: message_id(&legacy_key, &ids.join(" "), sub.id, &domain),
+            slot: key.to_string(),
+            statements: ids,
             lang: sub.lang.clone(),
             subscriber_id: sub.id,
             address: sub.address.clone(),
+            ..NewBulletin::default()
         })?;
     }
     batch.finish()

@@ -442,4 +442,3 @@ async fn worker(shared: &Shared<'_>, target: &SmtpTarget) -> Result<(), StoreErr
     }
     Ok(())
 }
-
