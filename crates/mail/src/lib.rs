@@ -10,6 +10,7 @@
 //! confirm and unsubscribe.
 
 pub mod compose;
+pub mod db;
 pub mod deliver;
 mod dkim;
 pub mod inbound;

@@ -22,7 +22,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, MutexGuard};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::token::{Claim, Purpose};
 
@@ -271,6 +271,8 @@ pub enum StoreError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("mail store {0}")]
+    Db(#[from] crate::db::OpenError),
     #[error("mail store: {0}")]
     Sql(rusqlite::Error),
     /// Another connection held the write lock longer than the store waits.
@@ -871,7 +873,7 @@ pub enum Confirmed {
 }
 
 /// How long a writer waits for the lock by default (the CLI, `publish`).
-const DEFAULT_WRITE_WAIT: Duration = Duration::from_secs(10);
+const DEFAULT_WRITE_WAIT: Duration = crate::db::BUSY_WAIT;
 /// Read-only connections open at most. A WAL file has few read marks: more
 /// readers than that, each wanting the newest snapshot while a writer commits,
 /// retry and sleep inside SQLite; a reader waits here for a free connection instead.
@@ -905,19 +907,11 @@ struct Pool {
 impl MailStore {
     /// Open (creating if needed) the database at `path` and its mail tables.
     pub fn open(path: &Path) -> Result<MailStore, StoreError> {
+        let conn = crate::db::open(path, DEFAULT_WRITE_WAIT)?;
         let open_err = |source| StoreError::Open {
             path: path.display().to_string(),
             source,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                open_err(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-                    Some(format!("cannot create {}: {e}", dir.display())),
-                ))
-            })?;
-        }
-        let conn = Connection::open(path).map_err(open_err)?;
         let mut store = Self::init(conn).map_err(open_err)?;
         store.readers = Some(Readers {
             path: path.to_path_buf(),
@@ -984,15 +978,12 @@ impl MailStore {
     /// A private in-memory store, for tests and previews.
     pub fn in_memory() -> Result<MailStore, StoreError> {
         let conn = Connection::open_in_memory()?;
+        crate::db::tune(&conn, DEFAULT_WRITE_WAIT)?;
         Ok(Self::init(conn)?)
     }
 
+    /// The tables on a connection [`crate::db`] opened and tuned.
     fn init(mut conn: Connection) -> rusqlite::Result<MailStore> {
-        conn.busy_timeout(DEFAULT_WRITE_WAIT)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // Durable against a killed process; a power loss may lose the last
-        // transactions (see docs/mail.md).
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
         migrate(&mut conn)?;
         Ok(MailStore {
@@ -1053,11 +1044,7 @@ impl MailStore {
         let conn = match conn {
             Some(c) => c,
             None => {
-                let opened = Connection::open_with_flags(
-                    &readers.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .and_then(|c| c.busy_timeout(self.wait()).map(|()| c));
+                let opened = crate::db::open_read_only(&readers.path, self.wait());
                 match opened {
                     Ok(c) => c,
                     Err(e) => {
