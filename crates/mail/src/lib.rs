@@ -9,6 +9,7 @@
 //! [`deliver`]. `herald serve` uses [`MailStore`] and [`token`] for subscribe,
 //! confirm and unsubscribe.
 
+pub mod atomic;
 pub mod compose;
 pub mod db;
 pub mod deliver;

@@ -52,7 +52,6 @@ fn outbox_loop(shared: &Shared<'_>, dir: &Path) -> Result<(), DeliverError> {
             })
             .collect();
         let path = dir.join(format!("{name}.eml"));
-        let tmp = dir.join(format!(".{name}.eml.tmp"));
         // As an MTA's final delivery writes it: the envelope sender (the VERP
         // address with a bounce address) is visible in the file.
         let return_path = format!(
@@ -66,8 +65,7 @@ fn outbox_loop(shared: &Shared<'_>, dir: &Path) -> Result<(), DeliverError> {
         let mut file = Vec::with_capacity(return_path.len() + composed.bytes.len());
         file.extend_from_slice(return_path.as_bytes());
         file.extend_from_slice(&composed.bytes);
-        std::fs::write(&tmp, &file).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
+        crate::atomic::write(&path, &file).map_err(io)?;
         shared.bytes.fetch_add(file.len() as u64, Ordering::Relaxed);
         shared.done(job, BulletinState::Sent, None)?;
     }
