@@ -19,10 +19,7 @@ pub struct Made {
 }
 
 fn fail(m: impl std::fmt::Display) -> Error {
-    Error::Channel {
-        channel: "keys",
-        message: m.to_string(),
-    }
+    Error::channel("keys", m.to_string())
 }
 
 /// Write a file only the owner can read.

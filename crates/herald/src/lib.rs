@@ -59,10 +59,13 @@ pub enum Error {
     Ledger(#[from] ledger::LedgerError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("{channel}: {message}")]
+    /// A channel (or the ledger, keys, manifest, serve) failed; `source` is its
+    /// own error, kept whole so its chain reaches the report.
+    #[error("{channel}: {source}")]
     Channel {
         channel: &'static str,
-        message: String,
+        #[source]
+        source: BoxError,
     },
     #[error("{0}")]
     Busy(String),
@@ -93,7 +96,18 @@ pub mod exit {
     pub const ATTENTION: u8 = 5;
 }
 
+/// A channel's error, whatever its type.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 impl Error {
+    /// `channel` failed with `source` (an error value, or a message when there is none).
+    pub fn channel(channel: &'static str, source: impl Into<BoxError>) -> Error {
+        Error::Channel {
+            channel,
+            source: source.into(),
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Content(herald_content::LoadError::Invalid(_)) => exit::INVALID,

@@ -45,13 +45,13 @@ pub struct FileEntry {
 const FORMAT: &str = "herald-manifest/1";
 
 fn key_err(path: &Path, what: impl std::fmt::Display) -> Error {
-    Error::Channel {
-        channel: "manifest",
-        message: format!(
+    Error::channel(
+        "manifest",
+        format!(
             "[site] manifest_key {}: {what} (`herald keys init` makes a test key)",
             path.display()
         ),
-    }
+    )
 }
 
 /// The manifest key: a minisign secret key file, unencrypted (publish runs unattended).
@@ -90,10 +90,7 @@ impl ManifestKey {
 }
 
 fn sign_err(e: &dyn std::fmt::Display) -> Error {
-    Error::Channel {
-        channel: "manifest",
-        message: format!("signing the manifest: {e}"),
-    }
+    Error::channel("manifest", format!("signing the manifest: {e}"))
 }
 
 /// Build, sign and put the manifest of everything in `sink` (the three manifest
@@ -194,10 +191,7 @@ pub fn verify_public(
     public: &Path,
     pk: &minisign::PublicKey,
 ) -> Result<(usize, Vec<Difference>), Error> {
-    let fail = |m: String| Error::Channel {
-        channel: "verify",
-        message: m,
-    };
+    let fail = |m: String| Error::channel("verify", m);
     let json = std::fs::read(public.join(MANIFEST)).map_err(|e| {
         fail(format!(
             "{}: {e}: run herald publish with [site] manifest_key set",
