@@ -541,7 +541,7 @@ fn previews(
         let card = preview_card(ctx.corpus, s, &texts[*i].0, &texts[*i].1);
         let bytes = renderer
             .render(&card)
-            .map_err(|e| channel_err("site", format!("{}: {e}", s.path.display())))?;
+            .map_err(|e| channel_err("site", crate::context(s.path.display(), e)))?;
         ctx.sink.put(path, &bytes)?;
         Ok(())
     })?;

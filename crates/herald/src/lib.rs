@@ -99,6 +99,24 @@ pub mod exit {
 /// A channel's error, whatever its type.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// An error with what herald was doing when it happened (a file, a step); the
+/// error itself stays its `source`.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct Context {
+    pub what: String,
+    #[source]
+    pub source: BoxError,
+}
+
+/// `source`, said to have happened while doing `what`.
+pub fn context(what: impl std::fmt::Display, source: impl Into<BoxError>) -> Context {
+    Context {
+        what: what.to_string(),
+        source: source.into(),
+    }
+}
+
 impl Error {
     /// `channel` failed with `source` (an error value, or a message when there is none).
     pub fn channel(channel: &'static str, source: impl Into<BoxError>) -> Error {
