@@ -115,7 +115,7 @@ pub fn init(root: &Path, now: DateTime<Utc>) -> Result<Made, Error> {
     let org = &config.organization.name;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| fail(crate::context("key generation", e)))?;
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| fail(e))?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
     let cn = format!("{org} (TEST ONLY, herald keys init)");
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
@@ -148,9 +148,9 @@ pub fn init(root: &Path, now: DateTime<Utc>) -> Result<Made, Error> {
     let sk = pair
         .sk
         .to_box(Some("herald manifest key (TEST ONLY, herald keys init)"))
-        .map_err(|e| fail(e))?
+        .map_err(fail)?
         .into_string();
-    let pk = pair.pk.to_box().map_err(|e| fail(e))?.into_string();
+    let pk = pair.pk.to_box().map_err(fail)?.into_string();
     write_private(&dir.join("manifest.key"), &sk)?;
     std::fs::write(dir.join("manifest.pub"), pk)
         .map_err(|e| fail(crate::context(dir.join("manifest.pub").display(), e)))?;

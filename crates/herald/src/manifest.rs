@@ -78,10 +78,7 @@ impl ManifestKey {
 
     /// The public key file, in minisign's format.
     pub fn public_key_file(&self) -> Result<String, Error> {
-        self.pk
-            .to_box()
-            .map(|b| b.into_string())
-            .map_err(|e| sign_err(e))
+        self.pk.to_box().map(|b| b.into_string()).map_err(sign_err)
     }
 
     pub fn public_key(&self) -> &minisign::PublicKey {
@@ -127,7 +124,7 @@ pub fn write(
         base_url: base_url.into(),
         files,
     };
-    let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| sign_err(e))?;
+    let mut json = serde_json::to_vec_pretty(&manifest).map_err(sign_err)?;
     json.push(b'\n');
     // Ed25519 in minisign is hedged (random noise): keep the old signature when it
     // still covers these bytes, so an unchanged site keeps unchanged files.
@@ -147,7 +144,7 @@ pub fn write(
                 Some(&trusted),
                 Some("signature from herald's manifest key"),
             )
-            .map_err(|e| sign_err(e))?
+            .map_err(sign_err)?
             .into_string()
         }
     };
@@ -226,14 +223,14 @@ pub fn verify_public(
     let listed: std::collections::HashSet<&str> =
         manifest.files.iter().map(|f| f.path.as_str()).collect();
     for entry in walkdir::WalkDir::new(public).sort_by_file_name() {
-        let entry = entry.map_err(|e| fail(e))?;
+        let entry = entry.map_err(fail)?;
         if !entry.file_type().is_file() {
             continue;
         }
         let rel: PathBuf = entry
             .path()
             .strip_prefix(public)
-            .map_err(|e| fail(e))?
+            .map_err(fail)?
             .to_path_buf();
         let rel = rel.to_string_lossy().replace('\\', "/");
         if [MANIFEST, SIGNATURE, PUBLIC_KEY].contains(&rel.as_str()) {
