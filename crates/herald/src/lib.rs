@@ -137,3 +137,33 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_channel_error_keeps_its_source_chain() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let e = Error::channel("keys", context("/srv/keys/signing.pem", io));
+        // The message reads as before: channel, what, error.
+        assert_eq!(e.to_string(), "keys: /srv/keys/signing.pem: denied");
+        // And the chain is there to walk: Context, then the io::Error itself.
+        let ctx = e.source().expect("context");
+        assert!(ctx.downcast_ref::<Context>().is_some());
+        let io = ctx.source().expect("io error");
+        assert_eq!(
+            io.downcast_ref::<std::io::Error>()
+                .map(std::io::Error::kind),
+            Some(std::io::ErrorKind::PermissionDenied)
+        );
+        let store = Error::channel("mail", herald_mail::StoreError::Busy);
+        assert!(
+            store
+                .source()
+                .and_then(|s| s.downcast_ref::<herald_mail::StoreError>())
+                .is_some_and(|s| matches!(s, herald_mail::StoreError::Busy))
+        );
+    }
+}
