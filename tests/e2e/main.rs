@@ -1,5 +1,6 @@
 //! End-to-end: the real `herald` CLI on a copy of the sample content.
 
+mod attention;
 mod contract;
 mod dates;
 mod digest;

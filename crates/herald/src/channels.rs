@@ -56,11 +56,8 @@ pub struct Settings {
     pub preview: Option<herald_preview::Style>,
 }
 
-fn channel_err(channel: &'static str, e: impl std::fmt::Display) -> Error {
-    Error::Channel {
-        channel,
-        message: e.to_string(),
-    }
+fn channel_err(channel: &'static str, e: impl Into<crate::BoxError>) -> Error {
+    Error::channel(channel, e)
 }
 
 impl Settings {
@@ -75,12 +72,13 @@ impl Settings {
         let pdf =
             herald_pdf::PdfSettings::from_config(config).map_err(|e| channel_err("pdf", e))?;
         let authority = feed.authority(config);
-        let mut mail: herald_mail::MailSettings =
-            config.section("mail").map_err(|d| channel_err("mail", d))?;
+        let mut mail: herald_mail::MailSettings = config
+            .section("mail")
+            .map_err(|d| channel_err("mail", d.to_string()))?;
         mail.pdf_links = pdf.enabled;
         let serve: herald_serve::ServeSettings = config
             .section("serve")
-            .map_err(|d| channel_err("serve", d))?;
+            .map_err(|d| channel_err("serve", d.to_string()))?;
         let preview = preview_style(corpus, &site)?;
         Ok(Settings {
             preview,
@@ -543,7 +541,7 @@ fn previews(
         let card = preview_card(ctx.corpus, s, &texts[*i].0, &texts[*i].1);
         let bytes = renderer
             .render(&card)
-            .map_err(|e| channel_err("site", format!("{}: {e}", s.path.display())))?;
+            .map_err(|e| channel_err("site", crate::context(s.path.display(), e)))?;
         ctx.sink.put(path, &bytes)?;
         Ok(())
     })?;
@@ -786,6 +784,8 @@ fn deliver_pending(
         new: queued,
         live: report.sent,
         note,
+        failed: report.failed.len(),
+        ambiguous: report.ambiguous.len() + report.recovered_ambiguous,
         ..Default::default()
     })
 }

@@ -54,12 +54,12 @@ pub enum Command {
     /// Manage bulletin subscribers.
     Subscribers {
         #[command(subcommand)]
-        command: herald_mail::SubscribersCommand,
+        command: crate::mail_cli::SubscribersCommand,
     },
     /// Bulletin delivery: status, retries.
     Mail {
         #[command(subcommand)]
-        command: herald_mail::MailCommand,
+        command: crate::mail_cli::MailCommand,
     },
     /// What is published, what waits under embargo, and the last run.
     Status {
@@ -174,18 +174,15 @@ fn lock_wait(root: &Path) -> std::time::Duration {
         .map_or(crate::schedule::DEFAULT_LOCK_WAIT, |s| s.lock_wait)
 }
 
-fn mail_err(e: &dyn std::fmt::Display) -> Error {
-    Error::Channel {
-        channel: "mail",
-        message: e.to_string(),
-    }
+fn mail_err(e: impl Into<crate::BoxError>) -> Error {
+    Error::channel("mail", e)
 }
 
 /// `herald mail receive`: any failure is EX_TEMPFAIL (75), so the MTA keeps the
 /// message and tries again; nothing it hands in is lost or bounced.
 fn receive(
     root: &Path,
-    command: &herald_mail::MailCommand,
+    command: &crate::mail_cli::MailCommand,
     clock: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> u8 {
@@ -214,7 +211,7 @@ fn receive(
                 state_dir: &paths.state,
                 now: clock,
             };
-            herald_mail::run_receive(command, &store, &ctx, out)
+            crate::mail_cli::run_receive(command, &store, &ctx, out)
         });
     match result {
         Ok(code) => code,
@@ -299,10 +296,7 @@ pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
             for (job, slot) in jobs {
                 let _ = writeln!(out, "  ran {job} for slot {}", crate::ledger::stamp(slot));
             }
-            let attention = report
-                .channels
-                .iter()
-                .any(|c| c.channel == "mail" && c.note.contains("attention"));
+            let attention = report.channels.iter().any(|c| c.failed + c.ambiguous > 0);
             Ok(if attention { exit::ATTENTION } else { exit::OK })
         }
         Command::Run => {
@@ -344,27 +338,24 @@ pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
                     ),
                 }
             }));
-            herald_serve::run(opts).map_err(|e| Error::Channel {
-                channel: "serve",
-                message: e.to_string(),
-            })?;
+            herald_serve::run(opts).map_err(|e| Error::channel("serve", e))?;
             Ok(exit::OK)
         }
         Command::Subscribers { command } => {
             let corpus = crate::check(&root)?;
-            let store = herald_mail::MailStore::open(&crate::Paths::new(&root).ledger)
-                .map_err(|e| mail_err(&e))?;
-            herald_mail::run_subscribers(command, &store, &corpus.config, clock, &mut out)
-                .map_err(|e| mail_err(&e))?;
+            let store =
+                herald_mail::MailStore::open(&crate::Paths::new(&root).ledger).map_err(mail_err)?;
+            crate::mail_cli::run_subscribers(command, &store, &corpus.config, clock, &mut out)
+                .map_err(mail_err)?;
             Ok(exit::OK)
         }
         Command::Mail {
-            command: command @ herald_mail::MailCommand::Receive { .. },
+            command: command @ crate::mail_cli::MailCommand::Receive { .. },
         } => Ok(receive(&root, command, clock, &mut out)),
         Command::Mail { command } => {
-            let store = herald_mail::MailStore::open(&crate::Paths::new(&root).ledger)
-                .map_err(|e| mail_err(&e))?;
-            herald_mail::run_mail(command, &store, clock, &mut out).map_err(|e| mail_err(&e))?;
+            let store =
+                herald_mail::MailStore::open(&crate::Paths::new(&root).ledger).map_err(mail_err)?;
+            crate::mail_cli::run_mail(command, &store, clock, &mut out).map_err(mail_err)?;
             Ok(exit::OK)
         }
         Command::Status { now } => {

@@ -18,11 +18,8 @@ pub struct Made {
     pub subject: String,
 }
 
-fn fail(m: impl std::fmt::Display) -> Error {
-    Error::Channel {
-        channel: "keys",
-        message: m.to_string(),
-    }
+fn fail(e: impl Into<crate::BoxError>) -> Error {
+    Error::channel("keys", e)
 }
 
 /// Write a file only the owner can read.
@@ -36,9 +33,9 @@ fn write_private(path: &Path, text: &str) -> Result<(), Error> {
     }
     let mut f = o
         .open(path)
-        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        .map_err(|e| fail(crate::context(path.display(), e)))?;
     f.write_all(text.as_bytes())
-        .map_err(|e| fail(format!("{}: {e}", path.display())))
+        .map_err(|e| fail(crate::context(path.display(), e)))
 }
 
 /// Add `[pdf.signing]` and `[site] manifest_key` to herald.toml's text, or say
@@ -89,7 +86,7 @@ pub fn init(root: &Path, now: DateTime<Utc>) -> Result<Made, Error> {
     let paths = Paths::new(root);
     let config_path = paths.content.join("herald.toml");
     let source = std::fs::read_to_string(&config_path)
-        .map_err(|e| fail(format!("{}: {e}", config_path.display())))?;
+        .map_err(|e| fail(crate::context(config_path.display(), e)))?;
     let config = herald_content::Config::parse(&config_path, &source)
         .map_err(|d| fail(format!("{d}\nfix herald.toml first")))?;
     let edited = edit_config(&source)?;
@@ -108,18 +105,17 @@ pub fn init(root: &Path, now: DateTime<Utc>) -> Result<Made, Error> {
             )));
         }
     }
-    std::fs::create_dir_all(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| fail(crate::context(dir.display(), e)))?;
     let ignore = dir.join(".gitignore");
     if !ignore.exists() {
         std::fs::write(&ignore, "# Private keys: never commit them.\n*\n")
-            .map_err(|e| fail(format!("{}: {e}", ignore.display())))?;
+            .map_err(|e| fail(crate::context(ignore.display(), e)))?;
     }
 
     let org = &config.organization.name;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|e| fail(format!("key generation: {e}")))?;
-    let mut params =
-        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(crate::context("key generation", e)))?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
     let cn = format!("{org} (TEST ONLY, herald keys init)");
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
@@ -142,32 +138,28 @@ pub fn init(root: &Path, now: DateTime<Utc>) -> Result<Made, Error> {
     params.not_after = rcgen::date_time_ymd(now.year() + 5, 1, 1);
     let cert = params
         .self_signed(&key)
-        .map_err(|e| fail(format!("certificate: {e}")))?;
+        .map_err(|e| fail(crate::context("certificate", e)))?;
     write_private(&dir.join("signing.key"), &key.serialize_pem())?;
     std::fs::write(dir.join("signing.pem"), cert.pem())
-        .map_err(|e| fail(format!("{}: {e}", dir.join("signing.pem").display())))?;
+        .map_err(|e| fail(crate::context(dir.join("signing.pem").display(), e)))?;
 
     let pair = minisign::KeyPair::generate_unencrypted_keypair()
-        .map_err(|e| fail(format!("manifest key: {e}")))?;
+        .map_err(|e| fail(crate::context("manifest key", e)))?;
     let sk = pair
         .sk
         .to_box(Some("herald manifest key (TEST ONLY, herald keys init)"))
-        .map_err(|e| fail(e.to_string()))?
+        .map_err(fail)?
         .into_string();
-    let pk = pair
-        .pk
-        .to_box()
-        .map_err(|e| fail(e.to_string()))?
-        .into_string();
+    let pk = pair.pk.to_box().map_err(fail)?.into_string();
     write_private(&dir.join("manifest.key"), &sk)?;
     std::fs::write(dir.join("manifest.pub"), pk)
-        .map_err(|e| fail(format!("{}: {e}", dir.join("manifest.pub").display())))?;
+        .map_err(|e| fail(crate::context(dir.join("manifest.pub").display(), e)))?;
 
     // Last, so a failure above leaves herald.toml as it was.
     let tmp = config_path.with_extension("toml.tmp");
-    std::fs::write(&tmp, &edited).map_err(|e| fail(format!("{}: {e}", tmp.display())))?;
+    std::fs::write(&tmp, &edited).map_err(|e| fail(crate::context(tmp.display(), e)))?;
     std::fs::rename(&tmp, &config_path)
-        .map_err(|e| fail(format!("{}: {e}", config_path.display())))?;
+        .map_err(|e| fail(crate::context(config_path.display(), e)))?;
     Ok(Made { dir, subject: cn })
 }
 

@@ -14,11 +14,9 @@ pub enum LedgerError {
         path: String,
         source: rusqlite::Error,
     },
-    #[error("cannot create {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The file or its folder could not be opened (herald-mail's opener).
+    #[error("ledger {0}")]
+    Open(#[from] herald_mail::db::OpenError),
 }
 
 pub struct Ledger {
@@ -83,27 +81,11 @@ impl Ledger {
     /// Open (creating if needed) the ledger at `path`.
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
         let shown = path.display().to_string();
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        }
+        let conn = herald_mail::db::open(path, herald_mail::db::BUSY_WAIT)?;
         let err = |source| LedgerError::Sqlite {
             path: shown.clone(),
             source,
         };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(err)?;
-        // A large site's first publish writes tens of thousands of rows in one
-        // transaction: the default 2 MB cache spilled it to the WAL page by page.
-        conn.pragma_update(None, "cache_size", -32_000)
-            .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(Ledger { conn, path: shown })
     }

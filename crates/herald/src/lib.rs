@@ -10,6 +10,7 @@ pub mod cli;
 pub mod keys;
 pub mod ledger;
 pub mod lock;
+pub mod mail_cli;
 pub mod manifest;
 pub mod output;
 pub mod pipeline;
@@ -31,10 +32,13 @@ pub enum Error {
     Ledger(#[from] ledger::LedgerError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("{channel}: {message}")]
+    /// A channel (or the ledger, keys, manifest, serve) failed; `source` is its
+    /// own error, kept whole so its chain reaches the report.
+    #[error("{channel}: {source}")]
     Channel {
         channel: &'static str,
-        message: String,
+        #[source]
+        source: BoxError,
     },
     #[error("{0}")]
     Busy(String),
@@ -65,7 +69,36 @@ pub mod exit {
     pub const ATTENTION: u8 = 5;
 }
 
+/// A channel's error, whatever its type.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error with what herald was doing when it happened (a file, a step); the
+/// error itself stays its `source`.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct Context {
+    pub what: String,
+    #[source]
+    pub source: BoxError,
+}
+
+/// `source`, said to have happened while doing `what`.
+pub fn context(what: impl std::fmt::Display, source: impl Into<BoxError>) -> Context {
+    Context {
+        what: what.to_string(),
+        source: source.into(),
+    }
+}
+
 impl Error {
+    /// `channel` failed with `source` (an error value, or a message when there is none).
+    pub fn channel(channel: &'static str, source: impl Into<BoxError>) -> Error {
+        Error::Channel {
+            channel,
+            source: source.into(),
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Content(herald_content::LoadError::Invalid(_)) => exit::INVALID,
@@ -75,5 +108,35 @@ impl Error {
             Error::Cancelled => exit::OK,
             _ => exit::FAILURE,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_channel_error_keeps_its_source_chain() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let e = Error::channel("keys", context("/srv/keys/signing.pem", io));
+        // The message reads as before: channel, what, error.
+        assert_eq!(e.to_string(), "keys: /srv/keys/signing.pem: denied");
+        // And the chain is there to walk: Context, then the io::Error itself.
+        let ctx = e.source().expect("context");
+        assert!(ctx.downcast_ref::<Context>().is_some());
+        let io = ctx.source().expect("io error");
+        assert_eq!(
+            io.downcast_ref::<std::io::Error>()
+                .map(std::io::Error::kind),
+            Some(std::io::ErrorKind::PermissionDenied)
+        );
+        let store = Error::channel("mail", herald_mail::StoreError::Busy);
+        assert!(
+            store
+                .source()
+                .and_then(|s| s.downcast_ref::<herald_mail::StoreError>())
+                .is_some_and(|s| matches!(s, herald_mail::StoreError::Busy))
+        );
     }
 }

@@ -45,13 +45,13 @@ pub struct FileEntry {
 const FORMAT: &str = "herald-manifest/1";
 
 fn key_err(path: &Path, what: impl std::fmt::Display) -> Error {
-    Error::Channel {
-        channel: "manifest",
-        message: format!(
+    Error::channel(
+        "manifest",
+        format!(
             "[site] manifest_key {}: {what} (`herald keys init` makes a test key)",
             path.display()
         ),
-    }
+    )
 }
 
 /// The manifest key: a minisign secret key file, unencrypted (publish runs unattended).
@@ -64,7 +64,7 @@ impl ManifestKey {
     pub fn load(path: &Path) -> Result<ManifestKey, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| key_err(path, e))?;
         let sk_box = minisign::SecretKeyBox::from_string(&text)
-            .map_err(|e| key_err(path, format!("not a minisign secret key: {e}")))?;
+            .map_err(|e| key_err(path, crate::context("not a minisign secret key", e)))?;
         let sk = sk_box.into_unencrypted_secret_key().map_err(|e| {
             key_err(
                 path,
@@ -72,16 +72,13 @@ impl ManifestKey {
             )
         })?;
         let pk = minisign::PublicKey::from_secret_key(&sk)
-            .map_err(|e| key_err(path, format!("no public key in it: {e}")))?;
+            .map_err(|e| key_err(path, crate::context("no public key in it", e)))?;
         Ok(ManifestKey { sk, pk })
     }
 
     /// The public key file, in minisign's format.
     pub fn public_key_file(&self) -> Result<String, Error> {
-        self.pk
-            .to_box()
-            .map(|b| b.into_string())
-            .map_err(|e| sign_err(&e))
+        self.pk.to_box().map(|b| b.into_string()).map_err(sign_err)
     }
 
     pub fn public_key(&self) -> &minisign::PublicKey {
@@ -89,11 +86,8 @@ impl ManifestKey {
     }
 }
 
-fn sign_err(e: &dyn std::fmt::Display) -> Error {
-    Error::Channel {
-        channel: "manifest",
-        message: format!("signing the manifest: {e}"),
-    }
+fn sign_err(e: impl Into<crate::BoxError>) -> Error {
+    Error::channel("manifest", crate::context("signing the manifest", e))
 }
 
 /// Build, sign and put the manifest of everything in `sink` (the three manifest
@@ -130,7 +124,7 @@ pub fn write(
         base_url: base_url.into(),
         files,
     };
-    let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| sign_err(&e))?;
+    let mut json = serde_json::to_vec_pretty(&manifest).map_err(sign_err)?;
     json.push(b'\n');
     // Ed25519 in minisign is hedged (random noise): keep the old signature when it
     // still covers these bytes, so an unchanged site keeps unchanged files.
@@ -150,7 +144,7 @@ pub fn write(
                 Some(&trusted),
                 Some("signature from herald's manifest key"),
             )
-            .map_err(|e| sign_err(&e))?
+            .map_err(sign_err)?
             .into_string()
         }
     };
@@ -194,10 +188,9 @@ pub fn verify_public(
     public: &Path,
     pk: &minisign::PublicKey,
 ) -> Result<(usize, Vec<Difference>), Error> {
-    let fail = |m: String| Error::Channel {
-        channel: "verify",
-        message: m,
-    };
+    fn fail(e: impl Into<crate::BoxError>) -> Error {
+        Error::channel("verify", e)
+    }
     let json = std::fs::read(public.join(MANIFEST)).map_err(|e| {
         fail(format!(
             "{}: {e}: run herald publish with [site] manifest_key set",
@@ -205,7 +198,7 @@ pub fn verify_public(
         ))
     })?;
     let sig = std::fs::read_to_string(public.join(SIGNATURE))
-        .map_err(|e| fail(format!("{}: {e}", public.join(SIGNATURE).display())))?;
+        .map_err(|e| fail(crate::context(public.join(SIGNATURE).display(), e)))?;
     check(pk, &json, &sig).map_err(|e| {
         fail(format!(
             "{}: the signature does not verify with the configured key ({e}): the manifest was changed or signed by another key",
@@ -213,7 +206,7 @@ pub fn verify_public(
         ))
     })?;
     let manifest: Manifest = serde_json::from_slice(&json)
-        .map_err(|e| fail(format!("{}: {e}", public.join(MANIFEST).display())))?;
+        .map_err(|e| fail(crate::context(public.join(MANIFEST).display(), e)))?;
     let mut diffs: Vec<Difference> = manifest
         .files
         .par_iter()
@@ -230,14 +223,14 @@ pub fn verify_public(
     let listed: std::collections::HashSet<&str> =
         manifest.files.iter().map(|f| f.path.as_str()).collect();
     for entry in walkdir::WalkDir::new(public).sort_by_file_name() {
-        let entry = entry.map_err(|e| fail(e.to_string()))?;
+        let entry = entry.map_err(fail)?;
         if !entry.file_type().is_file() {
             continue;
         }
         let rel: PathBuf = entry
             .path()
             .strip_prefix(public)
-            .map_err(|e| fail(e.to_string()))?
+            .map_err(fail)?
             .to_path_buf();
         let rel = rel.to_string_lossy().replace('\\', "/");
         if [MANIFEST, SIGNATURE, PUBLIC_KEY].contains(&rel.as_str()) {

@@ -6,12 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use herald_content::Sink;
+// Staging and placing are herald-mail's atomic writer, shared with the outbox.
+use herald_mail::atomic::{place, stage};
 
 /// Counts of what a sink did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -171,44 +173,6 @@ impl AtomicSink {
     pub fn stats(&self) -> WriteStats {
         self.lock().map(|s| s.stats).unwrap_or_default()
     }
-}
-
-/// A temporary file created with the mode an ordinary new file gets (0666 less the
-/// umask), not tempfile's private 0600: the output is for a web server to read.
-fn temp_builder() -> tempfile::Builder<'static, 'static> {
-    let mut b = tempfile::Builder::new();
-    b.prefix(".herald-");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        b.permissions(fs::Permissions::from_mode(0o666));
-    }
-    b
-}
-
-/// Rename a staged file to `target`; across file systems, copy it beside the
-/// target first so the last step is still a rename.
-fn place(staged: tempfile::TempPath, target: &Path) -> io::Result<()> {
-    let dir = target.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    match staged.persist(target) {
-        Ok(()) => Ok(()),
-        Err(e) if e.error.kind() == io::ErrorKind::CrossesDevices => {
-            let staged = e.path;
-            let mut tmp = temp_builder().tempfile_in(dir)?;
-            io::copy(&mut fs::File::open(&staged)?, &mut tmp)?;
-            tmp.persist(target).map(|_| ()).map_err(|e| e.error)
-        }
-        Err(e) => Err(e.error),
-    }
-}
-
-/// Write `bytes` into a new temporary file in `tmp_dir`, closed, deleted when dropped.
-fn stage(tmp_dir: &Path, bytes: &[u8]) -> io::Result<tempfile::TempPath> {
-    let mut tmp = temp_builder().tempfile_in(tmp_dir)?;
-    tmp.write_all(bytes)?;
-    tmp.flush()?;
-    Ok(tmp.into_temp_path())
 }
 
 impl Sink for AtomicSink {

@@ -42,6 +42,10 @@ pub struct ChannelReport {
     pub files_unchanged: usize,
     /// Extra detail (mail: sent/failed/ambiguous).
     pub note: String,
+    /// Mail: bulletins refused for good in this run (exit code 5).
+    pub failed: usize,
+    /// Mail: bulletins the server may or may not have (exit code 5).
+    pub ambiguous: usize,
     /// Time spent rendering and writing (0 when the channel had nothing to do).
     pub elapsed_ms: u128,
 }
@@ -199,14 +203,11 @@ fn settled_report(
         })
         .collect();
     if opts.mail {
-        let store = herald_mail::MailStore::open(&paths.ledger).map_err(|e| Error::Channel {
-            channel: "mail",
-            message: e.to_string(),
-        })?;
-        let work = store.has_work(opts.now).map_err(|e| Error::Channel {
-            channel: "mail",
-            message: e.to_string(),
-        })?;
+        let store =
+            herald_mail::MailStore::open(&paths.ledger).map_err(|e| Error::channel("mail", e))?;
+        let work = store
+            .has_work(opts.now)
+            .map_err(|e| Error::channel("mail", e))?;
         if work {
             return Ok(None);
         }
@@ -492,10 +493,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
                 .collect(),
             mail: opts.mail,
         };
-        let json = serde_json::to_string(&settled).map_err(|e| Error::Channel {
-            channel: "ledger",
-            message: e.to_string(),
-        })?;
+        let json = serde_json::to_string(&settled).map_err(|e| Error::channel("ledger", e))?;
         ledger.set_state(SETTLED, &json)?;
     }
 
@@ -525,10 +523,8 @@ pub fn check(root: &Path) -> Result<Corpus, Error> {
     let corpus = herald_content::load(root)?;
     let settings = channels::Settings::load(&corpus)?;
     // Publish parses fonts only when a PDF renders; check catches a bad font list now.
-    herald_pdf::Renderer::new(&corpus.config, &settings.pdf).map_err(|e| Error::Channel {
-        channel: "pdf",
-        message: e.to_string(),
-    })?;
+    herald_pdf::Renderer::new(&corpus.config, &settings.pdf)
+        .map_err(|e| Error::channel("pdf", e))?;
     channels::content_rules(&corpus, &settings)?;
     // Every statement, embargoed ones too (each will be rendered once it is due), and
     // a sample with every optional field.

@@ -76,6 +76,7 @@ fn main() {
                     subscriber_id: s.id,
                     address: s.address.clone(),
                     message_id: format!("bench.{}@statements.example.org", s.id),
+                    ..NewBulletin::default()
                 })
                 .collect();
             store.queue_bulletins(&rows, now).expect("queue");

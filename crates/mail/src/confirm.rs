@@ -1,7 +1,7 @@
 //! The subscription confirmation mail (double opt-in) of `herald serve`, in the
 //! language the subscriber chose, from the bulletins' sender and signed by the
 //! same DKIM key. Its words come from herald-content's l10n; it is sent with
-//! [`crate::deliver::send_now`] (SMTP, or the outbox when no server is set).
+//! [`crate::send_now`] (SMTP, or the outbox when no server is set).
 
 use std::path::Path;
 use std::time::SystemTime;

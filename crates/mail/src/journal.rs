@@ -301,6 +301,7 @@ mod tests {
                     subscriber_id: sub.id,
                     address: sub.address.clone(),
                     message_id: "<m@example.org>".into(),
+                    ..NewBulletin::default()
                 }],
                 now(),
             )

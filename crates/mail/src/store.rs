@@ -22,7 +22,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, MutexGuard};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::token::{Claim, Purpose};
 
@@ -54,8 +54,11 @@ CREATE TABLE IF NOT EXISTS mail_subscribers (
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS mail_bulletins (
     id            INTEGER PRIMARY KEY,
-    statement_id  TEXT NOT NULL,
-    version       TEXT NOT NULL,
+    kind          TEXT NOT NULL CHECK (kind IN ('bulletin', 'digest', 'correction', 'confirmation')),
+    statement_id  TEXT NOT NULL DEFAULT '',
+    version       TEXT NOT NULL DEFAULT '',
+    slot          TEXT NOT NULL DEFAULT '',
+    statements    TEXT NOT NULL DEFAULT '',
     lang          TEXT NOT NULL,
     subscriber_id INTEGER NOT NULL,
     address       TEXT NOT NULL,
@@ -68,7 +71,7 @@ CREATE TABLE IF NOT EXISTS mail_bulletins (
     sent_at       TEXT,
     next_attempt_at TEXT,
     expires_at    TEXT,
-    UNIQUE (statement_id, subscriber_id, version)
+    UNIQUE (kind, statement_id, subscriber_id, version, slot)
 );
 CREATE INDEX IF NOT EXISTS mail_bulletins_state ON mail_bulletins (state, id);
 CREATE INDEX IF NOT EXISTS mail_bulletins_subscriber ON mail_bulletins (subscriber_id, statement_id);
@@ -164,6 +167,57 @@ ALTER TABLE mail_bulletins ADD COLUMN next_attempt_at TEXT;
 ALTER TABLE mail_bulletins ADD COLUMN expires_at TEXT;
 ";
 
+/// Version 4: a `kind` column says what a row carries, instead of values packed
+/// into `statement_id` and `version` (`digest:<slot>` with the ids as a list,
+/// `correction:<time>`). Every row keeps its id (VERP tokens, events, inbound
+/// records and the journal name rows by id), state, counts and times.
+const MIGRATE_V4_BULLETINS: &str = "
+ALTER TABLE mail_bulletins RENAME TO mail_bulletins_v3;
+DROP INDEX IF EXISTS mail_bulletins_state;
+DROP INDEX IF EXISTS mail_bulletins_subscriber;
+DROP INDEX IF EXISTS mail_bulletins_due;
+CREATE TABLE mail_bulletins (
+    id            INTEGER PRIMARY KEY,
+    kind          TEXT NOT NULL CHECK (kind IN ('bulletin', 'digest', 'correction', 'confirmation')),
+    statement_id  TEXT NOT NULL DEFAULT '',
+    version       TEXT NOT NULL DEFAULT '',
+    slot          TEXT NOT NULL DEFAULT '',
+    statements    TEXT NOT NULL DEFAULT '',
+    lang          TEXT NOT NULL,
+    subscriber_id INTEGER NOT NULL,
+    address       TEXT NOT NULL,
+    message_id    TEXT NOT NULL UNIQUE,
+    state         TEXT NOT NULL CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'ambiguous')),
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT,
+    queued_at     TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    sent_at       TEXT,
+    next_attempt_at TEXT,
+    expires_at    TEXT,
+    UNIQUE (kind, statement_id, subscriber_id, version, slot)
+);
+INSERT INTO mail_bulletins
+    (id, kind, statement_id, version, slot, statements, lang, subscriber_id, address, message_id,
+     state, attempts, last_error, queued_at, updated_at, sent_at, next_attempt_at, expires_at)
+SELECT id,
+    CASE WHEN substr(statement_id, 1, 7) = 'digest:' THEN 'digest'
+         WHEN substr(version, 1, 11) = 'correction:' THEN 'correction'
+         ELSE 'bulletin' END,
+    CASE WHEN substr(statement_id, 1, 7) = 'digest:' THEN '' ELSE statement_id END,
+    CASE WHEN substr(statement_id, 1, 7) = 'digest:' THEN ''
+         WHEN substr(version, 1, 11) = 'correction:' THEN substr(version, 12)
+         ELSE version END,
+    CASE WHEN substr(statement_id, 1, 7) = 'digest:' THEN substr(statement_id, 8) ELSE '' END,
+    CASE WHEN substr(statement_id, 1, 7) = 'digest:' THEN version ELSE '' END,
+    lang, subscriber_id, address, message_id,
+    state, attempts, last_error, queued_at, updated_at, sent_at, next_attempt_at, expires_at
+FROM mail_bulletins_v3 ORDER BY id;
+DROP TABLE mail_bulletins_v3;
+CREATE INDEX mail_bulletins_state ON mail_bulletins (state, id);
+CREATE INDEX mail_bulletins_subscriber ON mail_bulletins (subscriber_id, statement_id);
+";
+
 /// Indexes on columns older databases get from the migration.
 const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS mail_bulletins_due ON mail_bulletins (state, next_attempt_at);
@@ -217,6 +271,8 @@ pub enum StoreError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("mail store {0}")]
+    Db(#[from] crate::db::OpenError),
     #[error("mail store: {0}")]
     Sql(rusqlite::Error),
     /// Another connection held the write lock longer than the store waits.
@@ -479,13 +535,65 @@ impl std::fmt::Display for BulletinState {
     }
 }
 
-/// One ledger row: one statement version to one recipient.
+/// What a ledger row carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum BulletinKind {
+    /// A newly published statement (`statement_id`; `version`: the file digest).
+    #[default]
+    Bulletin,
+    /// The statements published since the last digest (`slot`, `statements`).
+    Digest,
+    /// A statement whose `updated` moved on (`statement_id`; `version`: that time).
+    Correction,
+    /// A subscription's confirmation request.
+    Confirmation,
+}
+
+impl BulletinKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BulletinKind::Bulletin => "bulletin",
+            BulletinKind::Digest => "digest",
+            BulletinKind::Correction => "correction",
+            BulletinKind::Confirmation => "confirmation",
+        }
+    }
+    fn parse(s: &str) -> Result<BulletinKind, StoreError> {
+        Ok(match s {
+            "bulletin" => BulletinKind::Bulletin,
+            "digest" => BulletinKind::Digest,
+            "correction" => BulletinKind::Correction,
+            "confirmation" => BulletinKind::Confirmation,
+            _ => {
+                return Err(StoreError::Corrupt {
+                    column: "mail_bulletins.kind",
+                    value: s.to_string(),
+                });
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for BulletinKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One ledger row: one message to one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bulletin {
     pub id: i64,
+    pub kind: BulletinKind,
+    /// The statement (bulletin, correction); empty otherwise.
     pub statement_id: String,
-    /// The digest of the translation sent.
+    /// Bulletin: the digest of the translation sent; correction: the statement's
+    /// `updated` (RFC 3339); empty otherwise.
     pub version: String,
+    /// Digest: its schedule slot (RFC 3339); empty otherwise.
+    pub slot: String,
+    /// Digest: the ids of the statements it lists, in order; empty otherwise.
+    pub statements: Vec<String>,
     pub lang: String,
     pub subscriber_id: i64,
     pub address: String,
@@ -496,11 +604,28 @@ pub struct Bulletin {
     pub last_error: Option<String>,
 }
 
-/// A row to queue (see [`MailStore::queue_bulletins`]).
-#[derive(Debug, Clone)]
+impl Bulletin {
+    /// What the row carries, for reports: the statement id, `digest <slot>`, or
+    /// `confirmation`.
+    pub fn label(&self) -> String {
+        match self.kind {
+            BulletinKind::Bulletin => self.statement_id.clone(),
+            BulletinKind::Correction => format!("{} (correction)", self.statement_id),
+            BulletinKind::Digest => format!("digest {}", self.slot),
+            BulletinKind::Confirmation => "confirmation".to_string(),
+        }
+    }
+}
+
+/// A row to queue (see [`MailStore::queue_bulletins`]); the fields mean what
+/// [`Bulletin`]'s do.
+#[derive(Debug, Clone, Default)]
 pub struct NewBulletin {
+    pub kind: BulletinKind,
     pub statement_id: String,
     pub version: String,
+    pub slot: String,
+    pub statements: Vec<String>,
     pub lang: String,
     pub subscriber_id: i64,
     pub address: String,
@@ -591,15 +716,25 @@ impl RawSubscriber {
     }
 }
 
-const BULLETIN_COLUMNS: &str = "id, statement_id, version, lang, subscriber_id, address, message_id, state, attempts, last_error";
+const BULLETIN_COLUMNS: &str = "id, statement_id, version, lang, subscriber_id, address, message_id, state, attempts, last_error, kind, slot, statements";
 
-fn bulletin_from_row(r: &Row<'_>) -> rusqlite::Result<(Bulletin, String)> {
+/// The row, and its state and kind as stored (checked by [`cook_bulletin`]).
+fn bulletin_from_row(r: &Row<'_>) -> rusqlite::Result<(Bulletin, String, String)> {
     let state: String = r.get(7)?;
+    let kind: String = r.get(10)?;
+    let statements: String = r.get(12)?;
     Ok((
         Bulletin {
             id: r.get(0)?,
+            kind: BulletinKind::Bulletin,
             statement_id: r.get(1)?,
             version: r.get(2)?,
+            slot: r.get(11)?,
+            statements: statements
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
             lang: r.get(3)?,
             subscriber_id: r.get(4)?,
             address: r.get(5)?,
@@ -609,11 +744,13 @@ fn bulletin_from_row(r: &Row<'_>) -> rusqlite::Result<(Bulletin, String)> {
             last_error: r.get(9)?,
         },
         state,
+        kind,
     ))
 }
 
-fn cook_bulletin((mut b, state): (Bulletin, String)) -> Result<Bulletin, StoreError> {
+fn cook_bulletin((mut b, state, kind): (Bulletin, String, String)) -> Result<Bulletin, StoreError> {
     b.state = BulletinState::parse(&state)?;
+    b.kind = BulletinKind::parse(&kind)?;
     Ok(b)
 }
 
@@ -736,7 +873,7 @@ pub enum Confirmed {
 }
 
 /// How long a writer waits for the lock by default (the CLI, `publish`).
-const DEFAULT_WRITE_WAIT: Duration = Duration::from_secs(10);
+const DEFAULT_WRITE_WAIT: Duration = crate::db::BUSY_WAIT;
 /// Read-only connections open at most. A WAL file has few read marks: more
 /// readers than that, each wanting the newest snapshot while a writer commits,
 /// retry and sleep inside SQLite; a reader waits here for a free connection instead.
@@ -770,19 +907,11 @@ struct Pool {
 impl MailStore {
     /// Open (creating if needed) the database at `path` and its mail tables.
     pub fn open(path: &Path) -> Result<MailStore, StoreError> {
+        let conn = crate::db::open(path, DEFAULT_WRITE_WAIT)?;
         let open_err = |source| StoreError::Open {
             path: path.display().to_string(),
             source,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                open_err(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-                    Some(format!("cannot create {}: {e}", dir.display())),
-                ))
-            })?;
-        }
-        let conn = Connection::open(path).map_err(open_err)?;
         let mut store = Self::init(conn).map_err(open_err)?;
         store.readers = Some(Readers {
             path: path.to_path_buf(),
@@ -849,15 +978,12 @@ impl MailStore {
     /// A private in-memory store, for tests and previews.
     pub fn in_memory() -> Result<MailStore, StoreError> {
         let conn = Connection::open_in_memory()?;
+        crate::db::tune(&conn, DEFAULT_WRITE_WAIT)?;
         Ok(Self::init(conn)?)
     }
 
+    /// The tables on a connection [`crate::db`] opened and tuned.
     fn init(mut conn: Connection) -> rusqlite::Result<MailStore> {
-        conn.busy_timeout(DEFAULT_WRITE_WAIT)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // Durable against a killed process; a power loss may lose the last
-        // transactions (see docs/mail.md).
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
         migrate(&mut conn)?;
         Ok(MailStore {
@@ -918,11 +1044,7 @@ impl MailStore {
         let conn = match conn {
             Some(c) => c,
             None => {
-                let opened = Connection::open_with_flags(
-                    &readers.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .and_then(|c| c.busy_timeout(self.wait()).map(|()| c));
+                let opened = crate::db::open_read_only(&readers.path, self.wait());
                 match opened {
                     Ok(c) => c,
                     Err(e) => {
@@ -1287,8 +1409,9 @@ impl MailStore {
         {
             let mut stmt = tx.prepare(
                 "INSERT OR IGNORE INTO mail_bulletins
-                 (statement_id, version, lang, subscriber_id, address, message_id, state, queued_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+                 (statement_id, version, lang, subscriber_id, address, message_id, state, queued_at, updated_at,
+                  kind, slot, statements)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8, ?9, ?10)",
             )?;
             let now = ts(now);
             for r in rows {
@@ -1299,7 +1422,10 @@ impl MailStore {
                     r.subscriber_id,
                     r.address,
                     r.message_id,
-                    now
+                    now,
+                    r.kind.as_str(),
+                    r.slot,
+                    r.statements.join(" ")
                 ])?;
             }
         }
@@ -1307,16 +1433,34 @@ impl MailStore {
         Ok(n)
     }
 
-    /// Subscriber ids that already have a bulletin row for `statement_id` (any version).
+    /// Subscriber ids that already have a bulletin or correction row for
+    /// `statement_id` (any version).
     pub fn bulletined(
         &self,
         statement_id: &str,
     ) -> Result<std::collections::HashSet<i64>, StoreError> {
+        self.subscribers_with(
+            "kind IN ('bulletin', 'correction') AND statement_id = ?1",
+            statement_id,
+        )
+    }
+
+    /// Subscriber ids that already have a digest row for `slot`.
+    pub fn digested(&self, slot: &str) -> Result<std::collections::HashSet<i64>, StoreError> {
+        self.subscribers_with("kind = 'digest' AND slot = ?1", slot)
+    }
+
+    fn subscribers_with(
+        &self,
+        condition: &str,
+        value: &str,
+    ) -> Result<std::collections::HashSet<i64>, StoreError> {
         let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare("SELECT DISTINCT subscriber_id FROM mail_bulletins WHERE statement_id = ?1")?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT DISTINCT subscriber_id FROM mail_bulletins WHERE {condition}"
+        ))?;
         let ids = stmt
-            .query_map([statement_id], |r| r.get(0))?
+            .query_map([value], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         Ok(ids)
     }
@@ -1329,7 +1473,7 @@ impl MailStore {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT subscriber_id, MIN(queued_at) FROM mail_bulletins
-             WHERE statement_id = ?1 GROUP BY subscriber_id",
+             WHERE kind IN ('bulletin', 'correction') AND statement_id = ?1 GROUP BY subscriber_id",
         )?;
         let rows = stmt
             .query_map([statement_id], |r| {
@@ -1618,7 +1762,7 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         Ok(
             table(c, "mail_subscribers")?.is_some_and(|sql| sql.contains("complained"))
                 && table(c, "mail_events")?.is_some_and(|sql| sql.contains("status_code"))
-                && table(c, "mail_bulletins")?.is_some_and(|sql| sql.contains("expires_at")),
+                && table(c, "mail_bulletins")?.is_some_and(|sql| sql.contains("'confirmation'")),
         )
     };
     // Up to date (the usual case): no write lock taken, so opening never waits for a writer.
@@ -1645,6 +1789,10 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     }
     if table(&tx, "mail_bulletins")?.is_some_and(|sql| !sql.contains("expires_at")) {
         tx.execute_batch(MIGRATE_V3_BULLETINS)?;
+    }
+    if table(&tx, "mail_bulletins")?.is_some_and(|sql| !sql.contains("'confirmation'")) {
+        tracing::info!("mail store: migrating mail_bulletins to version 4 (a kind per row)");
+        tx.execute_batch(MIGRATE_V4_BULLETINS)?;
     }
     tx.execute_batch(INDEXES)?;
     tx.commit()

@@ -357,7 +357,7 @@ fn a_digest_reaches_each_subscriber_once_in_their_language() {
     let due = corpus.due(now());
     let slot = now();
     let key = herald_mail::digest_key(slot);
-    assert_eq!(key, "digest:2014-07-31T06:00:00Z");
+    assert_eq!(key, "2014-07-31T06:00:00Z");
     let queue =
         || herald_mail::queue_digest(&store, &corpus, &settings, &key, &due, now()).expect("queue");
     assert_eq!(queue(), 300);

@@ -80,6 +80,7 @@ fn setup(root: &Path) {
             subscriber_id: s.id,
             address: s.address.clone(),
             message_id: format!("crash.{}@statements.example.org", s.id),
+            ..NewBulletin::default()
         })
         .collect();
     store.queue_bulletins(&rows, now()).expect("queue");

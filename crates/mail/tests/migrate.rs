@@ -68,6 +68,23 @@ fn a_v1_database_migrates_and_its_bulletins_still_unsubscribe_the_right_person()
         .map(|e| e.kind)
         .collect();
     assert_eq!(kinds, vec![EventKind::Subscribe, EventKind::Confirm]);
+    // v1 -> v4: its three bulletin rows are kept, each a `bulletin` of the 2014 statement.
+    let sent = store.bulletins(None).expect("bulletins");
+    assert_eq!(
+        sent.iter()
+            .map(|b| (b.id, b.kind, b.statement_id.as_str(), b.state))
+            .collect::<Vec<_>>(),
+        (1..=3)
+            .map(|id| {
+                (
+                    id,
+                    herald_mail::BulletinKind::Bulletin,
+                    "2014/world-day-against-trafficking",
+                    herald_mail::BulletinState::Sent,
+                )
+            })
+            .collect::<Vec<_>>()
+    );
 
     // dave (id 4, the highest) was removed after his bulletin went out. A new
     // subscriber never gets his id, so his old link acts on nobody.

@@ -116,6 +116,17 @@ fn a_v2_database_keeps_its_rows_and_gains_the_deferred_queue_and_complaints() {
         store.bulletin(8).expect("q").map(|b| b.message_id),
         Some("m8@x".into())
     );
+    // v2 -> v4: the rows are bulletins, their statement and version as they were.
+    let b = store.bulletin(7).expect("q").expect("row 7");
+    assert_eq!(
+        (
+            b.kind,
+            b.statement_id.as_str(),
+            b.version.as_str(),
+            b.slot.as_str()
+        ),
+        (herald_mail::BulletinKind::Bulletin, "s", "v", "")
+    );
     // Ids are still never reused: the next one is above the removed 5.
     let s = store
         .add_subscriber(
