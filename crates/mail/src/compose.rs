@@ -259,6 +259,23 @@ pub struct Composed {
     pub bytes: Vec<u8>,
 }
 
+impl Composed {
+    /// The Message-ID field's value, without the angle brackets.
+    pub fn message_id(&self) -> Option<String> {
+        let head = find(&self.bytes, b"\r\n\r\n", 0).unwrap_or(0);
+        header_fields(&self.bytes[..head])
+            .into_iter()
+            .find(|f| f.to_ascii_lowercase().starts_with(b"message-id:"))
+            .map(|f| {
+                String::from_utf8_lossy(&f[11..])
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
+    }
+}
+
 /// Builds bulletins for one corpus and settings.
 pub struct Composer<'a> {
     corpus: &'a Corpus,

@@ -84,12 +84,7 @@ fn eml(composed: &Composed) -> Vec<u8> {
 /// One message outside the ledger (the confirmation mail) into the outbox, the
 /// same way a bulletin is written; named by its Message-ID header.
 pub(crate) fn write_one(dir: &Path, composed: &Composed) -> Result<(), DeliverError> {
-    let head = crate::compose::find(&composed.bytes, b"\r\n\r\n", 0).unwrap_or(0);
-    let id = crate::compose::header_fields(&composed.bytes[..head])
-        .into_iter()
-        .find(|f| f.to_ascii_lowercase().starts_with(b"message-id:"))
-        .map(|f| String::from_utf8_lossy(&f[11..]).trim().to_string())
-        .unwrap_or_else(|| "message".into());
+    let id = composed.message_id().unwrap_or_else(|| "message".into());
     crate::atomic::write(&dir.join(file_name(&id)), &eml(composed)).map_err(|source| {
         DeliverError::Outbox {
             path: dir.to_path_buf(),

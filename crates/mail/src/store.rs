@@ -1514,6 +1514,41 @@ impl MailStore {
         })
     }
 
+    /// Record a confirmation mail `herald serve` sent at once (not from the
+    /// queue): `sent`, or `failed` with `error`. It makes a lost confirmation
+    /// visible in `herald mail status`, and its Message-ID lets `herald mail
+    /// receive` match a bounce to the address it was sent to.
+    pub fn record_confirmation(
+        &self,
+        subscriber_id: i64,
+        address: &str,
+        lang: &str,
+        message_id: &str,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let at = ts(now);
+        // One row per mail: the slot is the sending time (two sends in the
+        // same instant are the same send).
+        self.conn()?.execute(
+            "INSERT OR IGNORE INTO mail_bulletins
+             (kind, slot, lang, subscriber_id, address, message_id, state, attempts, last_error,
+              queued_at, updated_at, sent_at)
+             VALUES ('confirmation', ?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?1, ?1, ?8)",
+            params![
+                at,
+                lang,
+                subscriber_id,
+                address,
+                message_id,
+                if error.is_some() { "failed" } else { "sent" },
+                error,
+                error.is_none().then_some(&at),
+            ],
+        )?;
+        Ok(())
+    }
+
     /// How many rows are in each state.
     pub fn bulletin_counts(&self) -> Result<Vec<(BulletinState, u64)>, StoreError> {
         let conn = self.conn()?;

@@ -99,11 +99,19 @@ impl Mailer {
     }
 
     /// Compose the confirmation mail in the subscriber's language and send it
-    /// (or write it to the outbox).
-    pub async fn send(&self, c: &Confirmation<'_>, now: DateTime<Utc>) -> Result<(), MailerError> {
+    /// (or write it to the outbox). The Message-ID comes back whatever happened
+    /// to the sending, so the attempt can be recorded.
+    pub async fn send(
+        &self,
+        c: &Confirmation<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<(String, Result<(), MailerError>), MailerError> {
         let composed = self.confirmer.compose(c, now)?;
-        herald_mail::send_now(&self.settings, &self.outbox, &composed).await?;
-        Ok(())
+        let id = composed.message_id().unwrap_or_default();
+        let sent = herald_mail::send_now(&self.settings, &self.outbox, &composed)
+            .await
+            .map_err(MailerError::from);
+        Ok((id, sent))
     }
 }
 

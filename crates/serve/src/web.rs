@@ -483,9 +483,31 @@ async fn send_confirmation(app: Arc<App>, id: i64, key: i64, address: String, la
         link: &link,
         expires,
     };
-    match app.mailer.send(&c, now).await {
-        Ok(()) => tracing::info!("confirmation mail sent to subscriber #{id}"),
-        Err(e) => tracing::error!("confirmation mail to subscriber #{id}: {e}"),
+    let (message_id, sent) = match app.mailer.send(&c, now).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!("confirmation mail to subscriber #{id}: {e}");
+            return;
+        }
+    };
+    let error = match sent {
+        Ok(()) => {
+            tracing::info!("confirmation mail sent to subscriber #{id}");
+            None
+        }
+        Err(e) => {
+            tracing::error!("confirmation mail to subscriber #{id}: {e}");
+            Some(e.to_string())
+        }
+    };
+    // Recorded, so `herald mail status` shows a confirmation that did not go out.
+    let store = app.store.clone();
+    let recorded = blocking(move || {
+        store.record_confirmation(id, &address, &lang, &message_id, error.as_deref(), now)
+    })
+    .await;
+    if let Err(e) = recorded {
+        tracing::error!("recording the confirmation mail to subscriber #{id}: {e}");
     }
 }
 

@@ -613,6 +613,12 @@ async fn the_confirmation_mail_is_in_the_language_chosen_on_the_form() {
         );
         let text = msg.body_text(0).expect("text").to_string();
         assert!(text.contains(words), "{text}");
+        // Recorded as a sent confirmation row, under the Message-ID it carries.
+        let id = msg.message_id().expect("Message-ID").to_string();
+        let row = wait_for_confirmation_row(&p, address).await;
+        assert_eq!(row.message_id, id);
+        assert_eq!(row.state, herald_mail::BulletinState::Sent);
+        assert_eq!(row.lang, lang);
         // The link in it confirms.
         let token = token_of(&confirm_link(mail));
         let res = c
@@ -625,4 +631,40 @@ async fn the_confirmation_mail_is_in_the_language_chosen_on_the_form() {
         assert_eq!(res.status(), 200);
         assert_eq!(p.status(address), Some(Status::Confirmed));
     }
+}
+
+/// The confirmation row recorded for `address` (written just after the mail).
+async fn wait_for_confirmation_row(p: &Project, address: &str) -> herald_mail::Bulletin {
+    for _ in 0..200 {
+        let rows = p.store().bulletins(None).expect("bulletins");
+        if let Some(b) = rows
+            .into_iter()
+            .find(|b| b.kind == herald_mail::BulletinKind::Confirmation && b.address == address)
+        {
+            return b;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("no confirmation row for {address}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confirmation_the_server_does_not_take_is_recorded_as_failed() {
+    // Port 1 on loopback: nothing listens, the connection is refused.
+    let p = Project::new(
+        "\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"none\"\ntimeout_secs = 5\n",
+    );
+    let run = start(&p).await;
+    let c = client();
+    let (status, body) = subscribe(&c, &run, "lost@example.org", "en", &[]).await;
+    // The reader is told the same: the answer never depends on the mail server.
+    assert_eq!(status, 200, "{body}");
+    let row = wait_for_confirmation_row(&p, "lost@example.org").await;
+    assert_eq!(row.state, herald_mail::BulletinState::Failed);
+    let error = row.last_error.expect("the reason");
+    assert!(error.contains("127.0.0.1"), "{error}");
+    assert!(
+        p.outbox().is_empty(),
+        "nothing in the outbox when a server is set"
+    );
 }
