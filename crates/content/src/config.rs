@@ -27,6 +27,9 @@ pub struct Config {
     /// The file this came from, for error messages.
     pub path: PathBuf,
     source: String,
+    /// The channel sections as parsed once with the file: `section` deserializes
+    /// from these, never from the text again.
+    sections: toml::Table,
 }
 
 #[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
@@ -184,15 +187,19 @@ impl Config {
                 "set name under [organization]",
             ));
         }
-        let _ = (
-            &raw.site,
-            &raw.feed,
-            &raw.pdf,
-            &raw.mail,
-            &raw.schedule,
-            &raw.serve,
-        );
+        let sections: toml::Table = [
+            ("site", raw.site),
+            ("feed", raw.feed),
+            ("pdf", raw.pdf),
+            ("mail", raw.mail),
+            ("schedule", raw.schedule),
+            ("serve", raw.serve),
+        ]
+        .into_iter()
+        .filter_map(|(name, t)| Some((name.to_string(), toml::Value::Table(t?))))
+        .collect();
         Ok(Config {
+            sections,
             title: raw.title,
             base_url,
             languages: raw.languages,
@@ -225,18 +232,10 @@ impl Config {
     /// (use `#[serde(deny_unknown_fields)]`).
     pub fn section<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T, Diagnostic> {
         let header = format!("[{name}]");
-        let at = self.source.find(&header).unwrap_or(0);
-        let table: toml::Table = toml::from_str(&self.source).map_err(|e| {
-            Diagnostic::file(
-                "config",
-                &self.path,
-                e.message().to_string(),
-                "fix the TOML syntax",
-            )
-        })?;
-        match table.get(name) {
+        match self.sections.get(name) {
             None => Ok(T::default()),
             Some(value) => value.clone().try_into().map_err(|e: toml::de::Error| {
+                let at = self.source.find(&header).unwrap_or(0);
                 Diagnostic::at(
                     "config",
                     &self.path,

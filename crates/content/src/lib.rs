@@ -11,6 +11,7 @@ pub mod diag;
 pub mod doc;
 pub mod files;
 pub mod html;
+pub mod key;
 pub mod l10n;
 pub mod limits;
 pub mod markdown;

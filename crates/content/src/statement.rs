@@ -59,16 +59,33 @@ pub struct Statement {
     /// The file, as found (relative to the project root when loaded from it).
     pub path: PathBuf,
     pub meta: FrontMatter,
-    /// The Markdown body.
+    /// The Markdown body (change it with [`Statement::set_body`], which keeps the
+    /// tree in step).
     pub body: String,
     /// Hex SHA-256 of the file's bytes: the statement version.
     pub digest: String,
+    /// The body's tree: the one validation built, or parsed on first use when the
+    /// statement came from the load cache. Every channel shares it.
+    document: std::sync::OnceLock<Document>,
 }
 
 impl Statement {
-    /// The body as a document tree. Parsing is cheap; channels call this once per render.
-    pub fn document(&self) -> Document {
-        markdown::parse(&self.body).0
+    /// The body as a document tree, parsed at most once per loaded statement.
+    pub fn document(&self) -> &Document {
+        self.document
+            .get_or_init(|| markdown::parse(&self.body).0)
+    }
+
+    /// Replace the body (and drop the tree made from the old one).
+    pub fn set_body(&mut self, body: String) {
+        self.body = body;
+        self.document = std::sync::OnceLock::new();
+    }
+
+    /// Free the tree (it is parsed again on next use): for callers that hold many
+    /// statements and render few of them.
+    pub fn forget_document(&mut self) {
+        self.document = std::sync::OnceLock::new();
     }
 
     /// Path of the statement's page below the site root, e.g. `en/2014/world-day/`.
@@ -747,6 +764,7 @@ pub fn parse_file(
         },
         body: body.to_string(),
         digest,
+        document: doc.into(),
     })
 }
 

@@ -152,6 +152,14 @@ pub const FEED_XSL: &str = "feed.xsl";
 pub trait Sink: Sync {
     /// Store `bytes` at `path` (relative, `/`-separated, as in [`Output::path`]).
     fn put(&self, path: &str, bytes: &[u8]) -> std::io::Result<()>;
+
+    /// Offer to keep the file an earlier run made at `path` from inputs whose
+    /// render key (see [`crate::key`]) was `key`. True when the sink kept it: the
+    /// caller then does not render it. Either way the sink remembers `key` as the
+    /// key of what ends up at `path`. The default keeps nothing.
+    fn reuse(&self, _path: &str, _key: u128) -> std::io::Result<bool> {
+        Ok(false)
+    }
 }
 
 /// A sink that keeps everything in memory: for tests and previews.

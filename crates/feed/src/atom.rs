@@ -110,7 +110,7 @@ pub(crate) fn write(doc: &Doc<'_>) -> Result<Vec<u8>, EncodeError> {
         if !item.summary.is_empty() {
             x.text("summary", &[("type", "text")], &item.summary)?;
         }
-        x.text("content", &[("type", "html")], &item.html)?;
+        x.text("content", &[("type", "html")], item.html())?;
         x.end("entry")?;
     }
     x.end("feed")?;

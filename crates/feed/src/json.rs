@@ -106,7 +106,7 @@ pub(crate) fn write(doc: &Doc<'_>) -> Result<Vec<u8>, EncodeError> {
                     id: item.tag,
                     url: &item.url,
                     title: &item.title,
-                    content_html: &item.html,
+                    content_html: item.html(),
                     summary: &item.summary,
                     date_published: rfc3339(&item.published),
                     date_modified: rfc3339(&item.updated),

@@ -236,35 +236,61 @@ impl<'a> Feeds<'a> {
             entries: self.items.len(),
             ..FeedReport::default()
         };
-        let mut put = |path: String, bytes: &[u8]| -> Result<(), FeedError> {
-            sink.put(&path, bytes).map_err(|source| FeedError::Write {
-                path: path.clone(),
+        let put = |path: &str, bytes: &[u8]| -> Result<(), FeedError> {
+            sink.put(path, bytes).map_err(|source| FeedError::Write {
+                path: path.to_string(),
                 source,
-            })?;
-            report.files.push(path);
-            Ok(())
+            })
         };
+        let salt = self.salt();
         for group in model::groups(self.config, &self.items) {
             for doc in model::pages(&self.site, &group, self.limit) {
+                let key = doc.render_key(salt);
                 for kind in FeedKind::ALL {
-                    let bytes = encode(&doc, kind)?;
                     if doc.is_current() {
                         report.feeds.push(FeedFile {
                             path: doc.path(kind),
                             url: doc.url(kind),
                         });
                     }
-                    put(doc.path(kind), &bytes)?;
+                    let path = doc.path(kind);
+                    // Kept as it is when made from the same entries last time.
+                    let kept = sink.reuse(&path, key).map_err(|source| FeedError::Write {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    if kept {
+                        report.files.push(path);
+                        continue;
+                    }
+                    let bytes = encode(&doc, kind)?;
+                    put(&path, &bytes)?;
+                    report.files.push(path);
                 }
             }
         }
-        put(urls::FEED_XSL.to_string(), FEED_XSL.as_bytes())?;
+        put(urls::FEED_XSL, FEED_XSL.as_bytes())?;
+        report.files.push(urls::FEED_XSL.to_string());
         tracing::debug!(
             files = report.files.len(),
             entries = report.entries,
             "feeds written"
         );
         Ok(report)
+    }
+}
+
+impl Feeds<'_> {
+    /// What every feed document shares: the configuration (`[feed]`, titles,
+    /// languages) and the ids the documents derive from the oldest entry.
+    fn salt(&self) -> u128 {
+        let mut k = herald_content::key::KeyHasher::new("feed");
+        k.str(self.config.source())
+            .str(&self.site.authority)
+            .str(&self.site.since)
+            .opt(self.site.hub.as_deref())
+            .u64(self.limit as u64);
+        k.finish()
     }
 }
 

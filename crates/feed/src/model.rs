@@ -66,8 +66,11 @@ pub(crate) struct Item<'a> {
     pub tag: &'a str,
     pub title: Cow<'a, str>,
     pub summary: Cow<'a, str>,
-    /// The full body as HTML with absolute URLs, XML-forbidden characters removed.
-    pub html: String,
+    /// The full body as HTML with absolute URLs, XML-forbidden characters removed:
+    /// made when the first document that holds the item is written (see [`Item::html`]).
+    html: std::sync::OnceLock<String>,
+    /// The site's base URL, for the body's links.
+    base: &'a str,
     /// Absolute URL of the statement's page.
     pub url: String,
     /// Absolute URL and exact length of the PDF.
@@ -83,6 +86,38 @@ pub(crate) struct Item<'a> {
         &'a str,
         usize,
     ),
+}
+
+impl Item<'_> {
+    /// The body as feed HTML, rendered on first use and shared by every feed.
+    pub fn html(&self) -> &str {
+        self.html.get_or_init(|| {
+            let html = to_html(
+                self.s.document(),
+                &HtmlOptions {
+                    base_url: Some(self.base),
+                    page_url: Some(&self.url),
+                },
+            );
+            // Trailing newlines mean nothing in HTML, and parsers trim them:
+            // trimmed after cleaning, or a dropped control character at the
+            // end would leave the newline before it.
+            clean(&html).trim_end().to_owned()
+        })
+    }
+
+    /// Everything this item shows, as a render key.
+    pub fn render_key(&self) -> u128 {
+        let mut k = herald_content::key::KeyHasher::new("feed-item");
+        k.key(herald_content::key::statement(self.s))
+            .str(self.tag)
+            .str(&self.key.0.to_rfc3339())
+            .opt(self.pdf.as_ref().map(|(_, n)| n.to_string()).as_deref());
+        for (lang, url) in &self.translations {
+            k.str(lang).str(url);
+        }
+        k.finish()
+    }
 }
 
 fn lang_rank(config: &Config, lang: &str) -> usize {
@@ -112,13 +147,6 @@ pub(crate) fn prepare<'a>(corpus: &'a Corpus, entries: &'a [FeedEntry<'a>]) -> V
         .map(|e| {
             let s = e.statement;
             let url = format!("{base}{}", urls::page(s));
-            let html = to_html(
-                &s.document(),
-                &HtmlOptions {
-                    base_url: Some(base),
-                    page_url: Some(&url),
-                },
-            );
             let translations = languages
                 .get(s.id.as_str())
                 .map(|v| {
@@ -137,7 +165,8 @@ pub(crate) fn prepare<'a>(corpus: &'a Corpus, entries: &'a [FeedEntry<'a>]) -> V
                 // Trailing newlines mean nothing in HTML, and parsers trim them:
                 // trimmed after cleaning, or a dropped control character at the
                 // end would leave the newline before it.
-                html: clean(&html).trim_end().to_owned(),
+                html: std::sync::OnceLock::new(),
+                base,
                 pdf: e
                     .pdf_length
                     .map(|len| (format!("{base}{}", urls::pdf(s)), len)),
@@ -238,6 +267,21 @@ pub(crate) fn pages<'a>(site: &'a Site<'a>, group: &Group<'a>, limit: usize) -> 
 }
 
 impl Doc<'_> {
+    /// Everything this document shows beyond the feeds' `salt`, as a render key.
+    pub fn render_key(&self, salt: u128) -> u128 {
+        let mut k = herald_content::key::KeyHasher::new("feed-doc");
+        k.key(salt).str(self.lang).opt(self.topic);
+        match self.page {
+            Page::Current { archives } => k.u64(0).u64(archives as u64),
+            Page::Archive { n, of } => k.u64(1).u64(n as u64).u64(of as u64),
+        };
+        k.u64(self.items.len() as u64);
+        for i in &self.items {
+            k.key(i.render_key());
+        }
+        k.finish()
+    }
+
     pub fn is_current(&self) -> bool {
         matches!(self.page, Page::Current { .. })
     }
@@ -357,7 +401,7 @@ impl Doc<'_> {
         4096 + self
             .items
             .iter()
-            .map(|i| i.html.len() * 5 / 4 + i.summary.len() + 1024)
+            .map(|i| i.html().len() * 5 / 4 + i.summary.len() + 1024)
             .sum::<usize>()
     }
 }

@@ -74,7 +74,7 @@ pub(crate) fn write(doc: &Doc<'_>) -> Result<Vec<u8>, EncodeError> {
         if !item.summary.is_empty() {
             x.text("description", &[], &partial_escape(item.summary.as_ref()))?;
         }
-        x.text("content:encoded", &[], &item.html)?;
+        x.text("content:encoded", &[], item.html())?;
         // Names go in dc:creator: RSS `author` must be an e-mail address.
         for issuer in &s.meta.issuers {
             x.text("dc:creator", &[], issuer)?;

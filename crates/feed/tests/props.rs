@@ -69,7 +69,7 @@ fn statement_like(base: &Statement, title: String, summary: String, body: String
     s.meta.title = title;
     s.meta.summary = summary;
     s.meta.issuers = vec!["Agency & \"Partners\" <Ltd> 🎉".into()];
-    s.body = body;
+    s.set_body(body);
     s
 }
 

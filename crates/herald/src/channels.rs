@@ -329,24 +329,58 @@ pub fn run(ch: Channel, ctx: &Ctx<'_>, flow: &mut Flow) -> Result<ChannelReport,
     Ok(report)
 }
 
-/// Render the PDFs of new statement versions (and any whose file went missing);
-/// keep the others as they are. Fonts are parsed only when something renders.
+/// What every PDF is made from besides its statement: the configuration and the
+/// files it names (fonts, signing key and certificates), by size and modification
+/// time, so replacing a font re-renders every PDF.
+fn pdf_salt(ctx: &Ctx<'_>) -> u128 {
+    let mut k = herald_content::key::KeyHasher::new("pdf");
+    k.str(ctx.corpus.config.source());
+    let base = ctx
+        .corpus
+        .config
+        .path
+        .parent()
+        .unwrap_or(std::path::Path::new("."));
+    let pdf = &ctx.settings.pdf;
+    let signing = pdf.signing.iter().flat_map(|s| {
+        [&s.key, &s.certificate, &s.pkcs12]
+            .into_iter()
+            .flatten()
+            .cloned()
+    });
+    for f in pdf.fonts.iter().cloned().chain(signing) {
+        let path = base.join(&f);
+        k.str(&path.to_string_lossy());
+        match path.metadata() {
+            Ok(m) => {
+                let mtime = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos() as u64);
+                k.u64(m.len()).u64(mtime)
+            }
+            Err(_) => k.u64(u64::MAX),
+        };
+    }
+    k.finish()
+}
+
+/// Render the PDFs whose render key changed (a new version, a new configuration,
+/// or a file gone missing); keep the others as they are. Fonts are parsed only
+/// when something renders.
 fn pdf(ctx: &Ctx<'_>, flow: &mut Flow) -> Result<(), Error> {
-    let previous: HashMap<&str, &str> = ctx
-        .previous_outputs
-        .iter()
-        .map(|(p, d)| (p.as_str(), d.as_str()))
-        .collect();
+    let salt = pdf_salt(ctx);
     let mut todo: Vec<&Statement> = Vec::new();
     for s in ctx.due {
         let path = urls::pdf(s);
-        if !(ctx.is_new)(s, Channel::Pdf)
-            && let (Some(digest), Ok(meta)) = (
-                previous.get(path.as_str()),
-                ctx.paths.public.join(&path).metadata(),
-            )
+        let key = herald_content::key::KeyHasher::new("pdf-file")
+            .key(salt)
+            .key(herald_content::key::statement(s))
+            .finish();
+        if ctx.sink.reuse(&path, key)?
+            && let Ok(meta) = ctx.paths.public.join(&path).metadata()
         {
-            ctx.sink.keep(&path, digest)?;
             flow.pdf_sizes.insert(path, meta.len());
         } else {
             todo.push(s);

@@ -42,6 +42,10 @@ pub enum Command {
         /// Publish files only; leave bulletins for a later run.
         #[arg(long)]
         no_mail: bool,
+        /// Render every file again, keeping none from the last run (after editing
+        /// files in public/ by hand, or to measure a cold render).
+        #[arg(long)]
+        rebuild: bool,
     },
     /// Stay running: publish as embargoes lift and schedule slots come due.
     Run,
@@ -262,6 +266,7 @@ pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
             now,
             dry_run,
             no_mail,
+            rebuild,
         } => {
             let wait = lock_wait(&root);
             let _lock = if *dry_run {
@@ -283,6 +288,7 @@ pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
                 dry_run: *dry_run,
                 started_at: clock,
                 mail: !*no_mail,
+                rebuild: *rebuild,
                 cancel: Some(cancel.clone()),
             })?;
             // Schedule slots (the digest) are mail: they wait for a run that sends.
@@ -325,6 +331,7 @@ pub fn run(cli: &Cli, clock: DateTime<Utc>) -> Result<u8, Error> {
                         dry_run: false,
                         started_at: now,
                         mail: true,
+                        rebuild: false,
                         cancel: None,
                     })
                 });

@@ -34,6 +34,17 @@ pub struct Publication {
     pub published_at: String,
 }
 
+/// A file in `public/` as the last publish left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub path: String,
+    /// Hex XXH3-128 of its bytes.
+    pub digest: String,
+    /// The render key it was made from (see `herald_content::key`); none for files
+    /// rendered every time.
+    pub key: Option<u128>,
+}
+
 /// The permanent identity of a published statement in one language.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -59,7 +70,8 @@ CREATE TABLE IF NOT EXISTS entries (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outputs (
     path   TEXT PRIMARY KEY,
-    digest TEXT NOT NULL
+    digest TEXT NOT NULL,
+    key    TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state (
     key   TEXT PRIMARY KEY,
@@ -87,6 +99,20 @@ impl Ledger {
             source,
         };
         conn.execute_batch(SCHEMA).map_err(err)?;
+        // Ledgers from before render keys: the column is added empty, so the next
+        // publish renders every file once and records its key.
+        let has_key: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('outputs') WHERE name = 'key'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(err)?
+            > 0;
+        if !has_key {
+            conn.execute_batch("ALTER TABLE outputs ADD COLUMN key TEXT")
+                .map_err(err)?;
+        }
         Ok(Ledger { conn, path: shown })
     }
 
@@ -186,6 +212,25 @@ impl Ledger {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
+    /// Every file of the last publish with its render key.
+    pub fn outputs_keyed(&self) -> Result<Vec<Output>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT path, digest, key FROM outputs")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let key: Option<String> = r.get(2)?;
+                Ok(Output {
+                    path: r.get(0)?,
+                    digest: r.get(1)?,
+                    key: key.and_then(|k| u128::from_str_radix(&k, 16).ok()),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     /// Record a finished publish in one transaction: either all of it or none.
     pub fn commit(&mut self, rec: &Record<'_>) -> Result<(), LedgerError> {
         let path = self.path.clone();
@@ -225,10 +270,11 @@ impl Ledger {
             if let Some(outputs) = &rec.outputs {
                 tx.execute("DELETE FROM outputs", []).map_err(err)?;
                 let mut out = tx
-                    .prepare_cached("INSERT INTO outputs (path, digest) VALUES (?1, ?2)")
+                    .prepare_cached("INSERT INTO outputs (path, digest, key) VALUES (?1, ?2, ?3)")
                     .map_err(err)?;
-                for (p, d) in outputs {
-                    out.execute(params![p, d]).map_err(err)?;
+                for o in outputs {
+                    let key = o.key.map(|k| format!("{k:032x}"));
+                    out.execute(params![o.path, o.digest, key]).map_err(err)?;
                 }
             }
             let mut st = tx
@@ -288,7 +334,7 @@ pub struct Record<'a> {
     pub publications: Vec<(&'a str, &'a str, &'static str, &'a str)>,
     pub entries: Vec<(String, String, Entry)>,
     /// The complete manifest of files in `public/`, when it changed.
-    pub outputs: Option<Vec<(String, String)>>,
+    pub outputs: Option<Vec<Output>>,
     pub state: Vec<(String, String)>,
     pub run_summary: Option<String>,
 }

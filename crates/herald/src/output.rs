@@ -31,6 +31,8 @@ pub struct AtomicSink {
     cancel: Option<Arc<AtomicBool>>,
     /// Also keep each file's size and SHA-256, for the signed manifest.
     sha256: bool,
+    /// What the last run left: path -> (digest, render key), for [`Sink::reuse`].
+    previous: std::collections::HashMap<String, (String, Option<u128>)>,
     state: Mutex<SinkState>,
 }
 
@@ -44,6 +46,8 @@ struct SinkState {
     staged: BTreeMap<String, tempfile::TempPath>,
     /// Path -> (size, SHA-256) of what was put, when asked for.
     sums: BTreeMap<String, (u64, [u8; 32])>,
+    /// Path -> render key the channel gave for it.
+    keys: BTreeMap<String, u128>,
 }
 
 /// The error a `put` returns once the run is cancelled.
@@ -83,6 +87,7 @@ impl AtomicSink {
             dry_run,
             cancel: None,
             sha256: false,
+            previous: Default::default(),
             state: Mutex::new(SinkState::default()),
         })
     }
@@ -91,6 +96,21 @@ impl AtomicSink {
     pub fn with_cancel(mut self, flag: Option<Arc<AtomicBool>>) -> AtomicSink {
         self.cancel = flag;
         self
+    }
+
+    /// What the last run recorded (path, digest, render key): a file whose key
+    /// a channel offers again is kept, not rendered (see [`Sink::reuse`]).
+    pub fn with_previous(mut self, outputs: &[crate::ledger::Output]) -> AtomicSink {
+        self.previous = outputs
+            .iter()
+            .map(|o| (o.path.clone(), (o.digest.clone(), o.key)))
+            .collect();
+        self
+    }
+
+    /// The render key of every file that has one, as hex, for the ledger.
+    pub fn keys(&self) -> BTreeMap<String, u128> {
+        self.lock().map(|s| s.keys.clone()).unwrap_or_default()
     }
 
     /// Keep the size and SHA-256 of every file (see [`AtomicSink::sums`]).
@@ -176,6 +196,26 @@ impl AtomicSink {
 }
 
 impl Sink for AtomicSink {
+    fn reuse(&self, path: &str, key: u128) -> io::Result<bool> {
+        if self.is_cancelled() {
+            return Err(cancelled_error());
+        }
+        let rel = checked(path)?;
+        let kept = match self.previous.get(path) {
+            Some((digest, Some(k))) if *k == key && self.root.join(rel).is_file() => {
+                Some(digest)
+            }
+            _ => None,
+        };
+        let mut st = self.lock()?;
+        st.keys.insert(path.to_string(), key);
+        if let Some(digest) = kept {
+            st.stats.unchanged += 1;
+            st.files.insert(path.to_string(), digest.clone());
+        }
+        Ok(kept.is_some())
+    }
+
     fn put(&self, path: &str, bytes: &[u8]) -> io::Result<()> {
         if self.is_cancelled() {
             return Err(cancelled_error());

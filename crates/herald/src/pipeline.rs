@@ -25,6 +25,8 @@ pub struct PublishOptions {
     pub started_at: DateTime<Utc>,
     /// Send bulletins (false: publish the files only; mail goes out on a later run).
     pub mail: bool,
+    /// Render every file, keeping none from the last run by its render key.
+    pub rebuild: bool,
     /// Set by a signal: while rendering, stop and publish nothing of this run; while
     /// sending, finish the message in flight, record it, stop.
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
@@ -322,7 +324,11 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
             channels::check_mail_templates(&corpus, &channel_settings, &to_queue)?;
         }
     }
-    let previous_outputs = ledger.outputs()?;
+    let keyed = ledger.outputs_keyed()?;
+    let previous_outputs: Vec<(String, String)> = keyed
+        .iter()
+        .map(|o| (o.path.clone(), o.digest.clone()))
+        .collect();
     let outputs_intact = previous_outputs
         .iter()
         .all(|(p, _)| paths.public.join(p).is_file());
@@ -330,12 +336,14 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     let mut removed_files = 0;
     let mut manifest_changed = None;
     let mut staged = None;
+    let mut keys = BTreeMap::new();
     let mut flow = channels::Flow::default();
     if !(nothing_new && unchanged_inputs && outputs_intact) {
         // Every channel renders into staging; nothing is visible until all succeeded.
         let sink = AtomicSink::new(&paths.public, &paths.tmp, opts.dry_run)?
             .with_cancel(opts.cancel.clone())
-            .with_sha256(manifest_key.is_some() && !opts.dry_run);
+            .with_sha256(manifest_key.is_some() && !opts.dry_run)
+            .with_previous(if opts.rebuild { &[] } else { &keyed });
         let ctx = channels::Ctx {
             corpus: &corpus,
             due: &due,
@@ -387,6 +395,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         ledger.clear_state(SETTLED)?;
     }
     if let Some(sink) = staged {
+        keys = sink.keys();
         let manifest = if opts.dry_run {
             sink.into_manifest().0
         } else {
@@ -413,7 +422,15 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
             started_at: opts.started_at,
             publications,
             entries: minted,
-            outputs: manifest_changed.map(|m: BTreeMap<String, String>| m.into_iter().collect()),
+            outputs: manifest_changed.map(|m: BTreeMap<String, String>| {
+                m.into_iter()
+                    .map(|(path, digest)| crate::ledger::Output {
+                        key: keys.get(&path).copied(),
+                        path,
+                        digest,
+                    })
+                    .collect()
+            }),
             state: match (&inputs, changed) {
                 (Some(inputs), true) => vec![("fingerprint".into(), inputs.clone())],
                 _ => Vec::new(),

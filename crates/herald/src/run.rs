@@ -61,6 +61,7 @@ pub fn cycle(
         dry_run: false,
         started_at: clock,
         mail: true,
+        rebuild: false,
         cancel: Some(cancel.clone()),
     })?;
     let (jobs, reports) = run_due_jobs(root, now, cancel)?;

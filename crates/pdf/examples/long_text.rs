@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use herald_content::{Config, FrontMatter, Statement};
+use herald_content::Config;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -14,34 +14,22 @@ fn main() {
     let n: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let src = "title = \"T\"\nbase_url = \"https://ex.org/\"\nlanguages = [\"en\"]\ndefault_language = \"en\"\ntime_zone = \"UTC\"\n[organization]\nname = \"Org\"\n";
     let config = Config::parse(Path::new("content/herald.toml"), src).expect("config");
-    let date = chrono::DateTime::parse_from_rfc3339("2014-07-30T09:00:00+06:00").expect("date");
     let word = "a".repeat(n);
     let (title, body) = match what {
         "title" => (word, "Body.\n".to_string()),
         _ => ("Title".to_string(), format!("{word}\n")),
     };
-    let statement = Statement {
-        id: "2014/x".into(),
-        lang: "en".into(),
-        slug: "x".into(),
-        year: "2014".into(),
-        path: "content/statements/2014/x.en.md".into(),
-        meta: FrontMatter {
-            title,
-            date,
-            publish_at: date,
-            updated: None,
-            summary: "S".into(),
-            issuers: Vec::new(),
-            place: None,
-            occasion: None,
-            topics: Vec::new(),
-            bulletin: true,
-            draft: false,
-        },
-        body,
-        digest: "0".into(),
-    };
+    // A valid statement, then the long text put in past the front matter's limits.
+    let file = "+++\ntitle = \"T\"\ndate = 2014-07-30T09:00:00+06:00\nsummary = \"S\"\n+++\nBody.\n";
+    let mut statement = herald_content::statement::parse_file(
+        &config,
+        Path::new("2014/x.en.md"),
+        Path::new("content/statements/2014/x.en.md"),
+        file.as_bytes(),
+    )
+    .expect("statement");
+    statement.meta.title = title;
+    statement.set_body(body);
     let settings = herald_pdf::PdfSettings::default();
     let renderer = herald_pdf::Renderer::new(&config, &settings).expect("renderer");
     let t = Instant::now();

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset, SecondsFormat};
 use herald_content::html::{HtmlOptions, to_html};
+use herald_content::key::KeyHasher;
 use herald_content::{Config, Corpus, Diagnostic, FeedKind, Sink, Statement, content_dir, urls};
 use minijinja::value::{Serde, Value};
 use minijinja::{Environment, context};
@@ -374,9 +375,22 @@ pub fn render(input: &SiteInput<'_>, sink: &dyn Sink) -> Result<SiteReport, Site
         }
     }
 
+    let salt = site.salt(&template_dir)?;
     let done: Vec<(Kind, Vec<String>)> = jobs
         .par_iter()
-        .map(|job| site.run(job, &template_dir, sink))
+        .map(|job| {
+            // A page whose key is the one it was last rendered from is kept as it is.
+            if let Some((kind, path, key)) = site.keyed(job, salt) {
+                let kept = sink.reuse(&path, key).map_err(|source| SiteError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+                if kept {
+                    return Ok((kind, vec![path]));
+                }
+            }
+            site.run(job, &template_dir, sink)
+        })
         .collect::<Result<_, _>>()?;
     let mut report = SiteReport::default();
     for (kind, files) in done {
@@ -920,6 +934,156 @@ impl<'a> Site<'a> {
                 ))
             }
         }
+    }
+
+    /// What every page shares, as one key: the configuration (settings, topic
+    /// names, languages), every file in `content/templates/` (an override may
+    /// include any of them), and the inputs the pipeline passes for all pages.
+    fn salt(&self, template_dir: &Path) -> Result<u128, SiteError> {
+        let mut k = KeyHasher::new("site");
+        k.str(self.config.source());
+        if let Ok(dir) = std::fs::read_dir(template_dir) {
+            let mut files: Vec<PathBuf> = dir
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
+                .map(|e| e.path())
+                .collect();
+            files.sort();
+            for f in files {
+                let bytes = std::fs::read(&f).map_err(|source| SiteError::Read {
+                    path: f.clone(),
+                    source,
+                })?;
+                k.str(&f.to_string_lossy()).bytes(&bytes);
+            }
+        }
+        for f in self.input.feeds {
+            k.str(f.label());
+        }
+        match self.input.subscribe {
+            None => k.u64(0),
+            Some(f) => {
+                k.u64(1).str(&f.action);
+                for l in &f.languages {
+                    k.str(l);
+                }
+                k.u64(f.topics.len() as u64);
+                for t in &f.topics {
+                    k.str(t);
+                }
+                &mut k
+            }
+        };
+        k.opt(self.input.integrity.signed_by)
+            .u64(u64::from(self.input.integrity.manifest))
+            .u64(u64::from(self.input.previews.is_some()))
+            .u64(match self.input.pdfs {
+                PdfLinks::None => 0,
+                PdfLinks::Every => 1,
+                PdfLinks::Sizes(_) => 2,
+            });
+        Ok(k.finish())
+    }
+
+    /// A page job's kind, path and render key: everything its page shows beyond
+    /// the `salt`. `None` for jobs rendered every time (stylesheet, sitemap, assets).
+    fn keyed(&self, job: &Job<'_>, salt: u128) -> Option<(Kind, String, u128)> {
+        let statements = |k: &mut KeyHasher, list: &[&Statement]| {
+            k.u64(list.len() as u64);
+            for s in list {
+                k.key(herald_content::key::statement(s));
+            }
+        };
+        let years = |k: &mut KeyHasher, lang: &str| {
+            for (y, list) in self.years.get(lang).into_iter().flatten() {
+                k.str(y).u64(list.len() as u64);
+            }
+        };
+        let page_of = |k: &mut KeyHasher, list: &[&'a Statement], page: usize| {
+            let total = self.page_count(list.len());
+            let per = self.settings.per_page;
+            let start = (page - 1).saturating_mul(per).min(list.len());
+            let end = start.saturating_add(per).min(list.len());
+            k.u64(page as u64).u64(total as u64);
+            statements(k, &list[start..end]);
+        };
+        let mut k = KeyHasher::new("site-page");
+        k.key(salt);
+        let (kind, path) = match job {
+            Job::Stylesheet | Job::Sitemap | Job::Asset { .. } => return None,
+            Job::Root | Job::Index { .. } => {
+                let (lang, page, path) = match job {
+                    Job::Index { lang, page } => (
+                        *lang,
+                        *page,
+                        format!("{}index.html", index_page_path(lang, *page)),
+                    ),
+                    _ => (
+                        self.config.default_language.as_str(),
+                        1,
+                        "index.html".to_string(),
+                    ),
+                };
+                let list = self.by_lang.get(lang).map_or(&[][..], Vec::as_slice);
+                k.str(lang);
+                page_of(&mut k, list, page);
+                years(&mut k, lang);
+                (Kind::Index, path)
+            }
+            Job::Topics { lang } => {
+                k.str(lang);
+                for (t, list) in self.topics.get(lang).into_iter().flatten() {
+                    k.str(t).u64(list.len() as u64);
+                }
+                (Kind::Topic, format!("{}index.html", topics_path(lang)))
+            }
+            Job::Year { lang, year } => {
+                let list = self
+                    .years
+                    .get(lang)
+                    .and_then(|y| y.get(year))
+                    .map_or(&[][..], Vec::as_slice);
+                k.str(lang).str(year);
+                statements(&mut k, list);
+                years(&mut k, lang);
+                for l in &self.config.languages {
+                    let has = self.years.get(l.as_str()).is_some_and(|y| y.contains_key(year));
+                    k.u64(u64::from(has));
+                }
+                (Kind::Year, format!("{}index.html", year_path(lang, year)))
+            }
+            Job::Topic { lang, topic, page } => {
+                let list = self
+                    .topics
+                    .get(lang)
+                    .and_then(|t| t.get(topic))
+                    .map_or(&[][..], Vec::as_slice);
+                k.str(lang).str(topic);
+                page_of(&mut k, list, *page);
+                for l in &self.config.languages {
+                    let has = self.topics.get(l.as_str()).is_some_and(|t| t.contains_key(topic));
+                    k.u64(u64::from(has));
+                }
+                (
+                    Kind::Topic,
+                    format!("{}index.html", topic_page_path(lang, topic, *page)),
+                )
+            }
+            Job::Statement(s) => {
+                let versions = self.by_id.get(s.id.as_str()).map_or(&[][..], Vec::as_slice);
+                k.key(herald_content::key::statement(s));
+                statements(&mut k, versions);
+                let pdf = urls::pdf(s);
+                match self.input.pdfs {
+                    PdfLinks::Sizes(sizes) => k.opt(sizes.get(&pdf).map(|n| n.to_string()).as_deref()),
+                    _ => k.str(&pdf),
+                };
+                let image = self.input.previews.and_then(|p| p.get(&urls::page(s)));
+                k.opt(image.map(|p| p.path.as_str()));
+                (Kind::Statement, format!("{}index.html", urls::page(s)))
+            }
+        };
+        Some((kind, path, k.finish()))
     }
 
     fn entries(&self, list: &[&'a Statement]) -> Vec<Entry<'a>> {
