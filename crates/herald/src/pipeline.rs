@@ -1,7 +1,7 @@
 //! The publish pipeline: load and validate, plan what is due at `now`, run the
 //! channels in order (PDF, feeds, site, mail), write atomically, record in the ledger.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -240,7 +240,188 @@ fn settled_report(
     }))
 }
 
-/// Publish everything due at `opts.now` that the ledger has not recorded.
+/// (statement, lang, channel, version) rows the ledger holds.
+type Recorded = HashSet<(String, String, String, String)>;
+
+/// What the ledger says about earlier runs, as the plan needs it.
+#[derive(Debug, Default)]
+pub struct History {
+    /// Every (statement, lang, channel, version) published before.
+    pub recorded: Recorded,
+    /// The permanent ids minted before.
+    pub known: HashMap<(String, String), Entry>,
+    /// The inputs are the ones the last rendering run read.
+    pub unchanged_inputs: bool,
+    /// Every file the last run recorded is still in `public/`.
+    pub outputs_intact: bool,
+}
+
+/// Stage one: what a publish at `now` must do, decided from the content and the
+/// ledger alone, before anything is rendered.
+#[derive(Debug)]
+pub struct Plan<'c> {
+    pub now: DateTime<Utc>,
+    /// Due statements, newest first: everything the public channels show.
+    pub due: Vec<&'c Statement>,
+    pub embargoed: Vec<Embargoed>,
+    /// The public channels this configuration runs, in order.
+    pub channels: Vec<Channel>,
+    /// (id, lang) of versions new on some public channel.
+    pub new_statements: Vec<(String, String)>,
+    /// Due versions the mail channel has not queued.
+    pub unqueued: Vec<&'c Statement>,
+    /// Every due statement's permanent ids, and those minted by this run.
+    pub entries: Entries,
+    pub minted: Vec<(String, String, Entry)>,
+    /// False when nothing is new, no input changed and `public/` is intact: the
+    /// channels do not run (each output is then kept by its render key anyway).
+    pub render: bool,
+    recorded: Recorded,
+}
+
+impl<'c> Plan<'c> {
+    pub fn new(
+        corpus: &'c Corpus,
+        settings: &channels::Settings,
+        now: DateTime<Utc>,
+        history: History,
+    ) -> Plan<'c> {
+        let due = corpus.due(now);
+        let embargoed = corpus
+            .embargoed(now)
+            .into_iter()
+            .map(|s| Embargoed {
+                id: s.id.clone(),
+                lang: s.lang.clone(),
+                publish_at: s.meta.publish_at,
+            })
+            .collect();
+        let (entries, minted) = entries_for(settings, &due, &history.known);
+        let mut plan = Plan {
+            now,
+            embargoed,
+            channels: settings.public_channels(),
+            new_statements: Vec::new(),
+            unqueued: Vec::new(),
+            entries,
+            minted,
+            render: false,
+            recorded: history.recorded,
+            due,
+        };
+        plan.new_statements = plan
+            .due
+            .iter()
+            .filter(|s| plan.channels.iter().any(|ch| plan.is_new(s, *ch)))
+            .map(|s| (s.id.clone(), s.lang.clone()))
+            .collect();
+        plan.unqueued = plan
+            .due
+            .iter()
+            .copied()
+            .filter(|s| plan.is_new(s, Channel::Mail))
+            .collect();
+        plan.render =
+            !(plan.new_statements.is_empty() && history.unchanged_inputs && history.outputs_intact);
+        plan
+    }
+
+    /// True when this version of `s` is not yet recorded on `ch`.
+    pub fn is_new(&self, s: &Statement, ch: Channel) -> bool {
+        !self.recorded.contains(&(
+            s.id.clone(),
+            s.lang.clone(),
+            ch.name().to_string(),
+            s.digest.clone(),
+        ))
+    }
+
+    /// The publication rows of this run: every due version new on a public channel.
+    fn publications(&self) -> Vec<(&'c str, &'c str, &'static str, &'c str)> {
+        let mut out = Vec::new();
+        for s in &self.due {
+            for ch in &self.channels {
+                if self.is_new(s, *ch) {
+                    out.push((s.id.as_str(), s.lang.as_str(), ch.name(), s.digest.as_str()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What the render stage leaves for the record stage.
+struct Rendered {
+    sink: AtomicSink,
+    reports: Vec<ChannelReport>,
+    flow: channels::Flow,
+}
+
+/// Stage two: every public channel renders into one staging sink (nothing is
+/// visible until all succeeded); each output whose render key is unchanged is
+/// kept, not rendered.
+#[allow(clippy::too_many_arguments)]
+fn render(
+    opts: &PublishOptions,
+    corpus: &Corpus,
+    settings: &channels::Settings,
+    paths: &Paths,
+    plan: &Plan<'_>,
+    previous: &[crate::ledger::Output],
+    manifest_key: Option<&crate::manifest::ManifestKey>,
+) -> Result<Rendered, Error> {
+    let previous_outputs: Vec<(String, String)> = previous
+        .iter()
+        .map(|o| (o.path.clone(), o.digest.clone()))
+        .collect();
+    let sink = AtomicSink::new(&paths.public, &paths.tmp, opts.dry_run)?
+        .with_cancel(opts.cancel.clone())
+        .with_sha256(manifest_key.is_some() && !opts.dry_run)
+        .with_previous(if opts.rebuild { &[] } else { previous });
+    let is_new = |s: &Statement, ch: Channel| plan.is_new(s, ch);
+    let ctx = channels::Ctx {
+        corpus,
+        due: &plan.due,
+        now: plan.now,
+        entries: &plan.entries,
+        settings,
+        paths,
+        previous_outputs: &previous_outputs,
+        sink: &sink,
+        is_new: &is_new,
+        dry_run: opts.dry_run,
+    };
+    let mut flow = channels::Flow::default();
+    let mut reports = Vec::new();
+    for ch in &plan.channels {
+        stop_if_cancelled(opts)?;
+        let before = sink.stats();
+        let mut rep = channels::run(*ch, &ctx, &mut flow).map_err(|e| {
+            if sink.is_cancelled() {
+                Error::Cancelled
+            } else {
+                e
+            }
+        })?;
+        let after = sink.stats();
+        rep.files_written = after.written - before.written;
+        rep.files_unchanged = after.unchanged - before.unchanged;
+        reports.push(rep);
+    }
+    if let Some(key) = manifest_key
+        && !opts.dry_run
+    {
+        crate::manifest::write(&sink, &paths.public, &corpus.config.base_url, &plan.due, key)?;
+    }
+    Ok(Rendered {
+        sink,
+        reports,
+        flow,
+    })
+}
+
+/// Publish everything due at `opts.now` that the ledger has not recorded:
+/// load, plan, render, record, mail.
 pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     let t0 = Instant::now();
     let paths = Paths::new(&opts.root);
@@ -267,191 +448,57 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         None => None,
     };
     let now = opts.now;
-    let due = corpus.due(now);
-    let embargoed: Vec<Embargoed> = corpus
-        .embargoed(now)
-        .into_iter()
-        .map(|s| Embargoed {
-            id: s.id.clone(),
-            lang: s.lang.clone(),
-            publish_at: s.meta.publish_at,
-        })
-        .collect();
 
     stop_if_cancelled(opts)?;
     let mut ledger = Ledger::open(&paths.ledger)?;
-    let recorded: HashSet<(String, String, String, String)> = ledger
-        .publications()?
-        .into_iter()
-        .map(|p| (p.statement, p.lang, p.channel, p.version))
-        .collect();
-    let is_new = |s: &Statement, ch: Channel| {
-        !recorded.contains(&(
-            s.id.clone(),
-            s.lang.clone(),
-            ch.name().to_string(),
-            s.digest.clone(),
-        ))
+    let previous = ledger.outputs_keyed()?;
+    let history = History {
+        recorded: ledger
+            .publications()?
+            .into_iter()
+            .map(|p| (p.statement, p.lang, p.channel, p.version))
+            .collect(),
+        known: ledger
+            .entries()?
+            .into_iter()
+            .map(|(id, lang, e)| ((id, lang), e))
+            .collect(),
+        // The same digest tells whether anything rendered could differ from the last run.
+        unchanged_inputs: inputs.is_some() && ledger.get_state("fingerprint")? == inputs,
+        outputs_intact: previous
+            .iter()
+            .all(|o| paths.public.join(&o.path).is_file()),
     };
-    // The same digest tells whether anything rendered could differ from the last run.
-    let unchanged_inputs = inputs.is_some() && ledger.get_state("fingerprint")? == inputs;
-    let known: HashMap<(String, String), Entry> = ledger
-        .entries()?
-        .into_iter()
-        .map(|(id, lang, e)| ((id, lang), e))
-        .collect();
-    let (entries, minted) = entries_for(&channel_settings, &due, &known);
-
-    let public = channel_settings.public_channels();
-    let mut reports: Vec<ChannelReport> = Vec::new();
-    let mut publications: Vec<(&str, &str, &'static str, &str)> = Vec::new();
-    let mut new_statements: Vec<(String, String)> = Vec::new();
-    for s in &due {
-        if public.iter().any(|ch| is_new(s, *ch)) {
-            new_statements.push((s.id.clone(), s.lang.clone()));
-        }
-    }
-    let nothing_new = new_statements.is_empty();
+    let plan = Plan::new(&corpus, &channel_settings, now, history);
+    tracing::debug!("planned at {} ms", t0.elapsed().as_millis());
     // The gate's last part: the mail templates on what this run will queue (the
     // site's templates fail its render, which leaves nothing behind either).
-    if opts.mail {
-        let to_queue: Vec<&Statement> = due
-            .iter()
-            .copied()
-            .filter(|s| is_new(s, Channel::Mail))
-            .collect();
-        if !to_queue.is_empty() {
-            channels::check_mail_templates(&corpus, &channel_settings, &to_queue)?;
-        }
+    if opts.mail && !plan.unqueued.is_empty() {
+        channels::check_mail_templates(&corpus, &channel_settings, &plan.unqueued)?;
     }
-    let keyed = ledger.outputs_keyed()?;
-    let previous_outputs: Vec<(String, String)> = keyed
-        .iter()
-        .map(|o| (o.path.clone(), o.digest.clone()))
-        .collect();
-    let outputs_intact = previous_outputs
-        .iter()
-        .all(|(p, _)| paths.public.join(p).is_file());
 
-    let mut removed_files = 0;
-    let mut manifest_changed = None;
-    let mut staged = None;
-    let mut keys = BTreeMap::new();
-    let mut flow = channels::Flow::default();
-    if !(nothing_new && unchanged_inputs && outputs_intact) {
-        // Every channel renders into staging; nothing is visible until all succeeded.
-        let sink = AtomicSink::new(&paths.public, &paths.tmp, opts.dry_run)?
-            .with_cancel(opts.cancel.clone())
-            .with_sha256(manifest_key.is_some() && !opts.dry_run)
-            .with_previous(if opts.rebuild { &[] } else { &keyed });
-        let ctx = channels::Ctx {
-            corpus: &corpus,
-            due: &due,
-            now,
-            entries: &entries,
-            settings: &channel_settings,
-            paths: &paths,
-            previous_outputs: &previous_outputs,
-            sink: &sink,
-            is_new: &is_new,
-            dry_run: opts.dry_run,
-        };
-        for ch in &public {
-            stop_if_cancelled(opts)?;
-            let before = sink.stats();
-            let mut rep = channels::run(*ch, &ctx, &mut flow).map_err(|e| {
-                if sink.is_cancelled() {
-                    Error::Cancelled
-                } else {
-                    e
-                }
-            })?;
-            let after = sink.stats();
-            rep.files_written = after.written - before.written;
-            rep.files_unchanged = after.unchanged - before.unchanged;
-            reports.push(rep);
-        }
-        tracing::debug!("channels done at {} ms", t0.elapsed().as_millis());
-        if let Some(key) = &manifest_key
-            && !opts.dry_run
-        {
-            crate::manifest::write(&sink, &paths.public, &corpus.config.base_url, &due, key)?;
-            tracing::debug!("manifest signed at {} ms", t0.elapsed().as_millis());
-        }
-        staged = Some(sink);
+    let rendered = if plan.render {
+        let r = render(
+            opts,
+            &corpus,
+            &channel_settings,
+            &paths,
+            &plan,
+            &previous,
+            manifest_key.as_ref(),
+        )?;
+        tracing::debug!("rendered at {} ms", t0.elapsed().as_millis());
+        Some(r)
     } else {
-        for ch in &public {
-            reports.push(ChannelReport {
-                channel: ch.name(),
-                live: due.len(),
-                ..Default::default()
-            });
-        }
-    }
+        None
+    };
     // The last point at which a signal leaves everything as it was.
     stop_if_cancelled(opts)?;
-    if !opts.dry_run {
-        // Whatever this run does, the last run's summary no longer describes it.
-        ledger.clear_state(SETTLED)?;
-    }
-    if let Some(sink) = staged {
-        keys = sink.keys();
-        let manifest = if opts.dry_run {
-            sink.into_manifest().0
-        } else {
-            let (manifest, _) = sink.commit()?;
-            removed_files = remove_stale(&paths.public, &previous_outputs, &manifest)?;
-            manifest
-        };
-        manifest_changed = Some(manifest);
-    }
-
-    for s in &due {
-        for ch in &public {
-            if is_new(s, *ch) {
-                publications.push((&s.id, &s.lang, ch.name(), &s.digest));
-            }
-        }
-    }
-
-    // Record before mail goes out: the pages a bulletin links to exist by now.
-    if !opts.dry_run {
-        let changed = manifest_changed.is_some();
-        let rec = Record {
-            now,
-            started_at: opts.started_at,
-            publications,
-            entries: minted,
-            outputs: manifest_changed.map(|m: BTreeMap<String, String>| {
-                m.into_iter()
-                    .map(|(path, digest)| crate::ledger::Output {
-                        key: keys.get(&path).copied(),
-                        path,
-                        digest,
-                    })
-                    .collect()
-            }),
-            state: match (&inputs, changed) {
-                (Some(inputs), true) => vec![("fingerprint".into(), inputs.clone())],
-                _ => Vec::new(),
-            },
-            run_summary: changed.then(|| {
-                format!(
-                    "{} new statement version(s); {}",
-                    new_statements.len(),
-                    reports
-                        .iter()
-                        .map(|r| format!("{} {} new", r.channel, r.new))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }),
-        };
-        ledger.commit(&rec)?;
-        tracing::debug!("ledger committed at {} ms", t0.elapsed().as_millis());
-    }
+    let (mut reports, removed_files, changed_feeds) =
+        record(opts, &paths, &mut ledger, &plan, rendered, &previous, inputs.as_deref())?;
+    tracing::debug!("recorded at {} ms", t0.elapsed().as_millis());
     // The hub is told only once the changed feeds are in place.
-    if let Some(note) = channels::ping_hub(&channel_settings, &flow.changed_feeds, opts.dry_run)
+    if let Some(note) = channels::ping_hub(&channel_settings, &changed_feeds, opts.dry_run)
         && let Some(rep) = reports
             .iter_mut()
             .find(|r| r.channel == Channel::Feed.name())
@@ -459,72 +506,181 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         rep.note = note;
     }
 
-    if opts.mail {
-        let cancel = opts.cancel.clone().unwrap_or_default();
-        let unqueued: Vec<&Statement> = due
-            .iter()
-            .copied()
-            .filter(|s| is_new(s, Channel::Mail))
-            .collect();
-        let mail = channels::mail(&channels::MailCtx {
-            corpus: &corpus,
-            settings: &channel_settings,
-            ledger: &ledger,
-            paths: &paths,
-            due: &due,
-            now,
-            dry_run: opts.dry_run,
-            unqueued: &unqueued,
-            cancel: &cancel,
-        })?;
-        if let Some(rep) = mail {
-            // Queued bulletins are in the mail tables now; remember that these
-            // versions need no queueing again.
-            // With a digest, the digest job records what it carried.
-            if !unqueued.is_empty() && channel_settings.schedules.digest().is_none() {
-                ledger.commit(&channels::mailed_record(now, opts.started_at, &unqueued))?;
-            }
-            reports.push(rep);
-        }
+    if opts.mail
+        && let Some(rep) = mail(opts, &corpus, &channel_settings, &paths, &mut ledger, &plan)?
+    {
+        reports.push(rep);
     }
-
     tracing::debug!("mail done at {} ms", t0.elapsed().as_millis());
     if !opts.dry_run
         && let Some(inputs) = inputs
     {
-        let settled = Settled {
-            inputs,
-            from: due
-                .iter()
-                .map(|s| s.meta.publish_at.with_timezone(&Utc))
-                .max(),
-            until: embargoed
-                .iter()
-                .map(|e| e.publish_at.with_timezone(&Utc))
-                .min(),
-            live: due.len(),
-            channels: public.iter().map(|c| c.name().to_string()).collect(),
-            embargoed: embargoed
-                .iter()
-                .map(|e| (e.id.clone(), e.lang.clone(), e.publish_at))
-                .collect(),
-            mail: opts.mail,
-        };
-        let json = serde_json::to_string(&settled).map_err(|e| Error::channel("ledger", e))?;
-        ledger.set_state(SETTLED, &json)?;
+        settle(&mut ledger, opts, &plan, inputs)?;
     }
 
     Ok(PublishReport {
         now,
         dry_run: opts.dry_run,
-        unchanged: nothing_new && unchanged_inputs && outputs_intact,
+        unchanged: !plan.render,
         settled: false,
         channels: reports,
-        new_statements,
-        embargoed,
+        new_statements: plan.new_statements.clone(),
+        embargoed: plan.embargoed.clone(),
         removed_files,
         elapsed_ms: t0.elapsed().as_millis(),
     })
+}
+
+/// Stage three: place the staged files, remove what no channel wrote this time,
+/// and record the run in one ledger transaction, before any mail goes out (the
+/// pages a bulletin links to exist by then). Returns the channel reports, the
+/// number of files removed and the feeds whose bytes changed.
+fn record(
+    opts: &PublishOptions,
+    paths: &Paths,
+    ledger: &mut Ledger,
+    plan: &Plan<'_>,
+    rendered: Option<Rendered>,
+    previous: &[crate::ledger::Output],
+    inputs: Option<&str>,
+) -> Result<(Vec<ChannelReport>, usize, Vec<String>), Error> {
+    if !opts.dry_run {
+        // Whatever this run does, the last run's summary no longer describes it.
+        ledger.clear_state(SETTLED)?;
+    }
+    let Some(Rendered {
+        sink,
+        reports,
+        flow,
+    }) = rendered
+    else {
+        let reports = plan
+            .channels
+            .iter()
+            .map(|ch| ChannelReport {
+                channel: ch.name(),
+                live: plan.due.len(),
+                ..Default::default()
+            })
+            .collect();
+        if !opts.dry_run {
+            ledger.commit(&Record {
+                now: plan.now,
+                started_at: opts.started_at,
+                publications: plan.publications(),
+                entries: plan.minted.clone(),
+                ..Default::default()
+            })?;
+        }
+        return Ok((reports, 0, Vec::new()));
+    };
+    let keys = sink.keys();
+    if opts.dry_run {
+        sink.into_manifest();
+        return Ok((reports, 0, flow.changed_feeds));
+    }
+    let (manifest, _) = sink.commit()?;
+    let previous_outputs: Vec<(String, String)> = previous
+        .iter()
+        .map(|o| (o.path.clone(), o.digest.clone()))
+        .collect();
+    let removed = remove_stale(&paths.public, &previous_outputs, &manifest)?;
+    let summary = format!(
+        "{} new statement version(s); {}",
+        plan.new_statements.len(),
+        reports
+            .iter()
+            .map(|r| format!("{} {} new", r.channel, r.new))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    ledger.commit(&Record {
+        now: plan.now,
+        started_at: opts.started_at,
+        publications: plan.publications(),
+        entries: plan.minted.clone(),
+        outputs: Some(
+            manifest
+                .into_iter()
+                .map(|(path, digest)| crate::ledger::Output {
+                    key: keys.get(&path).copied(),
+                    path,
+                    digest,
+                })
+                .collect(),
+        ),
+        state: inputs
+            .map(|i| vec![("fingerprint".to_string(), i.to_string())])
+            .unwrap_or_default(),
+        run_summary: Some(summary),
+    })?;
+    Ok((reports, removed, flow.changed_feeds))
+}
+
+/// Stage four: queue bulletins for the versions not queued yet, and deliver.
+fn mail(
+    opts: &PublishOptions,
+    corpus: &Corpus,
+    settings: &channels::Settings,
+    paths: &Paths,
+    ledger: &mut Ledger,
+    plan: &Plan<'_>,
+) -> Result<Option<ChannelReport>, Error> {
+    let cancel = opts.cancel.clone().unwrap_or_default();
+    let rep = channels::mail(&channels::MailCtx {
+        corpus,
+        settings,
+        ledger,
+        paths,
+        due: &plan.due,
+        now: plan.now,
+        dry_run: opts.dry_run,
+        unqueued: &plan.unqueued,
+        cancel: &cancel,
+    })?;
+    // Queued bulletins are in the mail tables now; remember that these versions
+    // need no queueing again. With a digest, the digest job records what it carried.
+    if rep.is_some() && !plan.unqueued.is_empty() && settings.schedules.digest().is_none() {
+        ledger.commit(&channels::mailed_record(
+            plan.now,
+            opts.started_at,
+            &plan.unqueued,
+        ))?;
+    }
+    Ok(rep)
+}
+
+/// What the next run needs to answer "nothing to do" without loading anything.
+fn settle(
+    ledger: &mut Ledger,
+    opts: &PublishOptions,
+    plan: &Plan<'_>,
+    inputs: String,
+) -> Result<(), Error> {
+    let settled = Settled {
+        inputs,
+        from: plan
+            .due
+            .iter()
+            .map(|s| s.meta.publish_at.with_timezone(&Utc))
+            .max(),
+        until: plan
+            .embargoed
+            .iter()
+            .map(|e| e.publish_at.with_timezone(&Utc))
+            .min(),
+        live: plan.due.len(),
+        channels: plan.channels.iter().map(|c| c.name().to_string()).collect(),
+        embargoed: plan
+            .embargoed
+            .iter()
+            .map(|e| (e.id.clone(), e.lang.clone(), e.publish_at))
+            .collect(),
+        mail: opts.mail,
+    };
+    let json = serde_json::to_string(&settled).map_err(|e| Error::channel("ledger", e))?;
+    ledger.set_state(SETTLED, &json)?;
+    Ok(())
 }
 
 /// `Error::Cancelled` once a signal asked the run to stop.
@@ -549,4 +705,142 @@ pub fn check(root: &Path) -> Result<Corpus, Error> {
     let all: Vec<&Statement> = corpus.statements.iter().chain(&samples).collect();
     channels::check_templates(&corpus, &settings, &all)?;
     Ok(corpus)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "title = \"T\"\nbase_url = \"https://ex.org/\"\nlanguages = [\"en\", \"ru\"]\ndefault_language = \"en\"\ntime_zone = \"UTC\"\n[organization]\nname = \"Org\"\n";
+
+    fn statement(config: &herald_content::Config, name: &str, front: &str) -> Statement {
+        let text = format!("+++\n{front}\n+++\nBody of {name}.\n");
+        herald_content::statement::parse_file(
+            config,
+            Path::new(name),
+            Path::new(name),
+            text.as_bytes(),
+        )
+        .expect("valid statement")
+    }
+
+    /// Three statements: one due, one under embargo until 2014-08-01, one draft.
+    fn corpus() -> Corpus {
+        let config =
+            herald_content::Config::parse(Path::new("herald.toml"), CONFIG).expect("config");
+        let statements = vec![
+            statement(&config, "2014/a.en.md", "title = \"A\"\ndate = 2014-07-30T09:00:00Z"),
+            statement(
+                &config,
+                "2014/b.ru.md",
+                "title = \"B\"\ndate = 2014-07-30T09:00:00Z\npublish_at = 2014-08-01T00:00:00Z",
+            ),
+            statement(
+                &config,
+                "2014/c.en.md",
+                "title = \"C\"\ndate = 2014-07-30T09:00:00Z\ndraft = true",
+            ),
+        ];
+        Corpus {
+            root: PathBuf::from("."),
+            config,
+            statements,
+        }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().expect("instant")
+    }
+
+    /// The ledger after `plan` was recorded: every version on every channel.
+    fn recorded(plan: &Plan<'_>) -> History {
+        let mut recorded: Recorded = plan
+            .publications()
+            .into_iter()
+            .map(|(id, lang, ch, v)| (id.into(), lang.into(), ch.into(), v.into()))
+            .collect();
+        for s in &plan.unqueued {
+            recorded.insert((s.id.clone(), s.lang.clone(), "mail".into(), s.digest.clone()));
+        }
+        History {
+            recorded,
+            known: plan.entries.clone(),
+            unchanged_inputs: true,
+            outputs_intact: true,
+        }
+    }
+
+    #[test]
+    fn only_due_statements_are_planned_and_embargoes_lift_at_their_instant() {
+        let corpus = corpus();
+        let settings = channels::Settings::load(&corpus).expect("settings");
+        let before = Plan::new(&corpus, &settings, at("2014-07-31T00:00:00Z"), History::default());
+        let ids = |p: &Plan<'_>| p.due.iter().map(|s| s.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&before), ["2014/a"]);
+        assert_eq!(before.embargoed.len(), 1);
+        assert_eq!(before.embargoed[0].id, "2014/b");
+        assert_eq!(before.new_statements, [("2014/a".into(), "en".into())]);
+        assert!(before.render);
+
+        let lifted = Plan::new(&corpus, &settings, at("2014-08-01T00:00:00Z"), recorded(&before));
+        assert_eq!(ids(&lifted), ["2014/a", "2014/b"]);
+        assert!(lifted.embargoed.is_empty());
+        // Only the lifted one is new; the other is recorded already.
+        assert_eq!(lifted.new_statements, [("2014/b".into(), "ru".into())]);
+        assert_eq!(lifted.unqueued.len(), 1);
+        assert_eq!(lifted.minted.len(), 1);
+        assert_eq!(lifted.minted[0].2.first_published, at("2014-08-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn a_recorded_run_plans_no_render_until_something_changes() {
+        let corpus = corpus();
+        let settings = channels::Settings::load(&corpus).expect("settings");
+        let now = at("2014-07-31T00:00:00Z");
+        let first = Plan::new(&corpus, &settings, now, History::default());
+        let again = Plan::new(&corpus, &settings, now, recorded(&first));
+        assert!(!again.render);
+        assert!(again.new_statements.is_empty() && again.unqueued.is_empty());
+        assert!(again.publications().is_empty());
+        // Ids minted once are kept, never minted again.
+        assert!(again.minted.is_empty());
+        assert_eq!(
+            again.entries[&("2014/a".to_string(), "en".to_string())],
+            first.entries[&("2014/a".to_string(), "en".to_string())]
+        );
+
+        let changed_inputs = History {
+            unchanged_inputs: false,
+            ..recorded(&first)
+        };
+        assert!(Plan::new(&corpus, &settings, now, changed_inputs).render);
+        let missing_file = History {
+            outputs_intact: false,
+            ..recorded(&first)
+        };
+        assert!(Plan::new(&corpus, &settings, now, missing_file).render);
+    }
+
+    #[test]
+    fn an_edit_is_a_new_version_on_every_channel_with_the_same_ids() {
+        let mut corpus = corpus();
+        let settings = channels::Settings::load(&corpus).expect("settings");
+        let now = at("2014-07-31T00:00:00Z");
+        let first = Plan::new(&corpus, &settings, now, History::default());
+        let history = recorded(&first);
+        let entry = first.entries[&("2014/a".to_string(), "en".to_string())].clone();
+        corpus.statements[0] = statement(
+            &corpus.config,
+            "2014/a.en.md",
+            "title = \"A, corrected\"\ndate = 2014-07-30T09:00:00Z\nupdated = 2014-07-30T12:00:00Z",
+        );
+        let edit = Plan::new(&corpus, &settings, now, history);
+        assert_eq!(edit.new_statements, [("2014/a".into(), "en".into())]);
+        let channels: Vec<&str> = edit.publications().iter().map(|p| p.2).collect();
+        assert_eq!(channels, ["pdf", "feed", "site"]);
+        assert_eq!(edit.unqueued.len(), 1, "the correction is queued for mail");
+        assert!(edit.minted.is_empty());
+        assert_eq!(edit.entries[&("2014/a".to_string(), "en".to_string())], entry);
+        assert!(edit.render);
+    }
 }
