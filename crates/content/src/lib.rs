@@ -13,6 +13,7 @@ pub mod files;
 pub mod html;
 pub mod key;
 pub mod l10n;
+pub mod cache;
 pub mod limits;
 pub mod markdown;
 pub mod statement;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
+pub use cache::{LoadCache, Stamp};
 pub use config::{Config, Organization};
 pub use diag::{Diagnostic, Diagnostics};
 pub use doc::{Block, Document, Inline};
@@ -94,6 +96,14 @@ fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
 
 /// Load and validate everything. Reports every problem in every file at once.
 pub fn load(root: &Path) -> Result<Corpus, LoadError> {
+    load_cached(root, LoadCache::default()).map(|l| l.corpus)
+}
+
+/// [`load`], taking from `cache` every statement whose file still has the stamp
+/// it was loaded at (same configuration, same herald): those files are not read
+/// or parsed again. Returns the corpus and each statement file's stamp, from
+/// which the caller can make the next run's cache ([`LoadCache::encode`]).
+pub fn load_cached(root: &Path, mut cache: LoadCache) -> Result<Loaded, LoadError> {
     let content = content_dir(root);
     let config_path = urls::Paths::new(root).config();
     let config = Config::load(&config_path).map_err(|mut d| {
@@ -106,11 +116,30 @@ pub fn load(root: &Path) -> Result<Corpus, LoadError> {
         problems: mut link_problems,
     } = walk(root, &dir)?;
     link_problems.extend(walk(root, &content.join("assets"))?.problems);
-    let parsed: Vec<Result<Statement, Vec<Diagnostic>>> = files
-        .par_iter()
+    cache.retain_valid(&config);
+    // Stamped before reading: an edit made meanwhile changes the stamp, so the
+    // next run reads the file again.
+    let stamped: Vec<(&PathBuf, PathBuf, Option<Stamp>, Option<Statement>)> = files
+        .iter()
         .map(|path| {
-            let rel = path.strip_prefix(&dir).unwrap_or(path);
             let show = shown(root, path);
+            let stamp = std::fs::metadata(path).ok().map(|m| Stamp::of(&m));
+            let cached = stamp.and_then(|st| cache.take(&show, path, st));
+            (path, show, stamp, cached)
+        })
+        .collect();
+    let stamps: HashMap<PathBuf, Stamp> = stamped
+        .iter()
+        .filter_map(|(_, show, st, _)| Some((show.clone(), (*st)?)))
+        .collect();
+    let read = stamped.iter().filter(|(.., c)| c.is_none()).count();
+    let parsed: Vec<Result<Statement, Vec<Diagnostic>>> = stamped
+        .into_par_iter()
+        .map(|(path, show, _, cached)| {
+            if let Some(s) = cached {
+                return Ok(s);
+            }
+            let rel = path.strip_prefix(&dir).unwrap_or(path);
             match read_bounded(path) {
                 Ok(bytes) => statement::parse_file(&config, rel, &show, &bytes),
                 Err(e) => Err(vec![Diagnostic::file(
@@ -168,11 +197,25 @@ pub fn load(root: &Path) -> Result<Corpus, LoadError> {
             .then_with(|| a.id.cmp(&b.id))
             .then_with(|| lang_rank(&a.lang).cmp(&lang_rank(&b.lang)))
     });
-    Ok(Corpus {
-        root: root.to_path_buf(),
-        config,
-        statements,
+    Ok(Loaded {
+        corpus: Corpus {
+            root: root.to_path_buf(),
+            config,
+            statements,
+        },
+        stamps,
+        read,
     })
+}
+
+/// What [`load_cached`] returns.
+#[derive(Debug)]
+pub struct Loaded {
+    pub corpus: Corpus,
+    /// Each statement file's stamp, taken before it was read.
+    pub stamps: HashMap<PathBuf, Stamp>,
+    /// Files read and parsed (not taken from the cache).
+    pub read: usize,
 }
 
 impl Corpus {

@@ -30,7 +30,7 @@ pub const KEYS: &[&str] = &[
     "slug",
 ];
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FrontMatter {
     pub title: String,
     pub date: DateTime<FixedOffset>,
@@ -47,7 +47,7 @@ pub struct FrontMatter {
     pub draft: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Statement {
     /// `YYYY/file-stem`: shared by all translations, never changes once published.
     pub id: String,
@@ -59,32 +59,82 @@ pub struct Statement {
     /// The file, as found (relative to the project root when loaded from it).
     pub path: PathBuf,
     pub meta: FrontMatter,
-    /// The Markdown body (change it with [`Statement::set_body`], which keeps the
-    /// tree in step).
-    pub body: String,
     /// Hex SHA-256 of the file's bytes: the statement version.
     pub digest: String,
+    /// The Markdown body: kept from parsing, or, for a statement from the load
+    /// cache, read from its file on first use (see [`Statement::try_body`]).
+    #[serde(skip)]
+    body: std::sync::OnceLock<Result<String, String>>,
+    /// Where the body starts in the file's bytes.
+    body_at: usize,
+    /// The file to read the body from (absolute), for a cached statement.
+    #[serde(skip)]
+    source: Option<PathBuf>,
     /// The body's tree: the one validation built, or parsed on first use when the
     /// statement came from the load cache. Every channel shares it.
+    #[serde(skip)]
     document: std::sync::OnceLock<Document>,
 }
 
 impl Statement {
+    /// The Markdown body. Empty when a cached statement's file changed or went
+    /// away since it was loaded: [`Statement::try_body`] says why, and the
+    /// pipeline refuses such a run before anything is committed.
+    pub fn body(&self) -> &str {
+        self.try_body().unwrap_or("")
+    }
+
+    /// The Markdown body, or why it cannot be had: read again from a cached
+    /// statement's file, whose bytes must still be the loaded version's.
+    pub fn try_body(&self) -> Result<&str, &str> {
+        self.body
+            .get_or_init(|| {
+                let Some(file) = &self.source else {
+                    return Err(format!("{}: no body", self.path.display()));
+                };
+                let changed = || {
+                    format!(
+                        "{} changed while herald was publishing it; publish again",
+                        self.path.display()
+                    )
+                };
+                let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+                if hex::encode(Sha256::digest(&bytes)) != self.digest {
+                    return Err(changed());
+                }
+                let text = String::from_utf8(bytes).map_err(|_| changed())?;
+                text.get(self.body_at..).map(str::to_string).ok_or_else(changed)
+            })
+            .as_deref()
+            .map_err(String::as_str)
+    }
+
+    /// True once the body was read (or kept from parsing) and is the loaded version's.
+    pub fn body_failed(&self) -> Option<&str> {
+        match self.body.get() {
+            Some(Err(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// A statement taken from the load cache: its body is read from `file` on
+    /// first use.
+    pub(crate) fn from_cache(mut self, file: PathBuf) -> Statement {
+        self.source = Some(file);
+        self.body = std::sync::OnceLock::new();
+        self.document = std::sync::OnceLock::new();
+        self
+    }
+
     /// The body as a document tree, parsed at most once per loaded statement.
     pub fn document(&self) -> &Document {
         self.document
-            .get_or_init(|| markdown::parse(&self.body).0)
+            .get_or_init(|| markdown::parse(self.body()).0)
     }
 
     /// Replace the body (and drop the tree made from the old one).
     pub fn set_body(&mut self, body: String) {
-        self.body = body;
-        self.document = std::sync::OnceLock::new();
-    }
-
-    /// Free the tree (it is parsed again on next use): for callers that hold many
-    /// statements and render few of them.
-    pub fn forget_document(&mut self) {
+        self.body = Ok(body).into();
         self.document = std::sync::OnceLock::new();
     }
 
@@ -762,7 +812,9 @@ pub fn parse_file(
             bulletin,
             draft,
         },
-        body: body.to_string(),
+        body: Ok(body.to_string()).into(),
+        body_at: body_start,
+        source: None,
         digest,
         document: doc.into(),
     })

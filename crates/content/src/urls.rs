@@ -43,6 +43,11 @@ impl Paths {
         self.content.join("herald.toml")
     }
 
+    /// `.herald/load-cache`: statements as the last publish loaded them.
+    pub fn load_cache(&self) -> PathBuf {
+        self.state.join("load-cache")
+    }
+
     /// A file below `public/`, from its relative URL path (e.g. [`pdf`]).
     pub fn public_file(&self, rel: &str) -> PathBuf {
         self.public.join(rel)

@@ -115,7 +115,7 @@ fn rss_crate_validates_every_rss_feed() {
                 Some(enc) => {
                     assert_eq!(s.lang, "en");
                     assert_eq!(enc.mime_type(), "application/pdf");
-                    assert_eq!(enc.length(), (40_000 + s.body.len()).to_string());
+                    assert_eq!(enc.length(), (40_000 + s.body().len()).to_string());
                     assert_eq!(
                         enc.url(),
                         format!("{}{}", corpus.config.base_url, herald_content::urls::pdf(s))
@@ -180,7 +180,7 @@ fn atom_syndication_reads_every_atom_feed() {
                 assert_eq!(enc.mime_type(), Some("application/pdf"));
                 assert_eq!(
                     enc.length(),
-                    Some((40_000 + s.body.len()).to_string().as_str())
+                    Some((40_000 + s.body().len()).to_string().as_str())
                 );
             }
             n += 1;
@@ -214,7 +214,7 @@ fn json_feed_is_valid_json_feed_1_1() {
             if s.lang == "en" {
                 let a = &item["attachments"][0];
                 assert_eq!(a["mime_type"], "application/pdf");
-                assert_eq!(a["size_in_bytes"], 40_000 + s.body.len() as u64);
+                assert_eq!(a["size_in_bytes"], 40_000 + s.body().len() as u64);
             }
         }
     }
@@ -300,7 +300,7 @@ fn python_feedparser_reads_every_feed() {
             assert_eq!(e["authors"], serde_json::json!(s.meta.issuers), "{path}");
             if s.lang == "en" {
                 let enc = &e["enclosures"][0];
-                assert_eq!(enc[1], (40_000 + s.body.len()).to_string(), "{path}");
+                assert_eq!(enc[1], (40_000 + s.body().len()).to_string(), "{path}");
                 assert_eq!(enc[2], "application/pdf");
             }
             n += 1;

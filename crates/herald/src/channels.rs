@@ -170,7 +170,15 @@ impl std::fmt::Debug for Settings {
 /// rendered, so what a channel would refuse while rendering is a diagnostic instead.
 /// The PDF's: every character it draws has a glyph in the font chain, and every
 /// configured language's script is covered (a herald.toml error otherwise).
-pub fn content_rules(corpus: &Corpus, settings: &Settings) -> Result<(), Error> {
+///
+/// `passed` holds the coverage keys ([`coverage_key`]) of statements that passed
+/// before: those are not scanned again. Returns the keys of every statement that
+/// passes now.
+pub fn content_rules(
+    corpus: &Corpus,
+    settings: &Settings,
+    passed: &std::collections::HashSet<u128>,
+) -> Result<Vec<u128>, Error> {
     // Keys are part of the gate: a key that cannot sign fails `check`, not a publish.
     let base = corpus
         .config
@@ -181,7 +189,7 @@ pub fn content_rules(corpus: &Corpus, settings: &Settings) -> Result<(), Error> 
         crate::manifest::ManifestKey::load(&base.join(key))?;
     }
     if !settings.pdf.enabled {
-        return Ok(());
+        return Ok(Vec::new());
     }
     if let Some(signing) = &settings.pdf.signing {
         herald_pdf::sign::Signer::load(base, signing).map_err(|e| channel_err("pdf", e))?;
@@ -216,17 +224,32 @@ pub fn content_rules(corpus: &Corpus, settings: &Settings) -> Result<(), Error> 
             format!("add a font for it under [pdf], e.g. fonts = [\"fonts/NotoSans{}-Regular.ttf\"] (paths relative to herald.toml), or set [pdf] enabled = false", script_hint(lang)),
         ));
     }
-    let found: Vec<Vec<Diagnostic>> = corpus
+    let salt = pdf_files_salt(config, &settings.pdf);
+    let found: Vec<Result<u128, Vec<Diagnostic>>> = corpus
         .statements
         .par_iter()
-        .filter_map(|s| {
+        .map(|s| {
+            let key = coverage_key(salt, s);
+            if passed.contains(&key) {
+                return Ok(key);
+            }
             let missing = chain.uncovered(config, s);
-            (!missing.is_empty()).then(|| missing_glyphs(corpus, s, &missing))
+            if missing.is_empty() {
+                Ok(key)
+            } else {
+                Err(missing_glyphs(corpus, s, &missing))
+            }
         })
         .collect();
-    problems.extend(found.into_iter().flatten());
+    let mut keys = Vec::with_capacity(found.len());
+    for f in found {
+        match f {
+            Ok(k) => keys.push(k),
+            Err(d) => problems.extend(d),
+        }
+    }
     if problems.is_empty() {
-        return Ok(());
+        return Ok(keys);
     }
     problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     Err(Error::Content(herald_content::LoadError::Invalid(
@@ -312,6 +335,7 @@ pub fn tag_uri(settings: &Settings, first: DateTime<Utc>, id: &str, lang: &str) 
 
 pub fn run(ch: Channel, ctx: &Ctx<'_>, flow: &mut Flow) -> Result<ChannelReport, Error> {
     let new = ctx.due.iter().filter(|s| (ctx.is_new)(s, ch)).count();
+    tracing::debug!(channel = ch.name(), "render starts");
     let mut report = ChannelReport {
         channel: ch.name(),
         new,
@@ -329,19 +353,14 @@ pub fn run(ch: Channel, ctx: &Ctx<'_>, flow: &mut Flow) -> Result<ChannelReport,
     Ok(report)
 }
 
-/// What every PDF is made from besides its statement: the configuration and the
-/// files it names (fonts, signing key and certificates), by size and modification
-/// time, so replacing a font re-renders every PDF.
-fn pdf_salt(ctx: &Ctx<'_>) -> u128 {
+/// The statement-independent part of a PDF's key and of its coverage check:
+/// the configuration and the files it names (fonts, signing key and
+/// certificates), by size and modification time, so replacing a font re-renders
+/// and re-checks every PDF.
+fn pdf_files_salt(config: &herald_content::Config, pdf: &herald_pdf::PdfSettings) -> u128 {
     let mut k = herald_content::key::KeyHasher::new("pdf");
-    k.str(ctx.corpus.config.source());
-    let base = ctx
-        .corpus
-        .config
-        .path
-        .parent()
-        .unwrap_or(std::path::Path::new("."));
-    let pdf = &ctx.settings.pdf;
+    k.str(config.source());
+    let base = config.path.parent().unwrap_or(std::path::Path::new("."));
     let signing = pdf.signing.iter().flat_map(|s| {
         [&s.key, &s.certificate, &s.pkcs12]
             .into_iter()
@@ -366,11 +385,19 @@ fn pdf_salt(ctx: &Ctx<'_>) -> u128 {
     k.finish()
 }
 
+/// The key under which a statement passed the PDF coverage rule.
+pub fn coverage_key(salt: u128, s: &Statement) -> u128 {
+    herald_content::key::KeyHasher::new("pdf-coverage")
+        .key(salt)
+        .key(herald_content::key::statement(s))
+        .finish()
+}
+
 /// Render the PDFs whose render key changed (a new version, a new configuration,
 /// or a file gone missing); keep the others as they are. Fonts are parsed only
 /// when something renders.
 fn pdf(ctx: &Ctx<'_>, flow: &mut Flow) -> Result<(), Error> {
-    let salt = pdf_salt(ctx);
+    let salt = pdf_files_salt(&ctx.corpus.config, &ctx.settings.pdf);
     let mut todo: Vec<&Statement> = Vec::new();
     for s in ctx.due {
         let path = urls::pdf(s);
@@ -589,6 +616,7 @@ fn site(ctx: &Ctx<'_>, flow: &Flow) -> Result<(), Error> {
         Some(style) => Some(previews(ctx, style)?),
         None => None,
     };
+    tracing::debug!("preview images done");
     let input = herald_site::SiteInput {
         corpus: ctx.corpus,
         published: ctx.due,

@@ -268,13 +268,32 @@ impl Ledger {
                     .map_err(err)?;
             }
             if let Some(outputs) = &rec.outputs {
-                tx.execute("DELETE FROM outputs", []).map_err(err)?;
+                // Only the rows that differ are written: an incremental publish
+                // changes a handful of the tens of thousands.
+                let mut before: std::collections::HashMap<String, (String, Option<String>)> = tx
+                    .prepare("SELECT path, digest, key FROM outputs")
+                    .and_then(|mut q| {
+                        q.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
+                            .collect()
+                    })
+                    .map_err(err)?;
                 let mut out = tx
-                    .prepare_cached("INSERT INTO outputs (path, digest, key) VALUES (?1, ?2, ?3)")
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO outputs (path, digest, key) VALUES (?1, ?2, ?3)",
+                    )
                     .map_err(err)?;
                 for o in outputs {
                     let key = o.key.map(|k| format!("{k:032x}"));
-                    out.execute(params![o.path, o.digest, key]).map_err(err)?;
+                    let row = (o.digest.clone(), key);
+                    if before.remove(&o.path).as_ref() != Some(&row) {
+                        out.execute(params![o.path, row.0, row.1]).map_err(err)?;
+                    }
+                }
+                let mut del = tx
+                    .prepare_cached("DELETE FROM outputs WHERE path = ?1")
+                    .map_err(err)?;
+                for gone in before.keys() {
+                    del.execute(params![gone]).map_err(err)?;
                 }
             }
             let mut st = tx

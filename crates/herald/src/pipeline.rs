@@ -105,8 +105,16 @@ fn entries_for(
     (all, minted)
 }
 
+/// The load cache is written again once more than this many files were read
+/// (or left) since it was written.
+const REWRITE_CACHE: usize = 256;
+
 /// Ledger state key of [`Settled`].
 const SETTLED: &str = "settled";
+
+/// Ledger state key of the coverage keys of statements that passed the content
+/// rules (see [`channels::content_rules`]): unchanged ones are not scanned again.
+const PASSED: &str = "content-rules-passed";
 
 /// What a completed publish leaves behind so that the next one, when no input changed
 /// and `now` crosses no embargo, can say so without parsing a single statement.
@@ -125,13 +133,16 @@ struct Settled {
     mail: bool,
 }
 
-/// One digest of everything a publish reads: herald's version, herald.toml, the
-/// template overrides and every statement file (path and bytes), with XXH3-128: it
-/// detects change, nobody forges it (whoever can write content can publish). Read in
-/// parallel. `None` when a file cannot be read: then nothing is settled, and loading
-/// reports the file.
+/// One digest of what a publish reads, from file metadata alone (every file is
+/// read once, by the loader): herald's version, and the path, size, inode and
+/// modification and change times of herald.toml, the template overrides and every
+/// statement file. Any write changes the change time, so an edit is never missed;
+/// a file merely touched costs one planned run, in which render keys keep every
+/// output. XXH3-128: it detects change, nobody forges it. `None` when a file
+/// cannot be read: then nothing is settled, and loading reports the file.
 fn input_digest(paths: &Paths) -> Result<Option<String>, Error> {
     use rayon::prelude::*;
+    use std::os::unix::fs::MetadataExt;
     let mut files = herald_content::statement_files(&paths.root)?;
     files.push(paths.content.join("herald.toml"));
     if let Ok(walk) = std::fs::read_dir(&paths.templates) {
@@ -142,11 +153,22 @@ fn input_digest(paths: &Paths) -> Result<Option<String>, Error> {
     let digests: Option<Vec<u128>> = files
         .par_iter()
         .map(|p| {
-            let bytes = std::fs::read(p).ok()?;
+            // A chmod changes the change time too: a file made unreadable is never
+            // settled on; the loader reports it.
+            let m = std::fs::metadata(p).ok()?;
             let mut h = Xxh3::new();
             h.update(p.to_string_lossy().as_bytes());
             h.update(&[0]);
-            h.update(&bytes);
+            for n in [
+                m.len() as i64,
+                m.ino() as i64,
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+            ] {
+                h.update(&n.to_le_bytes());
+            }
             Some(h.digest128())
         })
         .collect();
@@ -434,15 +456,36 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         return Ok(report);
     }
     tracing::debug!("inputs read in {} ms", t0.elapsed().as_millis());
-    // Validation first: nothing is written while any statement is invalid.
-    let corpus = herald_content::load(&opts.root)?;
+    // Validation first: nothing is written while any statement is invalid. Files
+    // unchanged since the last run come from the load cache, not read or parsed.
+    let cache = std::fs::read(paths.load_cache())
+        .map(|b| herald_content::LoadCache::decode(&b))
+        .unwrap_or_default();
+    let cached = cache.len();
+    let herald_content::Loaded {
+        corpus,
+        stamps,
+        read,
+    } = herald_content::load_cached(&opts.root, cache)?;
     tracing::debug!(
-        "{} statements loaded at {} ms",
+        "{} statements loaded ({read} files read) at {} ms",
         corpus.statements.len(),
         t0.elapsed().as_millis()
     );
     let channel_settings = channels::Settings::load(&corpus)?;
-    channels::content_rules(&corpus, &channel_settings)?;
+    // Statements that passed the content rules before, under the same fonts.
+    let passed: HashSet<u128> = match paths.ledger.exists() {
+        true => Ledger::open(&paths.ledger)?
+            .get_state(PASSED)?
+            .and_then(|v| serde_json::from_str::<Vec<String>>(&v).ok())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|k| u128::from_str_radix(k, 16).ok())
+            .collect(),
+        false => HashSet::new(),
+    };
+    let passed_now = channels::content_rules(&corpus, &channel_settings, &passed)?;
+    tracing::debug!("content rules passed at {} ms", t0.elapsed().as_millis());
     let manifest_key = match &channel_settings.site.manifest_key {
         Some(p) => Some(crate::manifest::ManifestKey::load(&paths.content.join(p))?),
         None => None,
@@ -469,14 +512,37 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
             .iter()
             .all(|o| paths.public.join(&o.path).is_file()),
     };
+    if !opts.dry_run && passed_now.iter().any(|k| !passed.contains(k)) {
+        let keys: Vec<String> = passed_now.iter().map(|k| format!("{k:032x}")).collect();
+        let json = serde_json::to_string(&keys).map_err(|e| Error::channel("ledger", e))?;
+        ledger.set_state(PASSED, &json)?;
+    }
+    tracing::debug!("ledger read at {} ms", t0.elapsed().as_millis());
     let plan = Plan::new(&corpus, &channel_settings, now, history);
     tracing::debug!("planned at {} ms", t0.elapsed().as_millis());
+    // Rewritten only when many files were read: a few changed files are cheaper to
+    // read again next time (their stamps no longer match) than the cache to write.
+    if !opts.dry_run && (read > REWRITE_CACHE || cached > corpus.statements.len() + REWRITE_CACHE) {
+        // A cache that cannot be written costs the next run time, never output.
+        let bytes = herald_content::LoadCache::encode(&corpus, &stamps);
+        if let Err(e) = herald_mail::atomic::write(&paths.load_cache(), &bytes) {
+            tracing::warn!("cannot write {}: {e}", paths.load_cache().display());
+        }
+        tracing::debug!("load cache written at {} ms", t0.elapsed().as_millis());
+    }
     // The gate's last part: the mail templates on what this run will queue (the
     // site's templates fail its render, which leaves nothing behind either).
     if opts.mail && !plan.unqueued.is_empty() {
         channels::check_mail_templates(&corpus, &channel_settings, &plan.unqueued)?;
     }
 
+    // Bulletins carry whole bodies: those of cached statements are read now, so a
+    // file changed since it was stamped stops the run before anything is written.
+    if opts.mail {
+        for s in &plan.unqueued {
+            s.try_body().map_err(|e| Error::channel("content", e.to_string()))?;
+        }
+    }
     let rendered = if plan.render {
         let r = render(
             opts,
@@ -492,6 +558,11 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     } else {
         None
     };
+    // A body read from a file that changed after it was stamped: nothing of this
+    // render may be committed.
+    if let Some(e) = corpus.statements.iter().find_map(|s| s.body_failed()) {
+        return Err(Error::channel("content", e.to_string()));
+    }
     // The last point at which a signal leaves everything as it was.
     stop_if_cancelled(opts)?;
     let (mut reports, removed_files, changed_feeds) =
@@ -698,7 +769,7 @@ pub fn check(root: &Path) -> Result<Corpus, Error> {
     // Publish parses fonts only when a PDF renders; check catches a bad font list now.
     herald_pdf::Renderer::new(&corpus.config, &settings.pdf)
         .map_err(|e| Error::channel("pdf", e))?;
-    channels::content_rules(&corpus, &settings)?;
+    channels::content_rules(&corpus, &settings, &HashSet::new())?;
     // Every statement, embargoed ones too (each will be rendered once it is due), and
     // a sample with every optional field.
     let samples = channels::sample_statements(&corpus);

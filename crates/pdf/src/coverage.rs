@@ -113,7 +113,7 @@ impl FontChain {
         }
         // Every character drawn from the body is in its source, unless a character
         // reference (`&#x1F600;`) wrote it: only then is the body parsed again.
-        let body = &statement.body;
+        let body = statement.body();
         let raw_ok = body.chars().all(|c| self.drawable_in_text(c));
         if !raw_ok || body.contains('&') {
             statement

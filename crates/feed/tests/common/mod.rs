@@ -40,7 +40,7 @@ pub fn entries(corpus: &Corpus, now: DateTime<Utc>) -> Vec<FeedEntry<'_>> {
                 statement: s,
                 tag: tag_uri(AUTHORITY, first, &s.id, &s.lang),
                 first_published: first,
-                pdf_length: (s.lang == "en").then_some(40_000 + s.body.len() as u64),
+                pdf_length: (s.lang == "en").then_some(40_000 + s.body().len() as u64),
             }
         })
         .collect()
