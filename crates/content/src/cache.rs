@@ -24,6 +24,23 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    /// The stamp as bytes, for digests of many stamps.
+    pub fn to_bytes(&self) -> [u8; 48] {
+        let mut out = [0u8; 48];
+        let parts = [
+            self.len as i64,
+            self.ino as i64,
+            self.mtime.0,
+            self.mtime.1,
+            self.ctime.0,
+            self.ctime.1,
+        ];
+        for (i, n) in parts.iter().enumerate() {
+            out[i * 8..i * 8 + 8].copy_from_slice(&n.to_le_bytes());
+        }
+        out
+    }
+
     pub fn of(m: &std::fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
         Stamp {

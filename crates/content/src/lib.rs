@@ -96,14 +96,21 @@ fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
 
 /// Load and validate everything. Reports every problem in every file at once.
 pub fn load(root: &Path) -> Result<Corpus, LoadError> {
-    load_cached(root, LoadCache::default()).map(|l| l.corpus)
+    load_cached(root, LoadCache::default(), &HashMap::new()).map(|l| l.corpus)
 }
 
 /// [`load`], taking from `cache` every statement whose file still has the stamp
 /// it was loaded at (same configuration, same herald): those files are not read
 /// or parsed again. Returns the corpus and each statement file's stamp, from
 /// which the caller can make the next run's cache ([`LoadCache::encode`]).
-pub fn load_cached(root: &Path, mut cache: LoadCache) -> Result<Loaded, LoadError> {
+///
+/// `stamped` may hold stamps the caller took of the statement files just before
+/// (by path as found); others are taken here.
+pub fn load_cached(
+    root: &Path,
+    mut cache: LoadCache,
+    stamped: &HashMap<PathBuf, Stamp>,
+) -> Result<Loaded, LoadError> {
     let content = content_dir(root);
     let config_path = urls::Paths::new(root).config();
     let config = Config::load(&config_path).map_err(|mut d| {
@@ -119,21 +126,24 @@ pub fn load_cached(root: &Path, mut cache: LoadCache) -> Result<Loaded, LoadErro
     cache.retain_valid(&config);
     // Stamped before reading: an edit made meanwhile changes the stamp, so the
     // next run reads the file again.
-    let stamped: Vec<(&PathBuf, PathBuf, Option<Stamp>, Option<Statement>)> = files
+    let with_stamps: Vec<(&PathBuf, PathBuf, Option<Stamp>, Option<Statement>)> = files
         .iter()
         .map(|path| {
             let show = shown(root, path);
-            let stamp = std::fs::metadata(path).ok().map(|m| Stamp::of(&m));
+            let stamp = stamped
+                .get(path)
+                .copied()
+                .or_else(|| std::fs::metadata(path).ok().map(|m| Stamp::of(&m)));
             let cached = stamp.and_then(|st| cache.take(&show, path, st));
             (path, show, stamp, cached)
         })
         .collect();
-    let stamps: HashMap<PathBuf, Stamp> = stamped
+    let stamps: HashMap<PathBuf, Stamp> = with_stamps
         .iter()
         .filter_map(|(_, show, st, _)| Some((show.clone(), (*st)?)))
         .collect();
-    let read = stamped.iter().filter(|(.., c)| c.is_none()).count();
-    let parsed: Vec<Result<Statement, Vec<Diagnostic>>> = stamped
+    let read = with_stamps.iter().filter(|(.., c)| c.is_none()).count();
+    let parsed: Vec<Result<Statement, Vec<Diagnostic>>> = with_stamps
         .into_par_iter()
         .map(|(path, show, _, cached)| {
             if let Some(s) = cached {

@@ -313,7 +313,6 @@ pub struct Ctx<'a> {
     pub entries: &'a HashMap<(String, String), Entry>,
     pub settings: &'a Settings,
     pub paths: &'a Paths,
-    pub previous_outputs: &'a [(String, String)],
     pub sink: &'a AtomicSink,
     pub is_new: &'a (dyn Fn(&Statement, Channel) -> bool + Sync),
     pub dry_run: bool,
@@ -405,10 +404,17 @@ fn pdf(ctx: &Ctx<'_>, flow: &mut Flow) -> Result<(), Error> {
             .key(salt)
             .key(herald_content::key::statement(s))
             .finish();
+        // The size comes from the ledger; a ledger from before sizes has the file
+        // looked at once.
+        let size = || {
+            ctx.sink
+                .size(&path)
+                .or_else(|| ctx.paths.public.join(&path).metadata().ok().map(|m| m.len()))
+        };
         if ctx.sink.reuse(&path, key)?
-            && let Ok(meta) = ctx.paths.public.join(&path).metadata()
+            && let Some(n) = size()
         {
-            flow.pdf_sizes.insert(path, meta.len());
+            flow.pdf_sizes.insert(path, n);
         } else {
             todo.push(s);
         }
@@ -555,11 +561,6 @@ fn previews(
     ctx: &Ctx<'_>,
     style: &herald_preview::Style,
 ) -> Result<HashMap<String, herald_site::PreviewImage>, Error> {
-    let previous: HashMap<&str, &str> = ctx
-        .previous_outputs
-        .iter()
-        .map(|(p, d)| (p.as_str(), d.as_str()))
-        .collect();
     let renderer =
         herald_preview::Renderer::new(style.clone()).map_err(|e| channel_err("site", e))?;
     let texts: Vec<(String, String)> = ctx
@@ -578,12 +579,11 @@ fn previews(
     let mut todo: Vec<(usize, String)> = Vec::new();
     for (i, s) in ctx.due.iter().enumerate() {
         let card = preview_card(ctx.corpus, s, &texts[i].0, &texts[i].1);
-        let path = format!("{}preview-{:016x}.png", urls::page(s), renderer.key(&card));
-        match previous.get(path.as_str()) {
-            Some(digest) if ctx.paths.public.join(&path).is_file() => {
-                ctx.sink.keep(&path, digest)?;
-            }
-            _ => todo.push((i, path.clone())),
+        let card_key = renderer.key(&card);
+        let path = format!("{}preview-{card_key:016x}.png", urls::page(s));
+        // Named by the card's key: the same name is the same picture.
+        if !ctx.sink.reuse(&path, u128::from(card_key))? {
+            todo.push((i, path.clone()));
         }
         map.insert(
             urls::page(s),

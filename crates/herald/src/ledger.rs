@@ -43,6 +43,8 @@ pub struct Output {
     /// The render key it was made from (see `herald_content::key`); none for files
     /// rendered every time.
     pub key: Option<u128>,
+    /// Its size in bytes, when known (files kept by key are not looked at).
+    pub size: Option<u64>,
 }
 
 /// The permanent identity of a published statement in one language.
@@ -71,7 +73,8 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE TABLE IF NOT EXISTS outputs (
     path   TEXT PRIMARY KEY,
     digest TEXT NOT NULL,
-    key    TEXT
+    key    TEXT,
+    size   INTEGER
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state (
     key   TEXT PRIMARY KEY,
@@ -84,6 +87,16 @@ CREATE TABLE IF NOT EXISTS runs (
     summary    TEXT NOT NULL
 );
 ";
+
+/// One publication row as a key (see [`Ledger::publication_keys`]).
+pub fn publication_key(statement: &str, lang: &str, channel: &str, version: &str) -> u128 {
+    herald_content::key::KeyHasher::new("publication")
+        .str(statement)
+        .str(lang)
+        .str(channel)
+        .str(version)
+        .finish()
+}
 
 pub fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -101,17 +114,18 @@ impl Ledger {
         conn.execute_batch(SCHEMA).map_err(err)?;
         // Ledgers from before render keys: the column is added empty, so the next
         // publish renders every file once and records its key.
-        let has_key: bool = conn
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('outputs') WHERE name = 'key'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(err)?
-            > 0;
-        if !has_key {
-            conn.execute_batch("ALTER TABLE outputs ADD COLUMN key TEXT")
+        for (column, kind) in [("key", "TEXT"), ("size", "INTEGER")] {
+            let has: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info('outputs') WHERE name = ?1",
+                    [column],
+                    |r| r.get(0),
+                )
                 .map_err(err)?;
+            if has == 0 {
+                conn.execute_batch(&format!("ALTER TABLE outputs ADD COLUMN {column} {kind}"))
+                    .map_err(err)?;
+            }
         }
         Ok(Ledger { conn, path: shown })
     }
@@ -121,6 +135,26 @@ impl Ledger {
             path: self.path.clone(),
             source,
         }
+    }
+
+    /// Every recorded (statement, lang, channel, version), as [`publication_key`]s:
+    /// what the plan asks of tens of thousands of rows, without a string each.
+    pub fn publication_keys(&self) -> Result<std::collections::HashSet<u128>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT statement, lang, channel, version FROM publications")
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        let mut out = std::collections::HashSet::new();
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let text = |i| r.get_ref(i).and_then(|v| Ok(v.as_str()?));
+            let key = (|| {
+                Ok::<_, rusqlite::Error>(publication_key(text(0)?, text(1)?, text(2)?, text(3)?))
+            })()
+            .map_err(|e| self.err(e))?;
+            out.insert(key);
+        }
+        Ok(out)
     }
 
     /// Every (statement, lang, channel, version) recorded, for planning.
@@ -216,15 +250,17 @@ impl Ledger {
     pub fn outputs_keyed(&self) -> Result<Vec<Output>, LedgerError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT path, digest, key FROM outputs")
+            .prepare_cached("SELECT path, digest, key, size FROM outputs")
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
                 let key: Option<String> = r.get(2)?;
+                let size: Option<i64> = r.get(3)?;
                 Ok(Output {
                     path: r.get(0)?,
                     digest: r.get(1)?,
                     key: key.and_then(|k| u128::from_str_radix(&k, 16).ok()),
+                    size: size.and_then(|n| u64::try_from(n).ok()),
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -270,23 +306,25 @@ impl Ledger {
             if let Some(outputs) = &rec.outputs {
                 // Only the rows that differ are written: an incremental publish
                 // changes a handful of the tens of thousands.
-                let mut before: std::collections::HashMap<String, (String, Option<String>)> = tx
-                    .prepare("SELECT path, digest, key FROM outputs")
+                type Row = (String, Option<String>, Option<i64>);
+                let mut before: std::collections::HashMap<String, Row> = tx
+                    .prepare("SELECT path, digest, key, size FROM outputs")
                     .and_then(|mut q| {
-                        q.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
+                        q.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))))?
                             .collect()
                     })
                     .map_err(err)?;
                 let mut out = tx
                     .prepare_cached(
-                        "INSERT OR REPLACE INTO outputs (path, digest, key) VALUES (?1, ?2, ?3)",
+                        "INSERT OR REPLACE INTO outputs (path, digest, key, size) VALUES (?1, ?2, ?3, ?4)",
                     )
                     .map_err(err)?;
                 for o in outputs {
                     let key = o.key.map(|k| format!("{k:032x}"));
-                    let row = (o.digest.clone(), key);
+                    let size = o.size.and_then(|n| i64::try_from(n).ok());
+                    let row: Row = (o.digest.clone(), key, size);
                     if before.remove(&o.path).as_ref() != Some(&row) {
-                        out.execute(params![o.path, row.0, row.1]).map_err(err)?;
+                        out.execute(params![o.path, row.0, row.1, row.2]).map_err(err)?;
                     }
                 }
                 let mut del = tx

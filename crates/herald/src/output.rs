@@ -31,8 +31,11 @@ pub struct AtomicSink {
     cancel: Option<Arc<AtomicBool>>,
     /// Also keep each file's size and SHA-256, for the signed manifest.
     sha256: bool,
-    /// What the last run left: path -> (digest, render key), for [`Sink::reuse`].
-    previous: std::collections::HashMap<String, (String, Option<u128>)>,
+    /// What the last run left, by path, for [`Sink::reuse`].
+    previous: std::collections::HashMap<String, crate::ledger::Output>,
+    /// Every file of `previous` was found in place when the run was planned: a
+    /// kept file is then not looked up again.
+    previous_present: bool,
     state: Mutex<SinkState>,
 }
 
@@ -48,6 +51,8 @@ struct SinkState {
     sums: BTreeMap<String, (u64, [u8; 32])>,
     /// Path -> render key the channel gave for it.
     keys: BTreeMap<String, u128>,
+    /// Path -> size in bytes, where known.
+    sizes: BTreeMap<String, u64>,
 }
 
 /// The error a `put` returns once the run is cancelled.
@@ -88,6 +93,7 @@ impl AtomicSink {
             cancel: None,
             sha256: false,
             previous: Default::default(),
+            previous_present: false,
             state: Mutex::new(SinkState::default()),
         })
     }
@@ -100,17 +106,26 @@ impl AtomicSink {
 
     /// What the last run recorded (path, digest, render key): a file whose key
     /// a channel offers again is kept, not rendered (see [`Sink::reuse`]).
-    pub fn with_previous(mut self, outputs: &[crate::ledger::Output]) -> AtomicSink {
+    /// `present`: every one of them was found in `public/` just before.
+    pub fn with_previous(mut self, outputs: &[crate::ledger::Output], present: bool) -> AtomicSink {
         self.previous = outputs
             .iter()
-            .map(|o| (o.path.clone(), (o.digest.clone(), o.key)))
+            .map(|o| (o.path.clone(), o.clone()))
             .collect();
+        self.previous_present = present;
         self
     }
 
-    /// The render key of every file that has one, as hex, for the ledger.
-    pub fn keys(&self) -> BTreeMap<String, u128> {
-        self.lock().map(|s| s.keys.clone()).unwrap_or_default()
+    /// The render key and size of every file that has them, for the ledger.
+    pub fn keys_and_sizes(&self) -> (BTreeMap<String, u128>, BTreeMap<String, u64>) {
+        self.lock()
+            .map(|s| (s.keys.clone(), s.sizes.clone()))
+            .unwrap_or_default()
+    }
+
+    /// The size of the file at `path` as this run leaves it, where known.
+    pub fn size(&self, path: &str) -> Option<u64> {
+        self.lock().ok()?.sizes.get(path).copied()
     }
 
     /// Keep the size and SHA-256 of every file (see [`AtomicSink::sums`]).
@@ -179,9 +194,13 @@ impl AtomicSink {
 
     /// Keep a file from an earlier run in the manifest without rewriting it.
     pub fn keep(&self, path: &str, digest: &str) -> io::Result<()> {
+        let size = self.previous.get(path).and_then(|o| o.size);
         let mut st = self.lock()?;
         st.stats.unchanged += 1;
         st.files.insert(path.to_string(), digest.to_string());
+        if let Some(n) = size {
+            st.sizes.insert(path.to_string(), n);
+        }
         Ok(())
     }
 
@@ -201,17 +220,17 @@ impl Sink for AtomicSink {
             return Err(cancelled_error());
         }
         let rel = checked(path)?;
-        let kept = match self.previous.get(path) {
-            Some((digest, Some(k))) if *k == key && self.root.join(rel).is_file() => {
-                Some(digest)
-            }
-            _ => None,
-        };
+        let kept = self.previous.get(path).filter(|o| {
+            o.key == Some(key) && (self.previous_present || self.root.join(rel).is_file())
+        });
         let mut st = self.lock()?;
         st.keys.insert(path.to_string(), key);
-        if let Some(digest) = kept {
+        if let Some(o) = kept {
             st.stats.unchanged += 1;
-            st.files.insert(path.to_string(), digest.clone());
+            st.files.insert(path.to_string(), o.digest.clone());
+            if let Some(n) = o.size {
+                st.sizes.insert(path.to_string(), n);
+            }
         }
         Ok(kept.is_some())
     }
@@ -252,6 +271,7 @@ impl Sink for AtomicSink {
         if let Some(staged) = staged {
             st.staged.insert(path.to_string(), staged);
         }
+        st.sizes.insert(path.to_string(), bytes.len() as u64);
         if same {
             st.stats.unchanged += 1;
         } else {

@@ -140,9 +140,8 @@ struct Settled {
 /// a file merely touched costs one planned run, in which render keys keep every
 /// output. XXH3-128: it detects change, nobody forges it. `None` when a file
 /// cannot be read: then nothing is settled, and loading reports the file.
-fn input_digest(paths: &Paths) -> Result<Option<String>, Error> {
+fn input_digest(paths: &Paths) -> Result<Inputs, Error> {
     use rayon::prelude::*;
-    use std::os::unix::fs::MetadataExt;
     let mut files = herald_content::statement_files(&paths.root)?;
     files.push(paths.content.join("herald.toml"));
     if let Ok(walk) = std::fs::read_dir(&paths.templates) {
@@ -150,37 +149,39 @@ fn input_digest(paths: &Paths) -> Result<Option<String>, Error> {
         names.sort();
         files.extend(names);
     }
-    let digests: Option<Vec<u128>> = files
+    // A chmod changes the change time too: a file made unreadable is never settled
+    // on; the loader reports it.
+    let stamps: Vec<Option<herald_content::Stamp>> = files
         .par_iter()
-        .map(|p| {
-            // A chmod changes the change time too: a file made unreadable is never
-            // settled on; the loader reports it.
-            let m = std::fs::metadata(p).ok()?;
-            let mut h = Xxh3::new();
-            h.update(p.to_string_lossy().as_bytes());
-            h.update(&[0]);
-            for n in [
-                m.len() as i64,
-                m.ino() as i64,
-                m.mtime(),
-                m.mtime_nsec(),
-                m.ctime(),
-                m.ctime_nsec(),
-            ] {
-                h.update(&n.to_le_bytes());
-            }
-            Some(h.digest128())
-        })
+        .map(|p| std::fs::metadata(p).ok().map(|m| herald_content::Stamp::of(&m)))
         .collect();
-    let Some(digests) = digests else {
-        return Ok(None);
-    };
     let mut h = Xxh3::new();
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
-    for d in digests {
-        h.update(&d.to_le_bytes());
+    let mut complete = true;
+    for (p, st) in files.iter().zip(&stamps) {
+        h.update(p.to_string_lossy().as_bytes());
+        h.update(&[0]);
+        match st {
+            Some(st) => h.update(&st.to_bytes()),
+            None => complete = false,
+        }
     }
-    Ok(Some(format!("{:032x}", h.digest128())))
+    Ok(Inputs {
+        digest: complete.then(|| format!("{:032x}", h.digest128())),
+        stamps: files
+            .into_iter()
+            .zip(stamps)
+            .filter_map(|(p, st)| Some((p, st?)))
+            .collect(),
+    })
+}
+
+/// What [`input_digest`] found.
+struct Inputs {
+    /// `None` when a file could not be looked at.
+    digest: Option<String>,
+    /// Each input file's stamp, by path; the loader takes these.
+    stamps: HashMap<PathBuf, herald_content::Stamp>,
 }
 
 /// The report of a publish that has nothing to do, from the last run's [`Settled`]
@@ -262,8 +263,8 @@ fn settled_report(
     }))
 }
 
-/// (statement, lang, channel, version) rows the ledger holds.
-type Recorded = HashSet<(String, String, String, String)>;
+/// The ledger's publication rows, as [`crate::ledger::publication_key`]s.
+type Recorded = HashSet<u128>;
 
 /// What the ledger says about earlier runs, as the plan needs it.
 #[derive(Debug, Default)]
@@ -298,6 +299,8 @@ pub struct Plan<'c> {
     /// False when nothing is new, no input changed and `public/` is intact: the
     /// channels do not run (each output is then kept by its render key anyway).
     pub render: bool,
+    /// Every file the last run recorded is still in `public/`.
+    pub outputs_intact: bool,
     recorded: Recorded,
 }
 
@@ -328,6 +331,7 @@ impl<'c> Plan<'c> {
             entries,
             minted,
             render: false,
+            outputs_intact: history.outputs_intact,
             recorded: history.recorded,
             due,
         };
@@ -350,11 +354,11 @@ impl<'c> Plan<'c> {
 
     /// True when this version of `s` is not yet recorded on `ch`.
     pub fn is_new(&self, s: &Statement, ch: Channel) -> bool {
-        !self.recorded.contains(&(
-            s.id.clone(),
-            s.lang.clone(),
-            ch.name().to_string(),
-            s.digest.clone(),
+        !self.recorded.contains(&crate::ledger::publication_key(
+            &s.id,
+            &s.lang,
+            ch.name(),
+            &s.digest,
         ))
     }
 
@@ -392,14 +396,10 @@ fn render(
     previous: &[crate::ledger::Output],
     manifest_key: Option<&crate::manifest::ManifestKey>,
 ) -> Result<Rendered, Error> {
-    let previous_outputs: Vec<(String, String)> = previous
-        .iter()
-        .map(|o| (o.path.clone(), o.digest.clone()))
-        .collect();
     let sink = AtomicSink::new(&paths.public, &paths.tmp, opts.dry_run)?
         .with_cancel(opts.cancel.clone())
         .with_sha256(manifest_key.is_some() && !opts.dry_run)
-        .with_previous(if opts.rebuild { &[] } else { previous });
+        .with_previous(if opts.rebuild { &[] } else { previous }, plan.outputs_intact);
     let is_new = |s: &Statement, ch: Channel| plan.is_new(s, ch);
     let ctx = channels::Ctx {
         corpus,
@@ -408,7 +408,6 @@ fn render(
         entries: &plan.entries,
         settings,
         paths,
-        previous_outputs: &previous_outputs,
         sink: &sink,
         is_new: &is_new,
         dry_run: opts.dry_run,
@@ -449,7 +448,10 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     let paths = Paths::new(&opts.root);
     // Read before loading: an edit made while this run works changes the digest, so
     // the next run cannot mistake it for settled.
-    let inputs = input_digest(&paths)?;
+    let Inputs {
+        digest: inputs,
+        stamps: input_stamps,
+    } = input_digest(&paths)?;
     if let Some(inputs) = &inputs
         && let Some(report) = settled_report(opts, &paths, inputs, t0)?
     {
@@ -466,7 +468,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         corpus,
         stamps,
         read,
-    } = herald_content::load_cached(&opts.root, cache)?;
+    } = herald_content::load_cached(&opts.root, cache, &input_stamps)?;
     tracing::debug!(
         "{} statements loaded ({read} files read) at {} ms",
         corpus.statements.len(),
@@ -496,11 +498,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     let mut ledger = Ledger::open(&paths.ledger)?;
     let previous = ledger.outputs_keyed()?;
     let history = History {
-        recorded: ledger
-            .publications()?
-            .into_iter()
-            .map(|p| (p.statement, p.lang, p.channel, p.version))
-            .collect(),
+        recorded: ledger.publication_keys()?,
         known: ledger
             .entries()?
             .into_iter()
@@ -508,9 +506,12 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
             .collect(),
         // The same digest tells whether anything rendered could differ from the last run.
         unchanged_inputs: inputs.is_some() && ledger.get_state("fingerprint")? == inputs,
-        outputs_intact: previous
-            .iter()
-            .all(|o| paths.public.join(&o.path).is_file()),
+        outputs_intact: {
+            use rayon::prelude::*;
+            previous
+                .par_iter()
+                .all(|o| paths.public.join(&o.path).is_file())
+        },
     };
     if !opts.dry_run && passed_now.iter().any(|k| !passed.contains(k)) {
         let keys: Vec<String> = passed_now.iter().map(|k| format!("{k:032x}")).collect();
@@ -645,7 +646,7 @@ fn record(
         }
         return Ok((reports, 0, Vec::new()));
     };
-    let keys = sink.keys();
+    let (keys, sizes) = sink.keys_and_sizes();
     if opts.dry_run {
         sink.into_manifest();
         return Ok((reports, 0, flow.changed_feeds));
@@ -675,6 +676,7 @@ fn record(
                 .into_iter()
                 .map(|(path, digest)| crate::ledger::Output {
                     key: keys.get(&path).copied(),
+                    size: sizes.get(&path).copied(),
                     path,
                     digest,
                 })
@@ -828,10 +830,10 @@ mod tests {
         let mut recorded: Recorded = plan
             .publications()
             .into_iter()
-            .map(|(id, lang, ch, v)| (id.into(), lang.into(), ch.into(), v.into()))
+            .map(|(id, lang, ch, v)| crate::ledger::publication_key(id, lang, ch, v))
             .collect();
         for s in &plan.unqueued {
-            recorded.insert((s.id.clone(), s.lang.clone(), "mail".into(), s.digest.clone()));
+            recorded.insert(crate::ledger::publication_key(&s.id, &s.lang, "mail", &s.digest));
         }
         History {
             recorded,
