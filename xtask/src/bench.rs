@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--runs R] [N...]`: end-to-end timings of the release `herald`
+//! `cargo xtask bench [--runs R] [--bin PATH] [N...]`: end-to-end timings of the release `herald`
 //! binary on generated corpora, printed as a table. Targets live here, never in tests.
 //!
 //! Each step runs R times (default 3), every cold step on a new copy of the corpus,
@@ -86,6 +86,31 @@ fn corpus(n: usize, dir: &Path, site_only: bool) -> Result<usize, String> {
     Ok(files)
 }
 
+/// Append a sentence to the body of the first English statement of 2015.
+fn edit_one(dir: &Path, run: usize) -> Result<(), String> {
+    let year = dir.join("content/statements/2015");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&year)
+        .map_err(|e| format!("{}: {e}", year.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".en.md"))
+        .collect();
+    files.sort();
+    let file = files.first().ok_or("no statement of 2015 to edit")?;
+    let mut text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
+    text.push_str(&format!("\nA sentence added in run {run}.\n"));
+    std::fs::write(file, text).map_err(|e| e.to_string())
+}
+
+/// A new statement in 2025, with a topic the corpus uses.
+fn add_one(dir: &Path, run: usize) -> Result<(), String> {
+    let file = dir.join(format!("content/statements/2025/added-in-run-{run}.en.md"));
+    let text = format!(
+        "+++\ntitle = \"A statement added in run {run}\"\ndate = 2025-12-31T09:00:00+06:00\ntopics = [\"children\"]\n+++\nThe added statement's body, with a [link](https://example.org/) and a second sentence.\n"
+    );
+    std::fs::create_dir_all(file.parent().unwrap_or(dir)).map_err(|e| e.to_string())?;
+    std::fs::write(&file, text).map_err(|e| e.to_string())
+}
+
 /// Timings of one table row, over the runs.
 #[derive(Default)]
 struct Row {
@@ -146,6 +171,14 @@ fn bench_size(bin: &Path, n: usize, runs: usize) -> Result<(usize, Vec<(String, 
             settled.secs,
             settled.peak_mb,
         );
+        // One statement edited (a sentence added to its body), then one added
+        // (its PDF, page, preview and every list and feed it appears in).
+        edit_one(&dir, run)?;
+        let edit = time(bin, &dir, &["publish", "--now", now])?;
+        add(22, "edit one statement".into(), edit.secs, edit.peak_mb);
+        add_one(&dir, run)?;
+        let added = time(bin, &dir, &["publish", "--now", now])?;
+        add(23, "add one statement".into(), added.secs, added.peak_mb);
         let site = std::env::temp_dir().join(format!("herald-bench-{n}-{run}-site"));
         corpus(n, &site, true)?;
         let cold_site = time(bin, &site, &["publish", "--now", now])?;
@@ -168,9 +201,20 @@ fn bench_size(bin: &Path, n: usize, runs: usize) -> Result<(usize, Vec<(String, 
 pub fn run(args: &[String]) -> ExitCode {
     let mut runs = 3;
     let mut sizes = Vec::new();
+    let mut given_bin = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        if a == "--runs" {
+        if a == "--bin" {
+            // Another build of herald, e.g. the release binary of an older commit,
+            // measured side by side on the same corpora.
+            match it.next() {
+                Some(b) => given_bin = Some(PathBuf::from(b)),
+                None => {
+                    eprintln!("--bin takes the path of a herald binary");
+                    return ExitCode::from(2);
+                }
+            }
+        } else if a == "--runs" {
             match it.next().and_then(|r| r.parse().ok()).filter(|&r| r > 0) {
                 Some(r) => runs = r,
                 None => {
@@ -181,14 +225,14 @@ pub fn run(args: &[String]) -> ExitCode {
         } else if let Ok(n) = a.parse() {
             sizes.push(n);
         } else {
-            eprintln!("usage: cargo xtask bench [--runs R] [N...]; {a:?} is not a number");
+            eprintln!("usage: cargo xtask bench [--runs R] [--bin PATH] [N...]; {a:?} is not a number");
             return ExitCode::from(2);
         }
     }
     if sizes.is_empty() {
         sizes = vec![1_000, 10_000];
     }
-    let bin = match herald_binary() {
+    let bin = match given_bin.map(Ok).unwrap_or_else(herald_binary) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("{e}");

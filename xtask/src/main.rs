@@ -16,7 +16,7 @@ const HELP: &str = "cargo xtask <command>
   status                                what is published and what waits
   <any other herald command>            passed to herald as is (see `cargo xtask help`)
   corpus N DIR                          write N generated statements to DIR/content
-  bench [--runs R] [N...]               time check/publish on generated corpora (release build)
+  bench [--runs R] [--bin PATH] [N...]  time check/publish on generated corpora (release build)
   fuzz [parse|render] [--seconds S] [--keep-going] [-- LIBFUZZER_ARGS]
                                         run the cargo-fuzz targets (nightly; docs/fuzzing.md)
   test [ARGS...]                        install what the tests use (apt-get as root, Python
