@@ -5,6 +5,7 @@ mod contract;
 mod dates;
 mod digest;
 mod gate;
+mod incremental;
 mod previews;
 mod publish;
 mod schedule;
