@@ -975,7 +975,11 @@ fn sequence(ops: &[Op]) -> Result<Tally, TestCaseError> {
     let mut tally = Tally::default();
     for step in 0..=ops.len() {
         if step > 0 {
+            let before = model.now;
             let (changes, what) = model.apply(&ops[step - 1]);
+            if model.next_embargo(before).is_some_and(|t| t <= model.now) {
+                *tally.kinds.entry("an embargo came due").or_default() += 1;
+            }
             make(&a, &changes);
             make(&b, &changes);
             *tally.kinds.entry(kind(&what)).or_default() += 1;
@@ -1040,7 +1044,9 @@ fn op() -> impl Strategy<Value = Op> {
         prop::collection::vec(0..TOPICS.len(), 0..=2),
         prop::option::of(picks(3..=8)),
         0u32..=60 * 24 * 30,
-        prop::option::weighted(0.4, 30u32..=60 * 24 * 20),
+        // Half of the embargoes lift within a few steps (an hour each), half wait
+        // for a `Lift`.
+        prop::option::weighted(0.5, prop_oneof![30u32..=300, 301u32..=60 * 24 * 20]),
         prop::option::weighted(0.3, any::<u16>()),
     )
         .prop_map(
