@@ -65,6 +65,10 @@ pub enum ComposeError {
     DkimKey { path: String, reason: String },
     #[error("cannot build the message to {to}: {reason}")]
     Build { to: String, reason: String },
+    /// The statement's body could not be had as the version the bulletin is for
+    /// (its file changed while herald ran): nothing is sent with a wrong body.
+    #[error("{0}")]
+    Body(String),
 }
 
 /// One line of text fit for a header: control characters and line or paragraph
@@ -417,6 +421,9 @@ impl<'a> Composer<'a> {
         let config = &self.corpus.config;
         let page_url = absolute_url(&config.base_url, &urls::page(statement));
         let pdf_url = absolute_url(&config.base_url, &urls::pdf(statement));
+        statement
+            .try_body()
+            .map_err(|e| ComposeError::Body(e.to_string()))?;
         let doc = statement.document();
         let body_html = to_html(
             &doc,
