@@ -8,6 +8,7 @@ mod gate;
 mod incremental;
 mod previews;
 mod publish;
+mod render_keys;
 mod schedule;
 mod signing;
 mod staging;

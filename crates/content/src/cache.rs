@@ -136,3 +136,84 @@ impl LoadCache {
         self.entries.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "title = \"T\"\nbase_url = \"https://ex.org/\"\nlanguages = [\"en\"]\ndefault_language = \"en\"\ntime_zone = \"UTC\"\n[organization]\nname = \"Org\"\n";
+
+    fn project() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tmp");
+        let content = dir.path().join("content");
+        std::fs::create_dir_all(content.join("statements/2014")).expect("mkdir");
+        std::fs::write(content.join("herald.toml"), CONFIG).expect("config");
+        std::fs::write(
+            content.join("statements/2014/a.en.md"),
+            "+++\ntitle = \"A\"\ndate = 2014-07-30T09:00:00Z\n+++\nThe first body.\n",
+        )
+        .expect("statement");
+        dir
+    }
+
+    #[test]
+    fn an_unchanged_file_comes_from_the_cache_and_reads_its_body_on_use() {
+        let dir = project();
+        let root = dir.path();
+        let first = crate::load_cached(root, LoadCache::default(), &HashMap::new()).expect("load");
+        assert_eq!(first.read, 1);
+        let bytes = LoadCache::encode(&first.corpus, &first.stamps);
+        let cache = LoadCache::decode(&bytes);
+        assert_eq!(cache.len(), 1);
+        let again = crate::load_cached(root, cache, &HashMap::new()).expect("load");
+        assert_eq!(again.read, 0, "nothing read again");
+        let s = &again.corpus.statements[0];
+        assert_eq!(s.digest, first.corpus.statements[0].digest);
+        assert_eq!(s.body(), "The first body.\n");
+        assert_eq!(s.document(), first.corpus.statements[0].document());
+        // Damaged or foreign bytes are an empty cache, not an error.
+        assert!(LoadCache::decode(b"not a cache").is_empty());
+    }
+
+    #[test]
+    fn a_file_changed_after_its_stamp_gives_no_body() {
+        let dir = project();
+        let root = dir.path();
+        let first = crate::load_cached(root, LoadCache::default(), &HashMap::new()).expect("load");
+        let cache = LoadCache::decode(&LoadCache::encode(&first.corpus, &first.stamps));
+        // The stamps as taken before the edit: the file changes between its
+        // stamp and the moment a channel needs its body.
+        let before: HashMap<PathBuf, Stamp> = first
+            .stamps
+            .iter()
+            .map(|(p, st)| (root.join(p), *st))
+            .collect();
+        std::fs::write(
+            root.join("content/statements/2014/a.en.md"),
+            "+++\ntitle = \"A\"\ndate = 2014-07-30T09:00:00Z\n+++\nAn edited body.\n",
+        )
+        .expect("edit");
+        let loaded = crate::load_cached(root, cache, &before).expect("load");
+        assert_eq!(loaded.read, 0);
+        let s = &loaded.corpus.statements[0];
+        let err = s.try_body().expect_err("a changed file");
+        assert!(err.contains("changed while herald was publishing"), "{err}");
+        assert_eq!(s.body_failed(), Some(err));
+        assert_eq!(s.body(), "");
+    }
+
+    #[test]
+    fn another_configuration_empties_the_cache() {
+        let dir = project();
+        let root = dir.path();
+        let first = crate::load_cached(root, LoadCache::default(), &HashMap::new()).expect("load");
+        let cache = LoadCache::decode(&LoadCache::encode(&first.corpus, &first.stamps));
+        std::fs::write(
+            root.join("content/herald.toml"),
+            CONFIG.replace("title = \"T\"", "title = \"U\""),
+        )
+        .expect("config");
+        let again = crate::load_cached(root, cache, &HashMap::new()).expect("load");
+        assert_eq!(again.read, 1, "read again under the new configuration");
+    }
+}

@@ -6,6 +6,7 @@
 // A diagnostic is the cold path, read by a person; boxing it buys nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod cache;
 pub mod config;
 pub mod diag;
 pub mod doc;
@@ -13,7 +14,6 @@ pub mod files;
 pub mod html;
 pub mod key;
 pub mod l10n;
-pub mod cache;
 pub mod limits;
 pub mod markdown;
 pub mod statement;

@@ -103,7 +103,9 @@ impl Statement {
                     return Err(changed());
                 }
                 let text = String::from_utf8(bytes).map_err(|_| changed())?;
-                text.get(self.body_at..).map(str::to_string).ok_or_else(changed)
+                text.get(self.body_at..)
+                    .map(str::to_string)
+                    .ok_or_else(changed)
             })
             .as_deref()
             .map_err(String::as_str)
@@ -128,8 +130,7 @@ impl Statement {
 
     /// The body as a document tree, parsed at most once per loaded statement.
     pub fn document(&self) -> &Document {
-        self.document
-            .get_or_init(|| markdown::parse(self.body()).0)
+        self.document.get_or_init(|| markdown::parse(self.body()).0)
     }
 
     /// Replace the body (and drop the tree made from the old one).

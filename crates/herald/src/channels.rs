@@ -407,9 +407,14 @@ fn pdf(ctx: &Ctx<'_>, flow: &mut Flow) -> Result<(), Error> {
         // The size comes from the ledger; a ledger from before sizes has the file
         // looked at once.
         let size = || {
-            ctx.sink
-                .size(&path)
-                .or_else(|| ctx.paths.public.join(&path).metadata().ok().map(|m| m.len()))
+            ctx.sink.size(&path).or_else(|| {
+                ctx.paths
+                    .public
+                    .join(&path)
+                    .metadata()
+                    .ok()
+                    .map(|m| m.len())
+            })
         };
         if ctx.sink.reuse(&path, key)?
             && let Some(n) = size()

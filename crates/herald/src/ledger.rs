@@ -45,6 +45,8 @@ pub struct Output {
     pub key: Option<u128>,
     /// Its size in bytes, when known (files kept by key are not looked at).
     pub size: Option<u64>,
+    /// Its SHA-256, when a signed manifest needed it: kept files are not read again.
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// The permanent identity of a published statement in one language.
@@ -74,7 +76,8 @@ CREATE TABLE IF NOT EXISTS outputs (
     path   TEXT PRIMARY KEY,
     digest TEXT NOT NULL,
     key    TEXT,
-    size   INTEGER
+    size   INTEGER,
+    sha256 TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state (
     key   TEXT PRIMARY KEY,
@@ -114,7 +117,7 @@ impl Ledger {
         conn.execute_batch(SCHEMA).map_err(err)?;
         // Ledgers from before render keys: the column is added empty, so the next
         // publish renders every file once and records its key.
-        for (column, kind) in [("key", "TEXT"), ("size", "INTEGER")] {
+        for (column, kind) in [("key", "TEXT"), ("size", "INTEGER"), ("sha256", "TEXT")] {
             let has: i64 = conn
                 .query_row(
                     "SELECT COUNT(*) FROM pragma_table_info('outputs') WHERE name = ?1",
@@ -250,13 +253,15 @@ impl Ledger {
     pub fn outputs_keyed(&self) -> Result<Vec<Output>, LedgerError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT path, digest, key, size FROM outputs")
+            .prepare_cached("SELECT path, digest, key, size, sha256 FROM outputs")
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
                 let key: Option<String> = r.get(2)?;
                 let size: Option<i64> = r.get(3)?;
+                let sha256: Option<String> = r.get(4)?;
                 Ok(Output {
+                    sha256: sha256.and_then(|h| hex::decode(h).ok()?.try_into().ok()),
                     path: r.get(0)?,
                     digest: r.get(1)?,
                     key: key.and_then(|k| u128::from_str_radix(&k, 16).ok()),
@@ -306,25 +311,28 @@ impl Ledger {
             if let Some(outputs) = &rec.outputs {
                 // Only the rows that differ are written: an incremental publish
                 // changes a handful of the tens of thousands.
-                type Row = (String, Option<String>, Option<i64>);
+                type Row = (String, Option<String>, Option<i64>, Option<String>);
                 let mut before: std::collections::HashMap<String, Row> = tx
-                    .prepare("SELECT path, digest, key, size FROM outputs")
+                    .prepare("SELECT path, digest, key, size, sha256 FROM outputs")
                     .and_then(|mut q| {
-                        q.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))))?
-                            .collect()
+                        q.query_map([], |r| {
+                            Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                        })?
+                        .collect()
                     })
                     .map_err(err)?;
                 let mut out = tx
                     .prepare_cached(
-                        "INSERT OR REPLACE INTO outputs (path, digest, key, size) VALUES (?1, ?2, ?3, ?4)",
+                        "INSERT OR REPLACE INTO outputs (path, digest, key, size, sha256) VALUES (?1, ?2, ?3, ?4, ?5)",
                     )
                     .map_err(err)?;
                 for o in outputs {
                     let key = o.key.map(|k| format!("{k:032x}"));
                     let size = o.size.and_then(|n| i64::try_from(n).ok());
-                    let row: Row = (o.digest.clone(), key, size);
+                    let row: Row = (o.digest.clone(), key, size, o.sha256.map(hex::encode));
                     if before.remove(&o.path).as_ref() != Some(&row) {
-                        out.execute(params![o.path, row.0, row.1, row.2]).map_err(err)?;
+                        out.execute(params![o.path, row.0, row.1, row.2, row.3])
+                            .map_err(err)?;
                     }
                 }
                 let mut del = tx

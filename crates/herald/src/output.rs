@@ -15,6 +15,14 @@ use herald_content::Sink;
 // Staging and placing are herald-mail's atomic writer, shared with the outbox.
 use herald_mail::atomic::{place, stage};
 
+/// Render keys, sizes and SHA-256 sums of a run's files, by path.
+#[derive(Debug, Default)]
+pub struct Extras {
+    pub keys: BTreeMap<String, u128>,
+    pub sizes: BTreeMap<String, u64>,
+    pub sums: BTreeMap<String, [u8; 32]>,
+}
+
 /// Counts of what a sink did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct WriteStats {
@@ -116,10 +124,18 @@ impl AtomicSink {
         self
     }
 
-    /// The render key and size of every file that has them, for the ledger.
-    pub fn keys_and_sizes(&self) -> (BTreeMap<String, u128>, BTreeMap<String, u64>) {
+    /// What the ledger keeps of each file besides its digest, where known.
+    pub fn extras(&self) -> Extras {
         self.lock()
-            .map(|s| (s.keys.clone(), s.sizes.clone()))
+            .map(|s| Extras {
+                keys: s.keys.clone(),
+                sizes: s.sizes.clone(),
+                sums: s
+                    .sums
+                    .iter()
+                    .map(|(p, (_, sum))| (p.clone(), *sum))
+                    .collect(),
+            })
             .unwrap_or_default()
     }
 
@@ -134,11 +150,12 @@ impl AtomicSink {
         self
     }
 
-    /// Size and SHA-256 of every file so far: hashed when put, or read back from
-    /// `public/` for files kept from an earlier run.
+    /// Size and SHA-256 of every file so far: hashed when put, kept from the ledger
+    /// for files kept from an earlier run, or read back from `public/` (a ledger
+    /// from before sums, or a run without a manifest before).
     pub fn sums(&self) -> io::Result<BTreeMap<String, (u64, [u8; 32])>> {
         use sha2::Digest;
-        let st = self.lock()?;
+        let mut st = self.lock()?;
         let mut out = BTreeMap::new();
         for path in st.files.keys() {
             let sum = match st.sums.get(path) {
@@ -153,6 +170,8 @@ impl AtomicSink {
             };
             out.insert(path.clone(), sum);
         }
+        // Read back once: the ledger keeps them for the next run.
+        st.sums = out.clone();
         Ok(out)
     }
 
@@ -194,12 +213,15 @@ impl AtomicSink {
 
     /// Keep a file from an earlier run in the manifest without rewriting it.
     pub fn keep(&self, path: &str, digest: &str) -> io::Result<()> {
-        let size = self.previous.get(path).and_then(|o| o.size);
+        let previous = self.previous.get(path).filter(|o| o.digest == digest);
         let mut st = self.lock()?;
         st.stats.unchanged += 1;
         st.files.insert(path.to_string(), digest.to_string());
-        if let Some(n) = size {
+        if let Some(n) = previous.and_then(|o| o.size) {
             st.sizes.insert(path.to_string(), n);
+            if let (true, Some(sum)) = (self.sha256, previous.and_then(|o| o.sha256)) {
+                st.sums.insert(path.to_string(), (n, sum));
+            }
         }
         Ok(())
     }
@@ -230,6 +252,9 @@ impl Sink for AtomicSink {
             st.files.insert(path.to_string(), o.digest.clone());
             if let Some(n) = o.size {
                 st.sizes.insert(path.to_string(), n);
+                if let (true, Some(sum)) = (self.sha256, o.sha256) {
+                    st.sums.insert(path.to_string(), (n, sum));
+                }
             }
         }
         Ok(kept.is_some())

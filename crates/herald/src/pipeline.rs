@@ -105,8 +105,8 @@ fn entries_for(
     (all, minted)
 }
 
-/// The load cache is written again once more than this many files were read
-/// (or left) since it was written.
+/// The load cache is written again once more than this many files (or a tenth of
+/// them) were read, or this many left, since it was written.
 const REWRITE_CACHE: usize = 256;
 
 /// Ledger state key of [`Settled`].
@@ -153,7 +153,11 @@ fn input_digest(paths: &Paths) -> Result<Inputs, Error> {
     // on; the loader reports it.
     let stamps: Vec<Option<herald_content::Stamp>> = files
         .par_iter()
-        .map(|p| std::fs::metadata(p).ok().map(|m| herald_content::Stamp::of(&m)))
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| herald_content::Stamp::of(&m))
+        })
         .collect();
     let mut h = Xxh3::new();
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
@@ -399,7 +403,10 @@ fn render(
     let sink = AtomicSink::new(&paths.public, &paths.tmp, opts.dry_run)?
         .with_cancel(opts.cancel.clone())
         .with_sha256(manifest_key.is_some() && !opts.dry_run)
-        .with_previous(if opts.rebuild { &[] } else { previous }, plan.outputs_intact);
+        .with_previous(
+            if opts.rebuild { &[] } else { previous },
+            plan.outputs_intact,
+        );
     let is_new = |s: &Statement, ch: Channel| plan.is_new(s, ch);
     let ctx = channels::Ctx {
         corpus,
@@ -432,7 +439,13 @@ fn render(
     if let Some(key) = manifest_key
         && !opts.dry_run
     {
-        crate::manifest::write(&sink, &paths.public, &corpus.config.base_url, &plan.due, key)?;
+        crate::manifest::write(
+            &sink,
+            &paths.public,
+            &corpus.config.base_url,
+            &plan.due,
+            key,
+        )?;
     }
     Ok(Rendered {
         sink,
@@ -453,6 +466,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         stamps: input_stamps,
     } = input_digest(&paths)?;
     if let Some(inputs) = &inputs
+        && !opts.rebuild
         && let Some(report) = settled_report(opts, &paths, inputs, t0)?
     {
         return Ok(report);
@@ -513,17 +527,24 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
                 .all(|o| paths.public.join(&o.path).is_file())
         },
     };
-    if !opts.dry_run && passed_now.iter().any(|k| !passed.contains(k)) {
+    // Recorded with the run (a stopped run records nothing).
+    let passed_state = if passed_now.iter().any(|k| !passed.contains(k)) {
         let keys: Vec<String> = passed_now.iter().map(|k| format!("{k:032x}")).collect();
         let json = serde_json::to_string(&keys).map_err(|e| Error::channel("ledger", e))?;
-        ledger.set_state(PASSED, &json)?;
-    }
+        vec![(PASSED.to_string(), json)]
+    } else {
+        Vec::new()
+    };
     tracing::debug!("ledger read at {} ms", t0.elapsed().as_millis());
-    let plan = Plan::new(&corpus, &channel_settings, now, history);
+    let mut plan = Plan::new(&corpus, &channel_settings, now, history);
+    plan.render |= opts.rebuild;
     tracing::debug!("planned at {} ms", t0.elapsed().as_millis());
     // Rewritten only when many files were read: a few changed files are cheaper to
     // read again next time (their stamps no longer match) than the cache to write.
-    if !opts.dry_run && (read > REWRITE_CACHE || cached > corpus.statements.len() + REWRITE_CACHE) {
+    let n = corpus.statements.len();
+    if !opts.dry_run
+        && ((read > 0 && (read > REWRITE_CACHE || read * 10 > n)) || cached > n + REWRITE_CACHE)
+    {
         // A cache that cannot be written costs the next run time, never output.
         let bytes = herald_content::LoadCache::encode(&corpus, &stamps);
         if let Err(e) = herald_mail::atomic::write(&paths.load_cache(), &bytes) {
@@ -541,7 +562,8 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     // file changed since it was stamped stops the run before anything is written.
     if opts.mail {
         for s in &plan.unqueued {
-            s.try_body().map_err(|e| Error::channel("content", e.to_string()))?;
+            s.try_body()
+                .map_err(|e| Error::channel("content", e.to_string()))?;
         }
     }
     let rendered = if plan.render {
@@ -566,8 +588,16 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     }
     // The last point at which a signal leaves everything as it was.
     stop_if_cancelled(opts)?;
-    let (mut reports, removed_files, changed_feeds) =
-        record(opts, &paths, &mut ledger, &plan, rendered, &previous, inputs.as_deref())?;
+    let (mut reports, removed_files, changed_feeds) = record(
+        opts,
+        &paths,
+        &mut ledger,
+        &plan,
+        rendered,
+        &previous,
+        inputs.as_deref(),
+        passed_state,
+    )?;
     tracing::debug!("recorded at {} ms", t0.elapsed().as_millis());
     // The hub is told only once the changed feeds are in place.
     if let Some(note) = channels::ping_hub(&channel_settings, &changed_feeds, opts.dry_run)
@@ -607,6 +637,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
 /// and record the run in one ledger transaction, before any mail goes out (the
 /// pages a bulletin links to exist by then). Returns the channel reports, the
 /// number of files removed and the feeds whose bytes changed.
+#[allow(clippy::too_many_arguments)]
 fn record(
     opts: &PublishOptions,
     paths: &Paths,
@@ -615,6 +646,7 @@ fn record(
     rendered: Option<Rendered>,
     previous: &[crate::ledger::Output],
     inputs: Option<&str>,
+    mut state: Vec<(String, String)>,
 ) -> Result<(Vec<ChannelReport>, usize, Vec<String>), Error> {
     if !opts.dry_run {
         // Whatever this run does, the last run's summary no longer describes it.
@@ -641,12 +673,13 @@ fn record(
                 started_at: opts.started_at,
                 publications: plan.publications(),
                 entries: plan.minted.clone(),
+                state,
                 ..Default::default()
             })?;
         }
         return Ok((reports, 0, Vec::new()));
     };
-    let (keys, sizes) = sink.keys_and_sizes();
+    let extras = sink.extras();
     if opts.dry_run {
         sink.into_manifest();
         return Ok((reports, 0, flow.changed_feeds));
@@ -675,16 +708,18 @@ fn record(
             manifest
                 .into_iter()
                 .map(|(path, digest)| crate::ledger::Output {
-                    key: keys.get(&path).copied(),
-                    size: sizes.get(&path).copied(),
+                    key: extras.keys.get(&path).copied(),
+                    size: extras.sizes.get(&path).copied(),
+                    sha256: extras.sums.get(&path).copied(),
                     path,
                     digest,
                 })
                 .collect(),
         ),
-        state: inputs
-            .map(|i| vec![("fingerprint".to_string(), i.to_string())])
-            .unwrap_or_default(),
+        state: {
+            state.extend(inputs.map(|i| ("fingerprint".to_string(), i.to_string())));
+            state
+        },
         run_summary: Some(summary),
     })?;
     Ok((reports, removed, flow.changed_feeds))
@@ -802,7 +837,11 @@ mod tests {
         let config =
             herald_content::Config::parse(Path::new("herald.toml"), CONFIG).expect("config");
         let statements = vec![
-            statement(&config, "2014/a.en.md", "title = \"A\"\ndate = 2014-07-30T09:00:00Z"),
+            statement(
+                &config,
+                "2014/a.en.md",
+                "title = \"A\"\ndate = 2014-07-30T09:00:00Z",
+            ),
             statement(
                 &config,
                 "2014/b.ru.md",
@@ -833,7 +872,9 @@ mod tests {
             .map(|(id, lang, ch, v)| crate::ledger::publication_key(id, lang, ch, v))
             .collect();
         for s in &plan.unqueued {
-            recorded.insert(crate::ledger::publication_key(&s.id, &s.lang, "mail", &s.digest));
+            recorded.insert(crate::ledger::publication_key(
+                &s.id, &s.lang, "mail", &s.digest,
+            ));
         }
         History {
             recorded,
@@ -847,7 +888,12 @@ mod tests {
     fn only_due_statements_are_planned_and_embargoes_lift_at_their_instant() {
         let corpus = corpus();
         let settings = channels::Settings::load(&corpus).expect("settings");
-        let before = Plan::new(&corpus, &settings, at("2014-07-31T00:00:00Z"), History::default());
+        let before = Plan::new(
+            &corpus,
+            &settings,
+            at("2014-07-31T00:00:00Z"),
+            History::default(),
+        );
         let ids = |p: &Plan<'_>| p.due.iter().map(|s| s.id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&before), ["2014/a"]);
         assert_eq!(before.embargoed.len(), 1);
@@ -855,14 +901,22 @@ mod tests {
         assert_eq!(before.new_statements, [("2014/a".into(), "en".into())]);
         assert!(before.render);
 
-        let lifted = Plan::new(&corpus, &settings, at("2014-08-01T00:00:00Z"), recorded(&before));
+        let lifted = Plan::new(
+            &corpus,
+            &settings,
+            at("2014-08-01T00:00:00Z"),
+            recorded(&before),
+        );
         assert_eq!(ids(&lifted), ["2014/a", "2014/b"]);
         assert!(lifted.embargoed.is_empty());
         // Only the lifted one is new; the other is recorded already.
         assert_eq!(lifted.new_statements, [("2014/b".into(), "ru".into())]);
         assert_eq!(lifted.unqueued.len(), 1);
         assert_eq!(lifted.minted.len(), 1);
-        assert_eq!(lifted.minted[0].2.first_published, at("2014-08-01T00:00:00Z"));
+        assert_eq!(
+            lifted.minted[0].2.first_published,
+            at("2014-08-01T00:00:00Z")
+        );
     }
 
     #[test]
@@ -913,7 +967,10 @@ mod tests {
         assert_eq!(channels, ["pdf", "feed", "site"]);
         assert_eq!(edit.unqueued.len(), 1, "the correction is queued for mail");
         assert!(edit.minted.is_empty());
-        assert_eq!(edit.entries[&("2014/a".to_string(), "en".to_string())], entry);
+        assert_eq!(
+            edit.entries[&("2014/a".to_string(), "en".to_string())],
+            entry
+        );
         assert!(edit.render);
     }
 }

@@ -20,7 +20,8 @@ fn main() {
         _ => ("Title".to_string(), format!("{word}\n")),
     };
     // A valid statement, then the long text put in past the front matter's limits.
-    let file = "+++\ntitle = \"T\"\ndate = 2014-07-30T09:00:00+06:00\nsummary = \"S\"\n+++\nBody.\n";
+    let file =
+        "+++\ntitle = \"T\"\ndate = 2014-07-30T09:00:00+06:00\nsummary = \"S\"\n+++\nBody.\n";
     let mut statement = herald_content::statement::parse_file(
         &config,
         Path::new("2014/x.en.md"),

@@ -1047,7 +1047,10 @@ impl<'a> Site<'a> {
                 statements(&mut k, list);
                 years(&mut k, lang);
                 for l in &self.config.languages {
-                    let has = self.years.get(l.as_str()).is_some_and(|y| y.contains_key(year));
+                    let has = self
+                        .years
+                        .get(l.as_str())
+                        .is_some_and(|y| y.contains_key(year));
                     k.u64(u64::from(has));
                 }
                 (Kind::Year, format!("{}index.html", year_path(lang, year)))
@@ -1061,7 +1064,10 @@ impl<'a> Site<'a> {
                 k.str(lang).str(topic);
                 page_of(&mut k, list, *page);
                 for l in &self.config.languages {
-                    let has = self.topics.get(l.as_str()).is_some_and(|t| t.contains_key(topic));
+                    let has = self
+                        .topics
+                        .get(l.as_str())
+                        .is_some_and(|t| t.contains_key(topic));
                     k.u64(u64::from(has));
                 }
                 (
@@ -1075,7 +1081,9 @@ impl<'a> Site<'a> {
                 statements(&mut k, versions);
                 let pdf = urls::pdf(s);
                 match self.input.pdfs {
-                    PdfLinks::Sizes(sizes) => k.opt(sizes.get(&pdf).map(|n| n.to_string()).as_deref()),
+                    PdfLinks::Sizes(sizes) => {
+                        k.opt(sizes.get(&pdf).map(|n| n.to_string()).as_deref())
+                    }
                     _ => k.str(&pdf),
                 };
                 let image = self.input.previews.and_then(|p| p.get(&urls::page(s)));
