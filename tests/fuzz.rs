@@ -100,7 +100,7 @@ pub fn parse(data: &[u8]) {
             let _ = doc.headings();
             let _ = doc.word_count();
             let _ = to_html(
-                &doc,
+                doc,
                 &HtmlOptions {
                     base_url: Some("https://statements.example.org/"),
                     page_url: Some("https://statements.example.org/en/2024/x/"),

@@ -123,7 +123,7 @@ impl LoadCache {
     /// stamp is `stamp`.
     pub(crate) fn take(&mut self, path: &Path, file: &Path, stamp: Stamp) -> Option<Statement> {
         match self.entries.remove(path) {
-            Some((st, s)) if st == stamp => Some(s.from_cache(file.to_path_buf())),
+            Some((st, s)) if st == stamp => Some(s.reading_body_from(file.to_path_buf())),
             _ => None,
         }
     }

@@ -121,7 +121,7 @@ impl Statement {
 
     /// A statement taken from the load cache: its body is read from `file` on
     /// first use.
-    pub(crate) fn from_cache(mut self, file: PathBuf) -> Statement {
+    pub(crate) fn reading_body_from(mut self, file: PathBuf) -> Statement {
         self.source = Some(file);
         self.body = std::sync::OnceLock::new();
         self.document = std::sync::OnceLock::new();

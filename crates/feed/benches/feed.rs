@@ -138,7 +138,7 @@ fn bare_quick_xml(c: &mut Criterion, corpus: &Corpus) {
         .map(|s| {
             let url = format!("{base}{}", s.page_path());
             let html = to_html(
-                &s.document(),
+                s.document(),
                 &HtmlOptions {
                     base_url: Some(base),
                     page_url: Some(&url),

@@ -137,7 +137,7 @@ proptest! {
         let files = render_one(&corpus);
 
         let page = format!("{}{}", corpus.config.base_url, s.page_path());
-        let html = to_html(&s.document(), &HtmlOptions {
+        let html = to_html(s.document(), &HtmlOptions {
             base_url: Some(&corpus.config.base_url),
             page_url: Some(&page),
         });

@@ -426,7 +426,7 @@ impl<'a> Composer<'a> {
             .map_err(|e| ComposeError::Body(e.to_string()))?;
         let doc = statement.document();
         let body_html = to_html(
-            &doc,
+            doc,
             &HtmlOptions {
                 base_url: Some(&config.base_url),
                 page_url: Some(&page_url),

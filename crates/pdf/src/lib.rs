@@ -262,7 +262,7 @@ impl Renderer {
         let job = layout::Job {
             config,
             statement,
-            document: &document,
+            document,
             geometry: layout::Geometry {
                 width,
                 height,

@@ -1364,8 +1364,8 @@ impl<'a> Site<'a> {
     }
 
     fn statement_html(&self, s: &Statement, path: &str) -> Result<String, SiteError> {
-        // Parsed here, inside the per-page job, and dropped with it.
-        let body = to_html(&s.document(), &HtmlOptions::default());
+        // The tree the statement holds: parsed once, shared with every channel.
+        let body = to_html(s.document(), &HtmlOptions::default());
         let versions = self.by_id.get(s.id.as_str()).map_or(&[][..], Vec::as_slice);
         let mut alternates: Vec<Alternate> = Vec::new();
         if versions.len() > 1 {
