@@ -225,7 +225,9 @@ pub fn run(args: &[String]) -> ExitCode {
         } else if let Ok(n) = a.parse() {
             sizes.push(n);
         } else {
-            eprintln!("usage: cargo xtask bench [--runs R] [--bin PATH] [N...]; {a:?} is not a number");
+            eprintln!(
+                "usage: cargo xtask bench [--runs R] [--bin PATH] [N...]; {a:?} is not a number"
+            );
             return ExitCode::from(2);
         }
     }
