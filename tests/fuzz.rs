@@ -223,6 +223,7 @@ fn publish_all(corpus: &Corpus) -> usize {
         })
         .collect();
     let input = herald_feed::FeedInput {
+        settings: None,
         corpus: &corpus,
         now,
         entries,
@@ -248,6 +249,7 @@ fn publish_all(corpus: &Corpus) -> usize {
         topics: due.iter().flat_map(|s| s.meta.topics.clone()).collect(),
     };
     let input = herald_site::SiteInput {
+        settings: None,
         corpus: &corpus,
         published: &due,
         pdfs: herald_site::PdfLinks::Sizes(&pdf_sizes),

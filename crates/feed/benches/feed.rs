@@ -41,6 +41,7 @@ fn corpus() -> Corpus {
 
 fn input(corpus: &Corpus) -> FeedInput<'_> {
     FeedInput {
+        settings: None,
         corpus,
         // Every generated statement is due by then; the clock is never read.
         now: DateTime::parse_from_rfc3339("2100-01-01T00:00:00Z")

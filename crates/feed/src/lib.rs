@@ -32,6 +32,8 @@ pub const FEED_XSL: &str = include_str!("feed.xsl");
 #[derive(Debug, Clone)]
 pub struct FeedInput<'a> {
     pub corpus: &'a Corpus,
+    /// `[feed]` as the pipeline read it once; none: read from `corpus.config`.
+    pub settings: Option<&'a FeedSettings>,
     /// The instant of this publish; every entry must be due at it.
     pub now: DateTime<Utc>,
     /// The statements published at `now` (any order), one per statement and language.
@@ -192,7 +194,10 @@ pub struct Feeds<'a> {
 impl<'a> Feeds<'a> {
     /// Check the settings and the input, and render each entry's HTML.
     pub fn new(input: &'a FeedInput<'a>) -> Result<Self, FeedError> {
-        let settings = FeedSettings::from_config(&input.corpus.config)?;
+        let settings = match input.settings {
+            Some(s) => s.clone(),
+            None => FeedSettings::from_config(&input.corpus.config)?,
+        };
         check(input)?;
         let items = model::prepare(input.corpus, &input.entries);
         let site = model::Site::new(input.corpus, &settings, &items);

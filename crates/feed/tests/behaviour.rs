@@ -59,6 +59,7 @@ fn embargoed_statements_are_in_no_feed_before_publish_at() {
         pdf_length: None,
     });
     let input = FeedInput {
+        settings: None,
         corpus: &corpus,
         now: now(),
         entries,
@@ -85,6 +86,7 @@ fn unchanged_input_gives_identical_bytes() {
     let mut reversed = entries(&corpus, now());
     reversed.reverse();
     let (_, shuffled) = render_input(&FeedInput {
+        settings: None,
         corpus: &corpus,
         now: now(),
         entries: reversed,
@@ -158,6 +160,7 @@ fn ids_survive_a_new_slug_and_a_new_base_url() {
         })
         .collect();
     let (_, after) = render_input(&FeedInput {
+        settings: None,
         corpus: &moved,
         now: now(),
         entries: moved_entries,
@@ -203,6 +206,7 @@ fn archives_hold_the_full_history_and_full_pages_do_not_change() {
             .collect();
         es.retain(|e| keep.contains(e.statement.id.as_str()));
         render_input(&FeedInput {
+            settings: None,
             corpus: &corpus,
             now: now(),
             entries: es,
@@ -372,6 +376,7 @@ fn bad_input_is_refused_with_a_clear_error() {
     let sink = herald_content::MemorySink::default();
     let err = render(
         &FeedInput {
+            settings: None,
             corpus: &corpus,
             now: now(),
             entries: es,
@@ -385,6 +390,7 @@ fn bad_input_is_refused_with_a_clear_error() {
     es[0].tag = "https://example.org/1".into();
     let err = render(
         &FeedInput {
+            settings: None,
             corpus: &corpus,
             now: now(),
             entries: es,
@@ -398,6 +404,7 @@ fn bad_input_is_refused_with_a_clear_error() {
     es[1].tag = es[0].tag.clone();
     let err = render(
         &FeedInput {
+            settings: None,
             corpus: &corpus,
             now: now(),
             entries: es,
@@ -411,6 +418,7 @@ fn bad_input_is_refused_with_a_clear_error() {
     with_feed_settings(&mut bad, "limit = 0");
     let err = render(
         &FeedInput {
+            settings: None,
             corpus: &bad,
             now: now(),
             entries: vec![],
@@ -453,6 +461,7 @@ fn one_document_alone_equals_the_one_in_the_full_render() {
     let corpus = corpus();
     let (_, files) = render_all(&corpus, now());
     let input = FeedInput {
+        settings: None,
         corpus: &corpus,
         now: now(),
         entries: entries(&corpus, now()),

@@ -107,6 +107,7 @@ fn render_one(corpus: &Corpus) -> BTreeMap<String, Vec<u8>> {
     let s = &corpus.statements[0];
     let first = at("2020-01-01T00:00:00Z");
     render_input(&FeedInput {
+        settings: None,
         corpus,
         now: now(),
         entries: vec![FeedEntry {

@@ -464,6 +464,7 @@ fn feed(ctx: &Ctx<'_>, flow: &mut Flow) -> Result<String, Error> {
         })
         .collect();
     let input = herald_feed::FeedInput {
+        settings: Some(&ctx.settings.feed),
         corpus: ctx.corpus,
         now: ctx.now,
         entries,
@@ -623,6 +624,7 @@ fn site(ctx: &Ctx<'_>, flow: &Flow) -> Result<(), Error> {
     };
     tracing::debug!("preview images done");
     let input = herald_site::SiteInput {
+        settings: Some(&ctx.settings.site),
         corpus: ctx.corpus,
         published: ctx.due,
         pdfs: herald_site::PdfLinks::Sizes(&flow.pdf_sizes),
@@ -706,6 +708,7 @@ pub fn check_templates(
     if has_site_overrides(&paths) {
         let form = subscribe_form(corpus, statements);
         let input = herald_site::SiteInput {
+            settings: Some(&settings.site),
             corpus,
             published: statements,
             pdfs: if settings.pdf.enabled {

@@ -61,6 +61,8 @@ pub struct SubscribeForm {
 #[derive(Debug, Clone, Copy)]
 pub struct SiteInput<'a> {
     pub corpus: &'a Corpus,
+    /// `[site]` as the pipeline read it once; none: read from `corpus.config`.
+    pub settings: Option<&'a SiteSettings>,
     /// The statements published at this run's `now`, and nothing else: the
     /// site shows no other statement anywhere (pages, indexes, topics,
     /// sitemap, translation links).
@@ -99,6 +101,7 @@ impl<'a> SiteInput<'a> {
     /// Pages only: no PDF or feed links, no subscribe form.
     pub fn new(corpus: &'a Corpus, published: &'a [&'a Statement]) -> Self {
         SiteInput {
+            settings: None,
             corpus,
             published,
             pdfs: PdfLinks::None,
@@ -331,7 +334,10 @@ pub fn check(input: &SiteInput<'_>) -> Result<(), SiteError> {
 /// Render the whole site into `sink`. Same input, same bytes.
 pub fn render(input: &SiteInput<'_>, sink: &dyn Sink) -> Result<SiteReport, SiteError> {
     let config = &input.corpus.config;
-    let settings = SiteSettings::from_config(config)?;
+    let settings = match input.settings {
+        Some(s) => s.clone(),
+        None => SiteSettings::from_config(config)?,
+    };
     let content = content_dir(&input.corpus.root);
     let template_dir = content.join("templates");
     let env = templates::environment(&template_dir)?;

@@ -48,6 +48,7 @@ pub fn entries(corpus: &Corpus, now: DateTime<Utc>) -> Vec<FeedEntry<'_>> {
 
 pub fn render_all(corpus: &Corpus, now: DateTime<Utc>) -> (FeedReport, BTreeMap<String, Vec<u8>>) {
     let input = FeedInput {
+        settings: None,
         corpus,
         now,
         entries: entries(corpus, now),

@@ -90,6 +90,7 @@ impl Project {
         let sink = herald_content::urls::MemorySink::default();
         herald_site::render(
             &herald_site::SiteInput {
+                settings: None,
                 corpus: &corpus,
                 published: &due,
                 pdfs: herald_site::PdfLinks::Sizes(&sizes),
