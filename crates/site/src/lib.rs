@@ -1006,12 +1006,8 @@ impl<'a> Site<'a> {
             }
         };
         let page_of = |k: &mut KeyHasher, list: &[&'a Statement], page: usize| {
-            let total = self.page_count(list.len());
-            let per = self.settings.per_page;
-            let start = (page - 1).saturating_mul(per).min(list.len());
-            let end = start.saturating_add(per).min(list.len());
-            k.u64(page as u64).u64(total as u64);
-            statements(k, &list[start..end]);
+            k.u64(page as u64).u64(self.page_count(list.len()) as u64);
+            statements(k, self.page_slice(list, page));
         };
         let mut k = KeyHasher::new("site-page");
         k.key(salt);
@@ -1044,11 +1040,7 @@ impl<'a> Site<'a> {
                 (Kind::Topic, format!("{}index.html", topics_path(lang)))
             }
             Job::Year { lang, year } => {
-                let list = self
-                    .years
-                    .get(lang)
-                    .and_then(|y| y.get(year))
-                    .map_or(&[][..], Vec::as_slice);
+                let list = self.in_year(lang, year);
                 k.str(lang).str(year);
                 statements(&mut k, list);
                 years(&mut k, lang);
@@ -1062,11 +1054,7 @@ impl<'a> Site<'a> {
                 (Kind::Year, format!("{}index.html", year_path(lang, year)))
             }
             Job::Topic { lang, topic, page } => {
-                let list = self
-                    .topics
-                    .get(lang)
-                    .and_then(|t| t.get(topic))
-                    .map_or(&[][..], Vec::as_slice);
+                let list = self.in_topic(lang, topic);
                 k.str(lang).str(topic);
                 page_of(&mut k, list, *page);
                 for l in &self.config.languages {
@@ -1120,10 +1108,7 @@ impl<'a> Site<'a> {
         page: usize,
         path_of: impl Fn(usize) -> String,
     ) -> (&'l [&'a Statement], Pagination) {
-        let per = self.settings.per_page;
         let total = self.page_count(list.len());
-        let start = (page - 1).saturating_mul(per).min(list.len());
-        let end = start.saturating_add(per).min(list.len());
         let pagination = Pagination {
             current: page,
             total,
@@ -1131,7 +1116,31 @@ impl<'a> Site<'a> {
             newer: (page > 1).then(|| path_of(page - 1)),
             older: (page < total).then(|| path_of(page + 1)),
         };
-        (&list[start..end], pagination)
+        (self.page_slice(list, page), pagination)
+    }
+
+    /// The statements on page `page` (from 1) of `list`.
+    fn page_slice<'l>(&self, list: &'l [&'a Statement], page: usize) -> &'l [&'a Statement] {
+        let per = self.settings.per_page;
+        let start = (page - 1).saturating_mul(per).min(list.len());
+        let end = start.saturating_add(per).min(list.len());
+        &list[start..end]
+    }
+
+    /// The statements of `year` in `lang`, newest first.
+    fn in_year(&self, lang: &str, year: &str) -> &[&'a Statement] {
+        self.years
+            .get(lang)
+            .and_then(|y| y.get(year))
+            .map_or(&[][..], Vec::as_slice)
+    }
+
+    /// The statements of `topic` in `lang`, newest first.
+    fn in_topic(&self, lang: &str, topic: &str) -> &[&'a Statement] {
+        self.topics
+            .get(lang)
+            .and_then(|t| t.get(topic))
+            .map_or(&[][..], Vec::as_slice)
     }
 
     fn index_html(&self, lang: &str, page: usize, path: &str) -> Result<String, SiteError> {
@@ -1261,11 +1270,7 @@ impl<'a> Site<'a> {
 
     /// `en/2014/`: every statement of that year in that language, newest first.
     fn year_html(&self, lang: &str, year: &str, path: &str) -> Result<String, SiteError> {
-        let list = self
-            .years
-            .get(lang)
-            .and_then(|y| y.get(year))
-            .map_or(&[][..], Vec::as_slice);
+        let list = self.in_year(lang, year);
         let mut alternates = Vec::new();
         let mut others: Vec<&str> = Vec::new();
         for l in &self.config.languages {
@@ -1320,11 +1325,7 @@ impl<'a> Site<'a> {
         page: usize,
         path: &str,
     ) -> Result<String, SiteError> {
-        let list = self
-            .topics
-            .get(lang)
-            .and_then(|t| t.get(topic))
-            .map_or(&[][..], Vec::as_slice);
+        let list = self.in_topic(lang, topic);
         let (slice, pagination) =
             self.paginate(lang, list, page, |n| topic_page_path(lang, topic, n));
         let mut alternates = Vec::new();
