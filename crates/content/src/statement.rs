@@ -111,7 +111,7 @@ impl Statement {
             .map_err(String::as_str)
     }
 
-    /// True once the body was read (or kept from parsing) and is the loaded version's.
+    /// Why the body could not be read, once a channel asked for it and it failed.
     pub fn body_failed(&self) -> Option<&str> {
         match self.body.get() {
             Some(Err(e)) => Some(e),

@@ -211,21 +211,6 @@ impl AtomicSink {
         (st.files, st.stats)
     }
 
-    /// Keep a file from an earlier run in the manifest without rewriting it.
-    pub fn keep(&self, path: &str, digest: &str) -> io::Result<()> {
-        let previous = self.previous.get(path).filter(|o| o.digest == digest);
-        let mut st = self.lock()?;
-        st.stats.unchanged += 1;
-        st.files.insert(path.to_string(), digest.to_string());
-        if let Some(n) = previous.and_then(|o| o.size) {
-            st.sizes.insert(path.to_string(), n);
-            if let (true, Some(sum)) = (self.sha256, previous.and_then(|o| o.sha256)) {
-                st.sums.insert(path.to_string(), (n, sum));
-            }
-        }
-        Ok(())
-    }
-
     /// Paths whose bytes changed so far.
     pub fn changed(&self) -> Vec<String> {
         self.lock().map(|s| s.changed.clone()).unwrap_or_default()
@@ -312,11 +297,11 @@ impl Sink for AtomicSink {
 /// withdrawn, a topic gone). Returns how many were removed.
 pub fn remove_stale(
     root: &Path,
-    previous: &[(String, String)],
+    previous: &[crate::ledger::Output],
     current: &BTreeMap<String, String>,
 ) -> io::Result<usize> {
     let mut removed = 0;
-    for (path, _) in previous {
+    for crate::ledger::Output { path, .. } in previous {
         if current.contains_key(path) {
             continue;
         }

@@ -489,16 +489,22 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         t0.elapsed().as_millis()
     );
     let channel_settings = channels::Settings::load(&corpus)?;
+    // An existing ledger is opened now (a new one only once the gate passed, so a
+    // refused first run leaves no database behind).
+    let existing = match paths.ledger.exists() {
+        true => Some(Ledger::open(&paths.ledger)?),
+        false => None,
+    };
     // Statements that passed the content rules before, under the same fonts.
-    let passed: HashSet<u128> = match paths.ledger.exists() {
-        true => Ledger::open(&paths.ledger)?
+    let passed: HashSet<u128> = match &existing {
+        Some(ledger) => ledger
             .get_state(PASSED)?
             .and_then(|v| serde_json::from_str::<Vec<String>>(&v).ok())
             .unwrap_or_default()
             .iter()
             .filter_map(|k| u128::from_str_radix(k, 16).ok())
             .collect(),
-        false => HashSet::new(),
+        None => HashSet::new(),
     };
     let passed_now = channels::content_rules(&corpus, &channel_settings, &passed)?;
     tracing::debug!("content rules passed at {} ms", t0.elapsed().as_millis());
@@ -509,7 +515,10 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     let now = opts.now;
 
     stop_if_cancelled(opts)?;
-    let mut ledger = Ledger::open(&paths.ledger)?;
+    let mut ledger = match existing {
+        Some(l) => l,
+        None => Ledger::open(&paths.ledger)?,
+    };
     let previous = ledger.outputs_keyed()?;
     let history = History {
         recorded: ledger.publication_keys()?,
@@ -685,11 +694,7 @@ fn record(
         return Ok((reports, 0, flow.changed_feeds));
     }
     let (manifest, _) = sink.commit()?;
-    let previous_outputs: Vec<(String, String)> = previous
-        .iter()
-        .map(|o| (o.path.clone(), o.digest.clone()))
-        .collect();
-    let removed = remove_stale(&paths.public, &previous_outputs, &manifest)?;
+    let removed = remove_stale(&paths.public, previous, &manifest)?;
     let summary = format!(
         "{} new statement version(s); {}",
         plan.new_statements.len(),
