@@ -403,3 +403,77 @@ pub struct Record<'a> {
     pub state: Vec<(String, String)>,
     pub run_summary: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ledger as the last release wrote it: `outputs` with path and digest only.
+    #[test]
+    fn an_outputs_table_without_keys_is_carried_over_row_for_row() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("herald.db");
+        {
+            let conn = Connection::open(&path).expect("db");
+            conn.execute_batch(
+                "CREATE TABLE outputs (path TEXT PRIMARY KEY, digest TEXT NOT NULL) WITHOUT ROWID;
+                 INSERT INTO outputs VALUES ('en/index.html', 'aa'), ('style.css', 'bb');
+                 CREATE TABLE publications (statement TEXT NOT NULL, lang TEXT NOT NULL,
+                     channel TEXT NOT NULL, version TEXT NOT NULL, published_at TEXT NOT NULL,
+                     PRIMARY KEY (statement, lang, channel, version)) WITHOUT ROWID;
+                 INSERT INTO publications VALUES ('2014/a', 'en', 'site', 'v1', '2014-07-30T03:00:00Z');",
+            )
+            .expect("old schema");
+        }
+        let mut ledger = Ledger::open(&path).expect("open");
+        let mut rows = ledger.outputs_keyed().expect("outputs");
+        rows.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(
+            rows,
+            [
+                Output {
+                    path: "en/index.html".into(),
+                    digest: "aa".into(),
+                    key: None,
+                    size: None,
+                    sha256: None,
+                },
+                Output {
+                    path: "style.css".into(),
+                    digest: "bb".into(),
+                    key: None,
+                    size: None,
+                    sha256: None,
+                },
+            ]
+        );
+        assert_eq!(ledger.count("publications").expect("count"), 1);
+        assert!(
+            ledger
+                .publication_keys()
+                .expect("keys")
+                .contains(&publication_key("2014/a", "en", "site", "v1"))
+        );
+        // The new columns take what a publish records, and open again unchanged.
+        ledger
+            .commit(&Record {
+                outputs: Some(vec![Output {
+                    path: "style.css".into(),
+                    digest: "cc".into(),
+                    key: Some(7),
+                    size: Some(12),
+                    sha256: Some([1; 32]),
+                }]),
+                ..Default::default()
+            })
+            .expect("commit");
+        drop(ledger);
+        let again = Ledger::open(&path).expect("reopen");
+        let rows = again.outputs_keyed().expect("outputs");
+        assert_eq!(rows.len(), 1, "a path no longer published is dropped");
+        assert_eq!(
+            (rows[0].key, rows[0].size, rows[0].sha256),
+            (Some(7), Some(12), Some([1; 32]))
+        );
+    }
+}
