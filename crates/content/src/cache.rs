@@ -160,12 +160,12 @@ mod tests {
     fn an_unchanged_file_comes_from_the_cache_and_reads_its_body_on_use() {
         let dir = project();
         let root = dir.path();
-        let first = crate::load_cached(root, LoadCache::default(), &HashMap::new()).expect("load");
+        let first = crate::load_cached(root, LoadCache::default(), &HashMap::new(), None).expect("load");
         assert_eq!(first.read, 1);
         let bytes = LoadCache::encode(&first.corpus, &first.stamps);
         let cache = LoadCache::decode(&bytes);
         assert_eq!(cache.len(), 1);
-        let again = crate::load_cached(root, cache, &HashMap::new()).expect("load");
+        let again = crate::load_cached(root, cache, &HashMap::new(), None).expect("load");
         assert_eq!(again.read, 0, "nothing read again");
         let s = &again.corpus.statements[0];
         assert_eq!(s.digest, first.corpus.statements[0].digest);
@@ -179,7 +179,7 @@ mod tests {
     fn a_file_changed_after_its_stamp_gives_no_body() {
         let dir = project();
         let root = dir.path();
-        let first = crate::load_cached(root, LoadCache::default(), &HashMap::new()).expect("load");
+        let first = crate::load_cached(root, LoadCache::default(), &HashMap::new(), None).expect("load");
         let cache = LoadCache::decode(&LoadCache::encode(&first.corpus, &first.stamps));
         // The stamps as taken before the edit: the file changes between its
         // stamp and the moment a channel needs its body.
@@ -193,7 +193,7 @@ mod tests {
             "+++\ntitle = \"A\"\ndate = 2014-07-30T09:00:00Z\n+++\nAn edited body.\n",
         )
         .expect("edit");
-        let loaded = crate::load_cached(root, cache, &before).expect("load");
+        let loaded = crate::load_cached(root, cache, &before, None).expect("load");
         assert_eq!(loaded.read, 0);
         let s = &loaded.corpus.statements[0];
         let err = s.try_body().expect_err("a changed file");
@@ -206,14 +206,14 @@ mod tests {
     fn another_configuration_empties_the_cache() {
         let dir = project();
         let root = dir.path();
-        let first = crate::load_cached(root, LoadCache::default(), &HashMap::new()).expect("load");
+        let first = crate::load_cached(root, LoadCache::default(), &HashMap::new(), None).expect("load");
         let cache = LoadCache::decode(&LoadCache::encode(&first.corpus, &first.stamps));
         std::fs::write(
             root.join("content/herald.toml"),
             CONFIG.replace("title = \"T\"", "title = \"U\""),
         )
         .expect("config");
-        let again = crate::load_cached(root, cache, &HashMap::new()).expect("load");
+        let again = crate::load_cached(root, cache, &HashMap::new(), None).expect("load");
         assert_eq!(again.read, 1, "read again under the new configuration");
     }
 }

@@ -65,7 +65,14 @@ fn shown(root: &Path, path: &Path) -> PathBuf {
 /// Every statement file below `content/statements/`, sorted by path (hidden files
 /// skipped, links leaving the project left out), as [`load`] reads them.
 pub fn statement_files(root: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    Ok(walk(root, &content_dir(root).join("statements"))?.files)
+    Ok(statement_walk(root)?.files)
+}
+
+/// [`statement_files`] with the problems found on the way (links leaving the
+/// project), which [`load_cached`] reports: a caller that stamps the files first
+/// hands the walk over instead of having the tree walked twice.
+pub fn statement_walk(root: &Path) -> Result<files::Walk, LoadError> {
+    walk(root, &content_dir(root).join("statements"))
 }
 
 /// Every file below `content/assets/`, sorted by path, as the site copies them (hidden
@@ -96,7 +103,7 @@ fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
 
 /// Load and validate everything. Reports every problem in every file at once.
 pub fn load(root: &Path) -> Result<Corpus, LoadError> {
-    load_cached(root, LoadCache::default(), &HashMap::new()).map(|l| l.corpus)
+    load_cached(root, LoadCache::default(), &HashMap::new(), None).map(|l| l.corpus)
 }
 
 /// [`load`], taking from `cache` every statement whose file still has the stamp
@@ -105,11 +112,13 @@ pub fn load(root: &Path) -> Result<Corpus, LoadError> {
 /// which the caller can make the next run's cache ([`LoadCache::encode`]).
 ///
 /// `stamped` may hold stamps the caller took of the statement files just before
-/// (by path as found); others are taken here.
+/// (by path as found); others are taken here. `walked`: the caller's
+/// [`statement_walk`], taken with those stamps.
 pub fn load_cached(
     root: &Path,
     mut cache: LoadCache,
     stamped: &HashMap<PathBuf, Stamp>,
+    walked: Option<files::Walk>,
 ) -> Result<Loaded, LoadError> {
     let content = content_dir(root);
     let config_path = urls::Paths::new(root).config();
@@ -121,7 +130,10 @@ pub fn load_cached(
     let files::Walk {
         files,
         problems: mut link_problems,
-    } = walk(root, &dir)?;
+    } = match walked {
+        Some(w) => w,
+        None => walk(root, &dir)?,
+    };
     link_problems.extend(walk(root, &content.join("assets"))?.problems);
     cache.retain_valid(&config);
     // Stamped before reading: an edit made meanwhile changes the stamp, so the

@@ -74,9 +74,18 @@ pub struct Statement {
     /// statement came from the load cache. Every channel shares it.
     #[serde(skip)]
     document: std::sync::OnceLock<Document>,
+    /// [`crate::key::statement`], computed once: every list page and feed a
+    /// statement appears in hashes it.
+    #[serde(skip)]
+    key: std::sync::OnceLock<u128>,
 }
 
 impl Statement {
+    /// Everything this statement is, as one render-key part (see [`crate::key`]).
+    pub fn key(&self) -> u128 {
+        *self.key.get_or_init(|| crate::key::statement(self))
+    }
+
     /// The Markdown body. Empty when a cached statement's file changed or went
     /// away since it was loaded: [`Statement::try_body`] says why, and the
     /// pipeline refuses such a run before anything is committed.
@@ -818,6 +827,7 @@ pub fn parse_file(
         source: None,
         digest,
         document: doc.into(),
+        key: Default::default(),
     })
 }
 

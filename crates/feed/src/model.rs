@@ -109,7 +109,7 @@ impl Item<'_> {
     /// Everything this item shows, as a render key.
     pub fn render_key(&self) -> u128 {
         let mut k = herald_content::key::KeyHasher::new("feed-item");
-        k.key(herald_content::key::statement(self.s))
+        k.key(self.s.key())
             .str(self.tag)
             .str(&self.key.0.to_rfc3339())
             .opt(self.pdf.as_ref().map(|(_, n)| n.to_string()).as_deref());

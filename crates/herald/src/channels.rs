@@ -388,7 +388,7 @@ fn pdf_files_salt(config: &herald_content::Config, pdf: &herald_pdf::PdfSettings
 pub fn coverage_key(salt: u128, s: &Statement) -> u128 {
     herald_content::key::KeyHasher::new("pdf-coverage")
         .key(salt)
-        .key(herald_content::key::statement(s))
+        .key(s.key())
         .finish()
 }
 
@@ -402,7 +402,7 @@ fn pdf(ctx: &Ctx<'_>, flow: &mut Flow) -> Result<(), Error> {
         let path = urls::pdf(s);
         let key = herald_content::key::KeyHasher::new("pdf-file")
             .key(salt)
-            .key(herald_content::key::statement(s))
+            .key(s.key())
             .finish();
         // The size comes from the ledger; a ledger from before sizes has the file
         // looked at once.

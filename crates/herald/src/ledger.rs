@@ -308,37 +308,28 @@ impl Ledger {
                 ent.execute(params![id, lang, stamp(e.first_published), e.tag_uri])
                     .map_err(err)?;
             }
-            if let Some(outputs) = &rec.outputs {
-                // Only the rows that differ are written: an incremental publish
-                // changes a handful of the tens of thousands.
-                type Row = (String, Option<String>, Option<i64>, Option<String>);
-                let mut before: std::collections::HashMap<String, Row> = tx
-                    .prepare("SELECT path, digest, key, size, sha256 FROM outputs")
-                    .and_then(|mut q| {
-                        q.query_map([], |r| {
-                            Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-                        })?
-                        .collect()
-                    })
-                    .map_err(err)?;
+            if let Some(delta) = &rec.outputs {
+                // Only the rows that differ: an incremental publish changes a
+                // handful of the tens of thousands.
                 let mut out = tx
                     .prepare_cached(
                         "INSERT OR REPLACE INTO outputs (path, digest, key, size, sha256) VALUES (?1, ?2, ?3, ?4, ?5)",
                     )
                     .map_err(err)?;
-                for o in outputs {
-                    let key = o.key.map(|k| format!("{k:032x}"));
-                    let size = o.size.and_then(|n| i64::try_from(n).ok());
-                    let row: Row = (o.digest.clone(), key, size, o.sha256.map(hex::encode));
-                    if before.remove(&o.path).as_ref() != Some(&row) {
-                        out.execute(params![o.path, row.0, row.1, row.2, row.3])
-                            .map_err(err)?;
-                    }
+                for o in &delta.upserts {
+                    out.execute(params![
+                        o.path,
+                        o.digest,
+                        o.key.map(|k| format!("{k:032x}")),
+                        o.size.and_then(|n| i64::try_from(n).ok()),
+                        o.sha256.map(hex::encode)
+                    ])
+                    .map_err(err)?;
                 }
                 let mut del = tx
                     .prepare_cached("DELETE FROM outputs WHERE path = ?1")
                     .map_err(err)?;
-                for gone in before.keys() {
+                for gone in &delta.removed {
                     del.execute(params![gone]).map_err(err)?;
                 }
             }
@@ -398,8 +389,8 @@ pub struct Record<'a> {
     /// (statement, lang, channel, version)
     pub publications: Vec<(&'a str, &'a str, &'static str, &'a str)>,
     pub entries: Vec<(String, String, Entry)>,
-    /// The complete manifest of files in `public/`, when it changed.
-    pub outputs: Option<Vec<Output>>,
+    /// How the files in `public/` changed, when the channels ran.
+    pub outputs: Option<crate::output::OutputsDelta>,
     pub state: Vec<(String, String)>,
     pub run_summary: Option<String>,
 }
@@ -457,13 +448,16 @@ mod tests {
         // The new columns take what a publish records, and open again unchanged.
         ledger
             .commit(&Record {
-                outputs: Some(vec![Output {
-                    path: "style.css".into(),
-                    digest: "cc".into(),
-                    key: Some(7),
-                    size: Some(12),
-                    sha256: Some([1; 32]),
-                }]),
+                outputs: Some(crate::output::OutputsDelta {
+                    upserts: vec![Output {
+                        path: "style.css".into(),
+                        digest: "cc".into(),
+                        key: Some(7),
+                        size: Some(12),
+                        sha256: Some([1; 32]),
+                    }],
+                    removed: vec!["en/index.html".into()],
+                }),
                 ..Default::default()
             })
             .expect("commit");

@@ -3,8 +3,12 @@
 //! readers never see half a feed, and a run that fails or is stopped leaves nothing
 //! new in `public/` (dropping the sink deletes what it staged). A file whose bytes
 //! are unchanged is not touched at all (same bytes, same modification time).
+//!
+//! The sink also keeps the books for the ledger's `outputs` table: it starts from
+//! what the last run recorded and hands back only the rows that differ, so a run
+//! that keeps 40,000 files by key writes a handful of rows, not 40,000.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -15,19 +19,22 @@ use herald_content::Sink;
 // Staging and placing are herald-mail's atomic writer, shared with the outbox.
 use herald_mail::atomic::{place, stage};
 
-/// Render keys, sizes and SHA-256 sums of a run's files, by path.
-#[derive(Debug, Default)]
-pub struct Extras {
-    pub keys: BTreeMap<String, u128>,
-    pub sizes: BTreeMap<String, u64>,
-    pub sums: BTreeMap<String, [u8; 32]>,
-}
+use crate::ledger::Output;
 
 /// Counts of what a sink did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct WriteStats {
     pub written: usize,
     pub unchanged: usize,
+}
+
+/// How the ledger's `outputs` table must change to describe `public/` after a run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OutputsDelta {
+    /// Rows new or different since the last run.
+    pub upserts: Vec<Output>,
+    /// Paths the last run wrote and this one did not: stale, to be removed.
+    pub removed: Vec<String>,
 }
 
 /// Writes below `public/` atomically; remembers every path and digest it was given.
@@ -39,8 +46,12 @@ pub struct AtomicSink {
     cancel: Option<Arc<AtomicBool>>,
     /// Also keep each file's size and SHA-256, for the signed manifest.
     sha256: bool,
-    /// What the last run left, by path, for [`Sink::reuse`].
-    previous: std::collections::HashMap<String, crate::ledger::Output>,
+    /// What the last run left ([`AtomicSink::with_previous`]).
+    previous: Vec<Output>,
+    /// Index into `previous` by path.
+    by_path: HashMap<String, usize>,
+    /// Files of `previous` may be kept by their key (false for `--rebuild`).
+    reuse: bool,
     /// Every file of `previous` was found in place when the run was planned: a
     /// kept file is then not looked up again.
     previous_present: bool,
@@ -49,18 +60,19 @@ pub struct AtomicSink {
 
 #[derive(Default)]
 struct SinkState {
-    files: BTreeMap<String, String>,
+    /// Which files of `previous` this run kept or wrote again (by index).
+    seen: Vec<bool>,
+    /// Files rendered this run: their ledger rows.
+    put: BTreeMap<String, Output>,
     stats: WriteStats,
     /// Paths whose bytes changed in this run.
     changed: Vec<String>,
     /// Changed files waiting in `tmp` for [`AtomicSink::commit`]: path -> staged file.
     staged: BTreeMap<String, tempfile::TempPath>,
-    /// Path -> (size, SHA-256) of what was put, when asked for.
-    sums: BTreeMap<String, (u64, [u8; 32])>,
-    /// Path -> render key the channel gave for it.
-    keys: BTreeMap<String, u128>,
-    /// Path -> size in bytes, where known.
-    sizes: BTreeMap<String, u64>,
+    /// Render keys offered for files that were then rendered.
+    keys: HashMap<String, u128>,
+    /// (size, SHA-256) read back for kept files the last run did not sum.
+    read_back: BTreeMap<String, (u64, [u8; 32])>,
 }
 
 /// The error a `put` returns once the run is cancelled.
@@ -100,7 +112,9 @@ impl AtomicSink {
             dry_run,
             cancel: None,
             sha256: false,
-            previous: Default::default(),
+            previous: Vec::new(),
+            by_path: HashMap::new(),
+            reuse: true,
             previous_present: false,
             state: Mutex::new(SinkState::default()),
         })
@@ -112,36 +126,35 @@ impl AtomicSink {
         self
     }
 
-    /// What the last run recorded (path, digest, render key): a file whose key
-    /// a channel offers again is kept, not rendered (see [`Sink::reuse`]).
-    /// `present`: every one of them was found in `public/` just before.
-    pub fn with_previous(mut self, outputs: &[crate::ledger::Output], present: bool) -> AtomicSink {
-        self.previous = outputs
+    /// What the last run recorded: a file whose key a channel offers again is
+    /// kept, not rendered (see [`Sink::reuse`]), unless `reuse` is false; one no
+    /// channel offers or writes is stale. `present`: every one of them was found
+    /// in `public/` just before.
+    pub fn with_previous(mut self, outputs: Vec<Output>, present: bool, reuse: bool) -> AtomicSink {
+        self.by_path = outputs
             .iter()
-            .map(|o| (o.path.clone(), o.clone()))
+            .enumerate()
+            .map(|(i, o)| (o.path.clone(), i))
             .collect();
+        if let Ok(st) = self.state.get_mut() {
+            st.seen = vec![false; outputs.len()];
+        }
+        self.previous = outputs;
         self.previous_present = present;
+        self.reuse = reuse;
         self
-    }
-
-    /// What the ledger keeps of each file besides its digest, where known.
-    pub fn extras(&self) -> Extras {
-        self.lock()
-            .map(|s| Extras {
-                keys: s.keys.clone(),
-                sizes: s.sizes.clone(),
-                sums: s
-                    .sums
-                    .iter()
-                    .map(|(p, (_, sum))| (p.clone(), *sum))
-                    .collect(),
-            })
-            .unwrap_or_default()
     }
 
     /// The size of the file at `path` as this run leaves it, where known.
     pub fn size(&self, path: &str) -> Option<u64> {
-        self.lock().ok()?.sizes.get(path).copied()
+        let st = self.lock().ok()?;
+        match st.put.get(path) {
+            Some(o) => o.size,
+            None => {
+                let i = *self.by_path.get(path)?;
+                if st.seen[i] { self.previous[i].size } else { None }
+            }
+        }
     }
 
     /// Keep the size and SHA-256 of every file (see [`AtomicSink::sums`]).
@@ -157,21 +170,33 @@ impl AtomicSink {
         use sha2::Digest;
         let mut st = self.lock()?;
         let mut out = BTreeMap::new();
-        for path in st.files.keys() {
-            let sum = match st.sums.get(path) {
-                Some(s) => *s,
-                None => {
-                    let target = self.root.join(checked(path)?);
+        for (path, o) in &st.put {
+            if let (Some(n), Some(sum)) = (o.size, o.sha256) {
+                out.insert(path.clone(), (n, sum));
+            }
+        }
+        let mut read_back = Vec::new();
+        for (i, o) in self.previous.iter().enumerate() {
+            if !st.seen[i] || st.put.contains_key(&o.path) {
+                continue;
+            }
+            let sum = match (o.size, o.sha256, st.read_back.get(&o.path)) {
+                (Some(n), Some(sum), _) => (n, sum),
+                (_, _, Some(s)) => *s,
+                _ => {
+                    let target = self.root.join(checked(&o.path)?);
                     let bytes = fs::read(&target).map_err(|e| {
                         io::Error::new(e.kind(), format!("reading {}: {e}", target.display()))
                     })?;
-                    (bytes.len() as u64, sha2::Sha256::digest(&bytes).into())
+                    let sum = (bytes.len() as u64, sha2::Sha256::digest(&bytes).into());
+                    read_back.push((o.path.clone(), sum));
+                    sum
                 }
             };
-            out.insert(path.clone(), sum);
+            out.insert(o.path.clone(), sum);
         }
         // Read back once: the ledger keeps them for the next run.
-        st.sums = out.clone();
+        st.read_back.extend(read_back);
         Ok(out)
     }
 
@@ -182,20 +207,22 @@ impl AtomicSink {
             .is_some_and(|c| c.load(Ordering::SeqCst))
     }
 
-    /// Move every staged file into place (parents created), then hand back the
-    /// manifest. Until this runs nothing of the run is visible in `public/`.
-    pub fn commit(self) -> io::Result<(BTreeMap<String, String>, WriteStats)> {
-        let st = self
+    /// Move every staged file into place (parents created), then hand back how
+    /// the ledger's `outputs` must change. Until this runs nothing of the run is
+    /// visible in `public/`. Stale files are not removed here (see [`remove_stale`]).
+    pub fn commit(self) -> io::Result<(OutputsDelta, WriteStats)> {
+        let mut st = self
             .state
             .into_inner()
             .map_err(|_| io::Error::other("output sink poisoned by a panic"))?;
-        for (rel, staged) in st.staged {
+        for (rel, staged) in std::mem::take(&mut st.staged) {
             let target = self.root.join(checked(&rel)?);
             place(staged, &target).map_err(|e| {
                 io::Error::new(e.kind(), format!("writing {}: {e}", target.display()))
             })?;
         }
-        Ok((st.files, st.stats))
+        let stats = st.stats;
+        Ok((delta(self.previous, st, self.sha256), stats))
     }
 
     fn lock(&self) -> io::Result<std::sync::MutexGuard<'_, SinkState>> {
@@ -204,11 +231,10 @@ impl AtomicSink {
             .map_err(|_| io::Error::other("output sink poisoned by a panic"))
     }
 
-    /// Every file put so far: path -> hex XXH3-128 of its bytes. Staged files are
-    /// dropped (deleted), not placed: for dry runs and checks.
-    pub fn into_manifest(self) -> (BTreeMap<String, String>, WriteStats) {
+    /// Staged files are dropped (deleted), not placed: for dry runs and checks.
+    pub fn discard(self) -> WriteStats {
         let st = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
-        (st.files, st.stats)
+        st.stats
     }
 
     /// Paths whose bytes changed so far.
@@ -221,25 +247,53 @@ impl AtomicSink {
     }
 }
 
+/// The rows that differ between what the last run recorded and what this one left.
+/// `sha256`: this run keeps sums; a run without drops them, as a cold one would.
+fn delta(previous: Vec<Output>, mut st: SinkState, sha256: bool) -> OutputsDelta {
+    let mut out = OutputsDelta::default();
+    for (i, mut o) in previous.into_iter().enumerate() {
+        match st.put.remove(&o.path) {
+            Some(now) if now != o => out.upserts.push(now),
+            Some(_) => {}
+            None if !st.seen[i] => out.removed.push(o.path),
+            None => {
+                if let Some((n, sum)) = st.read_back.remove(&o.path) {
+                    (o.size, o.sha256) = (Some(n), Some(sum));
+                    out.upserts.push(o);
+                } else if !sha256 && o.sha256.is_some() {
+                    o.sha256 = None;
+                    out.upserts.push(o);
+                }
+            }
+        }
+    }
+    out.upserts.extend(st.put.into_values());
+    // In key order, rows go to the end of the table's b-tree instead of
+    // splitting pages all over it.
+    out.upserts.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    out.removed.sort_unstable();
+    out
+}
+
 impl Sink for AtomicSink {
     fn reuse(&self, path: &str, key: u128) -> io::Result<bool> {
         if self.is_cancelled() {
             return Err(cancelled_error());
         }
         let rel = checked(path)?;
-        let kept = self.previous.get(path).filter(|o| {
-            o.key == Some(key) && (self.previous_present || self.root.join(rel).is_file())
+        let kept = self.by_path.get(path).copied().filter(|&i| {
+            self.reuse
+                && self.previous[i].key == Some(key)
+                && (self.previous_present || self.root.join(rel).is_file())
         });
         let mut st = self.lock()?;
-        st.keys.insert(path.to_string(), key);
-        if let Some(o) = kept {
-            st.stats.unchanged += 1;
-            st.files.insert(path.to_string(), o.digest.clone());
-            if let Some(n) = o.size {
-                st.sizes.insert(path.to_string(), n);
-                if let (true, Some(sum)) = (self.sha256, o.sha256) {
-                    st.sums.insert(path.to_string(), (n, sum));
-                }
+        match kept {
+            Some(i) => {
+                st.seen[i] = true;
+                st.stats.unchanged += 1;
+            }
+            None => {
+                st.keys.insert(path.to_string(), key);
             }
         }
         Ok(kept.is_some())
@@ -270,41 +324,44 @@ impl Sink for AtomicSink {
         } else {
             None
         };
-        let sum = self.sha256.then(|| {
+        let sha256 = self.sha256.then(|| {
             use sha2::Digest;
-            (bytes.len() as u64, sha2::Sha256::digest(bytes).into())
+            sha2::Sha256::digest(bytes).into()
         });
         let mut st = self.lock()?;
-        if let Some(sum) = sum {
-            st.sums.insert(path.to_string(), sum);
-        }
         if let Some(staged) = staged {
             st.staged.insert(path.to_string(), staged);
         }
-        st.sizes.insert(path.to_string(), bytes.len() as u64);
         if same {
             st.stats.unchanged += 1;
         } else {
             st.stats.written += 1;
             st.changed.push(path.to_string());
         }
-        st.files.insert(path.to_string(), digest);
+        if let Some(&i) = self.by_path.get(path) {
+            st.seen[i] = true;
+        }
+        let key = st.keys.remove(path);
+        st.put.insert(
+            path.to_string(),
+            Output {
+                path: path.to_string(),
+                digest,
+                key,
+                size: Some(bytes.len() as u64),
+                sha256,
+            },
+        );
         Ok(())
     }
 }
 
-/// Remove files a previous publish wrote that this one did not (a statement
-/// withdrawn, a topic gone). Returns how many were removed.
-pub fn remove_stale(
-    root: &Path,
-    previous: &[crate::ledger::Output],
-    current: &BTreeMap<String, String>,
-) -> io::Result<usize> {
+/// Remove the files a previous publish wrote that this one did not (a statement
+/// withdrawn, a topic gone), tidying folders left empty. Returns how many were
+/// removed.
+pub fn remove_stale(root: &Path, stale: &[String]) -> io::Result<usize> {
     let mut removed = 0;
-    for crate::ledger::Output { path, .. } in previous {
-        if current.contains_key(path) {
-            continue;
-        }
+    for path in stale {
         let Ok(rel) = checked(path) else { continue };
         let target = root.join(rel);
         match fs::remove_file(&target) {

@@ -12,6 +12,7 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::channels::{self, Channel};
 use crate::ledger::{Entry, Ledger, Record};
 use crate::output::{AtomicSink, remove_stale};
+use crate::ledger::Output;
 use crate::{Error, Paths};
 
 #[derive(Debug, Clone)]
@@ -142,7 +143,8 @@ struct Settled {
 /// cannot be read: then nothing is settled, and loading reports the file.
 fn input_digest(paths: &Paths) -> Result<Inputs, Error> {
     use rayon::prelude::*;
-    let mut files = herald_content::statement_files(&paths.root)?;
+    let walk = herald_content::statement_walk(&paths.root)?;
+    let mut files = walk.files.clone();
     files.push(paths.content.join("herald.toml"));
     if let Ok(walk) = std::fs::read_dir(&paths.templates) {
         let mut names: Vec<PathBuf> = walk.filter_map(|e| e.ok().map(|e| e.path())).collect();
@@ -171,6 +173,7 @@ fn input_digest(paths: &Paths) -> Result<Inputs, Error> {
         }
     }
     Ok(Inputs {
+        walk,
         digest: complete.then(|| format!("{:032x}", h.digest128())),
         stamps: files
             .into_iter()
@@ -182,6 +185,8 @@ fn input_digest(paths: &Paths) -> Result<Inputs, Error> {
 
 /// What [`input_digest`] found.
 struct Inputs {
+    /// The statement files, for the loader.
+    walk: herald_content::files::Walk,
     /// `None` when a file could not be looked at.
     digest: Option<String>,
     /// Each input file's stamp, by path; the loader takes these.
@@ -397,16 +402,13 @@ fn render(
     settings: &channels::Settings,
     paths: &Paths,
     plan: &Plan<'_>,
-    previous: &[crate::ledger::Output],
+    previous: Vec<Output>,
     manifest_key: Option<&crate::manifest::ManifestKey>,
 ) -> Result<Rendered, Error> {
     let sink = AtomicSink::new(&paths.public, &paths.tmp, opts.dry_run)?
         .with_cancel(opts.cancel.clone())
         .with_sha256(manifest_key.is_some() && !opts.dry_run)
-        .with_previous(
-            if opts.rebuild { &[] } else { previous },
-            plan.outputs_intact,
-        );
+        .with_previous(previous, plan.outputs_intact, !opts.rebuild);
     let is_new = |s: &Statement, ch: Channel| plan.is_new(s, ch);
     let ctx = channels::Ctx {
         corpus,
@@ -464,6 +466,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     let Inputs {
         digest: inputs,
         stamps: input_stamps,
+        walk,
     } = input_digest(&paths)?;
     if let Some(inputs) = &inputs
         && !opts.rebuild
@@ -482,7 +485,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         corpus,
         stamps,
         read,
-    } = herald_content::load_cached(&opts.root, cache, &input_stamps)?;
+    } = herald_content::load_cached(&opts.root, cache, &input_stamps, Some(walk))?;
     tracing::debug!(
         "{} statements loaded ({read} files read) at {} ms",
         corpus.statements.len(),
@@ -582,7 +585,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
             &channel_settings,
             &paths,
             &plan,
-            &previous,
+            previous,
             manifest_key.as_ref(),
         )?;
         tracing::debug!("rendered at {} ms", t0.elapsed().as_millis());
@@ -603,7 +606,6 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         &mut ledger,
         &plan,
         rendered,
-        &previous,
         inputs.as_deref(),
         passed_state,
     )?;
@@ -653,7 +655,6 @@ fn record(
     ledger: &mut Ledger,
     plan: &Plan<'_>,
     rendered: Option<Rendered>,
-    previous: &[crate::ledger::Output],
     inputs: Option<&str>,
     mut state: Vec<(String, String)>,
 ) -> Result<(Vec<ChannelReport>, usize, Vec<String>), Error> {
@@ -688,13 +689,12 @@ fn record(
         }
         return Ok((reports, 0, Vec::new()));
     };
-    let extras = sink.extras();
     if opts.dry_run {
-        sink.into_manifest();
+        sink.discard();
         return Ok((reports, 0, flow.changed_feeds));
     }
-    let (manifest, _) = sink.commit()?;
-    let removed = remove_stale(&paths.public, previous, &manifest)?;
+    let (delta, _) = sink.commit()?;
+    let removed = remove_stale(&paths.public, &delta.removed)?;
     let summary = format!(
         "{} new statement version(s); {}",
         plan.new_statements.len(),
@@ -709,18 +709,7 @@ fn record(
         started_at: opts.started_at,
         publications: plan.publications(),
         entries: plan.minted.clone(),
-        outputs: Some(
-            manifest
-                .into_iter()
-                .map(|(path, digest)| crate::ledger::Output {
-                    key: extras.keys.get(&path).copied(),
-                    size: extras.sizes.get(&path).copied(),
-                    sha256: extras.sums.get(&path).copied(),
-                    path,
-                    digest,
-                })
-                .collect(),
-        ),
+        outputs: Some(delta),
         state: {
             state.extend(inputs.map(|i| ("fingerprint".to_string(), i.to_string())));
             state

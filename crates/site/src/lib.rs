@@ -997,7 +997,7 @@ impl<'a> Site<'a> {
         let statements = |k: &mut KeyHasher, list: &[&Statement]| {
             k.u64(list.len() as u64);
             for s in list {
-                k.key(herald_content::key::statement(s));
+                k.key(s.key());
             }
         };
         let years = |k: &mut KeyHasher, lang: &str| {
@@ -1071,7 +1071,7 @@ impl<'a> Site<'a> {
             }
             Job::Statement(s) => {
                 let versions = self.by_id.get(s.id.as_str()).map_or(&[][..], Vec::as_slice);
-                k.key(herald_content::key::statement(s));
+                k.key(s.key());
                 statements(&mut k, versions);
                 let pdf = urls::pdf(s);
                 match self.input.pdfs {
