@@ -79,6 +79,8 @@ pub(crate) struct Item<'a> {
     pub updated: DateTime<FixedOffset>,
     /// The other published languages of the statement: (language, page URL).
     pub translations: Vec<(&'a str, String)>,
+    /// [`Item::render_key`], computed once: an item is in several documents.
+    render_key: std::sync::OnceLock<u128>,
     /// Publication order: first publication, then date, id, language.
     key: (
         chrono::DateTime<chrono::Utc>,
@@ -108,15 +110,22 @@ impl Item<'_> {
 
     /// Everything this item shows, as a render key.
     pub fn render_key(&self) -> u128 {
-        let mut k = herald_content::key::KeyHasher::new("feed-item");
-        k.key(self.s.key())
-            .str(self.tag)
-            .str(&self.key.0.to_rfc3339())
-            .opt(self.pdf.as_ref().map(|(_, n)| n.to_string()).as_deref());
-        for (lang, url) in &self.translations {
-            k.str(lang).str(url);
-        }
-        k.finish()
+        *self.render_key.get_or_init(|| {
+            let mut k = herald_content::key::KeyHasher::new("feed-item");
+            let first = self.key.0;
+            k.key(self.s.key())
+                .str(self.tag)
+                .u64(first.timestamp() as u64)
+                .u64(u64::from(first.timestamp_subsec_nanos()));
+            match &self.pdf {
+                Some((_, n)) => k.u64(1).u64(*n),
+                None => k.u64(0),
+            };
+            for (lang, url) in &self.translations {
+                k.str(lang).str(url);
+            }
+            k.finish()
+        })
     }
 }
 
@@ -166,6 +175,7 @@ pub(crate) fn prepare<'a>(corpus: &'a Corpus, entries: &'a [FeedEntry<'a>]) -> V
                 // trimmed after cleaning, or a dropped control character at the
                 // end would leave the newline before it.
                 html: std::sync::OnceLock::new(),
+                render_key: std::sync::OnceLock::new(),
                 base,
                 pdf: e
                     .pdf_length

@@ -354,7 +354,7 @@ pub fn run(ch: Channel, ctx: &Ctx<'_>, flow: &mut Flow) -> Result<ChannelReport,
 
 /// The statement-independent part of a PDF's key and of its coverage check:
 /// the configuration and the files it names (fonts, signing key and
-/// certificates), by size and modification time, so replacing a font re-renders
+/// certificates), by their bytes, so replacing a font re-renders
 /// and re-checks every PDF.
 fn pdf_files_salt(config: &herald_content::Config, pdf: &herald_pdf::PdfSettings) -> u128 {
     let mut k = herald_content::key::KeyHasher::new("pdf");
@@ -369,15 +369,11 @@ fn pdf_files_salt(config: &herald_content::Config, pdf: &herald_pdf::PdfSettings
     for f in pdf.fonts.iter().cloned().chain(signing) {
         let path = base.join(&f);
         k.str(&path.to_string_lossy());
-        match path.metadata() {
-            Ok(m) => {
-                let mtime = m
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos() as u64);
-                k.u64(m.len()).u64(mtime)
-            }
+        // The bytes, not the file's times: a font replaced by one of the same
+        // size within the same second is still seen, and a touched one is not
+        // mistaken for new. A few megabytes, hashed at memory speed.
+        match std::fs::read(&path) {
+            Ok(bytes) => k.u64(0).key(xxhash_rust::xxh3::xxh3_128(&bytes)),
             Err(_) => k.u64(u64::MAX),
         };
     }
@@ -993,4 +989,45 @@ pub fn status_lines(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A font's bytes decide the PDFs' key: a replacement of the same size with
+    /// the same modification time is seen, a file merely touched is not.
+    #[test]
+    fn the_pdf_salt_follows_font_bytes_not_times() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let toml = dir.path().join("herald.toml");
+        let source = "title = \"T\"\nbase_url = \"https://example.org/\"\nlanguages = [\"en\"]\n\
+                      default_language = \"en\"\ntime_zone = \"UTC\"\n[organization]\nname = \"O\"\n";
+        std::fs::write(&toml, source)?;
+        let config = herald_content::Config::parse(&toml, source).expect("config");
+        let pdf = herald_pdf::PdfSettings {
+            fonts: vec!["extra.ttf".into()],
+            ..Default::default()
+        };
+        let font = dir.path().join("extra.ttf");
+        std::fs::write(&font, b"font bytes, version one")?;
+        let when = std::fs::metadata(&font)?.modified()?;
+        let first = pdf_files_salt(&config, &pdf);
+        std::fs::write(&font, b"font bytes, version two")?;
+        std::fs::File::options()
+            .write(true)
+            .open(&font)?
+            .set_modified(when)?;
+        assert_eq!(std::fs::metadata(&font)?.modified()?, when);
+        let replaced = pdf_files_salt(&config, &pdf);
+        assert_ne!(first, replaced, "same size and time, other bytes");
+        std::fs::File::options()
+            .write(true)
+            .open(&font)?
+            .set_modified(when + std::time::Duration::from_secs(60))?;
+        assert_eq!(pdf_files_salt(&config, &pdf), replaced, "touched only");
+        std::fs::remove_file(&font)?;
+        assert_ne!(pdf_files_salt(&config, &pdf), replaced, "gone");
+        Ok(())
+    }
 }
