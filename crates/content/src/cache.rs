@@ -5,7 +5,6 @@
 //! statement's body is read from its file when a channel first needs it (its
 //! SHA-256 checked against the version), and its tree parsed then.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -56,7 +55,7 @@ impl Stamp {
 #[derive(Debug, Default)]
 pub struct LoadCache {
     config: u128,
-    entries: HashMap<PathBuf, (Stamp, Statement)>,
+    entries: crate::fast::HashMap<std::ffi::OsString, (Stamp, Statement)>,
 }
 
 #[derive(Deserialize)]
@@ -90,7 +89,7 @@ impl LoadCache {
                 entries: o
                     .entries
                     .into_iter()
-                    .map(|(p, st, s)| (p, (st, s)))
+                    .map(|(p, st, s)| (p.into_os_string(), (st, s)))
                     .collect(),
             },
             _ => LoadCache::default(),
@@ -99,11 +98,11 @@ impl LoadCache {
 
     /// The bytes of a cache of `corpus`, with the stamps [`crate::load_cached`]
     /// returned (a statement without one is left out).
-    pub fn encode(corpus: &Corpus, stamps: &HashMap<PathBuf, Stamp>) -> Vec<u8> {
+    pub fn encode(corpus: &Corpus, stamps: &crate::Stamps) -> Vec<u8> {
         let entries = corpus
             .statements
             .iter()
-            .filter_map(|s| Some((s.path.as_path(), stamps.get(&s.path)?, s)))
+            .filter_map(|s| Some((s.path.as_path(), stamps.get(s.path.as_os_str())?, s)))
             .collect();
         let b = Borrowed {
             version: env!("CARGO_PKG_VERSION"),
@@ -122,7 +121,7 @@ impl LoadCache {
     /// The cached statement of the file shown as `path` (found at `file`), if its
     /// stamp is `stamp`.
     pub(crate) fn take(&mut self, path: &Path, file: &Path, stamp: Stamp) -> Option<Statement> {
-        match self.entries.remove(path) {
+        match self.entries.remove(path.as_os_str()) {
             Some((st, s)) if st == stamp => Some(s.reading_body_from(file.to_path_buf())),
             _ => None,
         }
@@ -160,12 +159,13 @@ mod tests {
     fn an_unchanged_file_comes_from_the_cache_and_reads_its_body_on_use() {
         let dir = project();
         let root = dir.path();
-        let first = crate::load_cached(root, LoadCache::default(), &HashMap::new(), None).expect("load");
+        let first =
+            crate::load_cached(root, LoadCache::default(), &crate::Stamps::default(), None).expect("load");
         assert_eq!(first.read, 1);
         let bytes = LoadCache::encode(&first.corpus, &first.stamps);
         let cache = LoadCache::decode(&bytes);
         assert_eq!(cache.len(), 1);
-        let again = crate::load_cached(root, cache, &HashMap::new(), None).expect("load");
+        let again = crate::load_cached(root, cache, &crate::Stamps::default(), None).expect("load");
         assert_eq!(again.read, 0, "nothing read again");
         let s = &again.corpus.statements[0];
         assert_eq!(s.digest, first.corpus.statements[0].digest);
@@ -179,14 +179,15 @@ mod tests {
     fn a_file_changed_after_its_stamp_gives_no_body() {
         let dir = project();
         let root = dir.path();
-        let first = crate::load_cached(root, LoadCache::default(), &HashMap::new(), None).expect("load");
+        let first =
+            crate::load_cached(root, LoadCache::default(), &crate::Stamps::default(), None).expect("load");
         let cache = LoadCache::decode(&LoadCache::encode(&first.corpus, &first.stamps));
         // The stamps as taken before the edit: the file changes between its
         // stamp and the moment a channel needs its body.
-        let before: HashMap<PathBuf, Stamp> = first
+        let before: crate::Stamps = first
             .stamps
             .iter()
-            .map(|(p, st)| (root.join(p), *st))
+            .map(|(p, st)| (root.join(p).into_os_string(), *st))
             .collect();
         std::fs::write(
             root.join("content/statements/2014/a.en.md"),
@@ -206,14 +207,15 @@ mod tests {
     fn another_configuration_empties_the_cache() {
         let dir = project();
         let root = dir.path();
-        let first = crate::load_cached(root, LoadCache::default(), &HashMap::new(), None).expect("load");
+        let first =
+            crate::load_cached(root, LoadCache::default(), &crate::Stamps::default(), None).expect("load");
         let cache = LoadCache::decode(&LoadCache::encode(&first.corpus, &first.stamps));
         std::fs::write(
             root.join("content/herald.toml"),
             CONFIG.replace("title = \"T\"", "title = \"U\""),
         )
         .expect("config");
-        let again = crate::load_cached(root, cache, &HashMap::new(), None).expect("load");
+        let again = crate::load_cached(root, cache, &crate::Stamps::default(), None).expect("load");
         assert_eq!(again.read, 1, "read again under the new configuration");
     }
 }

@@ -78,13 +78,13 @@ pub(crate) fn write(doc: &Doc<'_>) -> Result<Vec<u8>, EncodeError> {
                 ("rel", "alternate"),
                 ("type", "text/html"),
                 ("hreflang", &s.lang),
-                ("href", &item.url),
+                ("href", item.url()),
             ],
         )?;
         // Translations: the same media type with its charset parameter, so that
         // readers which take the last `text/html` alternate as the entry's link
         // (Python's feedparser) still open the page in the feed's language.
-        for (lang, url) in &item.translations {
+        for (lang, url) in item.translations() {
             x.empty(
                 "link",
                 &[
@@ -95,7 +95,7 @@ pub(crate) fn write(doc: &Doc<'_>) -> Result<Vec<u8>, EncodeError> {
                 ],
             )?;
         }
-        if let Some((url, len)) = &item.pdf {
+        if let Some((url, len)) = item.pdf() {
             x.empty(
                 "link",
                 &[

@@ -104,7 +104,7 @@ pub(crate) fn write(doc: &Doc<'_>) -> Result<Vec<u8>, EncodeError> {
                 let s = item.s;
                 Item {
                     id: item.tag,
-                    url: &item.url,
+                    url: item.url(),
                     title: &item.title,
                     content_html: item.html(),
                     summary: &item.summary,
@@ -122,8 +122,8 @@ pub(crate) fn write(doc: &Doc<'_>) -> Result<Vec<u8>, EncodeError> {
                     tags: s.meta.topics.iter().map(|t| clean(t)).collect(),
                     language: &s.lang,
                     attachments: item
-                        .pdf
-                        .iter()
+                        .pdf()
+                        .into_iter()
                         .map(|(url, len)| Attachment {
                             url,
                             mime_type: "application/pdf",

@@ -311,8 +311,8 @@ fn encode(doc: &model::Doc<'_>, kind: FeedKind) -> Result<Vec<u8>, FeedError> {
 /// Refuse input the pipeline must never pass: embargoed or draft statements,
 /// duplicates, ids that are not tag URIs.
 fn check(input: &FeedInput<'_>) -> Result<(), FeedError> {
-    let mut seen = HashSet::new();
-    let mut tags: std::collections::HashMap<&str, &Statement> = Default::default();
+    let mut seen = herald_content::fast::HashSet::default();
+    let mut tags: herald_content::fast::HashMap<&str, &Statement> = Default::default();
     for e in &input.entries {
         let s = e.statement;
         if !s.is_due(input.now) {

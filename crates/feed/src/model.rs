@@ -3,7 +3,7 @@
 //! topic, cut into a subscription page and RFC 5005 archive pages.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Datelike, FixedOffset};
 use herald_content::html::{HtmlOptions, to_html};
@@ -71,26 +71,59 @@ pub(crate) struct Item<'a> {
     html: std::sync::OnceLock<String>,
     /// The site's base URL, for the body's links.
     base: &'a str,
-    /// Absolute URL of the statement's page.
-    pub url: String,
-    /// Absolute URL and exact length of the PDF.
-    pub pdf: Option<(String, u64)>,
+    /// Absolute URL of the statement's page, made on first use (see [`Item::url`]):
+    /// most items of a run are in documents kept by their key.
+    url: std::sync::OnceLock<String>,
+    /// The exact length of the PDF, when there is one.
+    pdf_length: Option<u64>,
+    pdf: std::sync::OnceLock<Option<(String, u64)>>,
     pub published: DateTime<FixedOffset>,
     pub updated: DateTime<FixedOffset>,
-    /// The other published languages of the statement: (language, page URL).
-    pub translations: Vec<(&'a str, String)>,
+    /// The other published languages of the statement, in the configured order.
+    others: Vec<&'a Statement>,
+    /// Made on first use; owned, so that `Item` stays covariant in `'a`.
+    translations: std::sync::OnceLock<Vec<(String, String)>>,
     /// [`Item::render_key`], computed once: an item is in several documents.
     render_key: std::sync::OnceLock<u128>,
-    /// Publication order: first publication, then date, id, language.
-    key: (
-        chrono::DateTime<chrono::Utc>,
-        DateTime<FixedOffset>,
-        &'a str,
-        usize,
-    ),
+    /// Publication order.
+    key: OrderKey<'a>,
 }
 
+/// Publication order: first publication, then date, id, language.
+type OrderKey<'a> = (
+    chrono::DateTime<chrono::Utc>,
+    DateTime<FixedOffset>,
+    &'a str,
+    usize,
+);
+
 impl Item<'_> {
+    /// Absolute URL of the statement's page.
+    pub fn url(&self) -> &str {
+        self.url
+            .get_or_init(|| format!("{}{}", self.base, urls::page(self.s)))
+    }
+
+    /// Absolute URL and exact length of the PDF.
+    pub fn pdf(&self) -> Option<&(String, u64)> {
+        self.pdf
+            .get_or_init(|| {
+                self.pdf_length
+                    .map(|len| (format!("{}{}", self.base, urls::pdf(self.s)), len))
+            })
+            .as_ref()
+    }
+
+    /// The other published languages of the statement: (language, page URL).
+    pub fn translations(&self) -> &[(String, String)] {
+        self.translations.get_or_init(|| {
+            self.others
+                .iter()
+                .map(|t| (t.lang.clone(), format!("{}{}", self.base, urls::page(t))))
+                .collect()
+        })
+    }
+
     /// The body as feed HTML, rendered on first use and shared by every feed.
     pub fn html(&self) -> &str {
         self.html.get_or_init(|| {
@@ -98,7 +131,7 @@ impl Item<'_> {
                 self.s.document(),
                 &HtmlOptions {
                     base_url: Some(self.base),
-                    page_url: Some(&self.url),
+                    page_url: Some(self.url()),
                 },
             );
             // Trailing newlines mean nothing in HTML, and parsers trim them:
@@ -117,12 +150,14 @@ impl Item<'_> {
                 .str(self.tag)
                 .u64(first.timestamp() as u64)
                 .u64(u64::from(first.timestamp_subsec_nanos()));
-            match &self.pdf {
-                Some((_, n)) => k.u64(1).u64(*n),
+            match self.pdf_length {
+                Some(n) => k.u64(1).u64(n),
                 None => k.u64(0),
             };
-            for (lang, url) in &self.translations {
-                k.str(lang).str(url);
+            // A translation's URL is its path (language, year, slug) under the
+            // base URL, which the feeds' salt covers.
+            for t in &self.others {
+                k.key(t.key());
             }
             k.finish()
         })
@@ -141,7 +176,7 @@ fn lang_rank(config: &Config, lang: &str) -> usize {
 pub(crate) fn prepare<'a>(corpus: &'a Corpus, entries: &'a [FeedEntry<'a>]) -> Vec<Item<'a>> {
     let config = &corpus.config;
     let base = config.base_url.as_str();
-    let mut languages: HashMap<&str, Vec<&Statement>> = HashMap::new();
+    let mut languages: herald_content::fast::HashMap<&str, Vec<&Statement>> = Default::default();
     for e in entries {
         languages
             .entry(e.statement.id.as_str())
@@ -151,19 +186,28 @@ pub(crate) fn prepare<'a>(corpus: &'a Corpus, entries: &'a [FeedEntry<'a>]) -> V
     for v in languages.values_mut() {
         v.sort_by_key(|s| lang_rank(config, &s.lang));
     }
-    let mut items: Vec<Item<'a>> = entries
+    // Ordered before the items are made: an item is large to move.
+    let mut order: Vec<(OrderKey<'a>, &FeedEntry<'a>)> = entries
         .iter()
         .map(|e| {
             let s = e.statement;
-            let url = format!("{base}{}", urls::page(s));
-            let translations = languages
+            let key = (
+                e.first_published,
+                s.meta.date,
+                s.id.as_str(),
+                lang_rank(config, &s.lang),
+            );
+            (key, e)
+        })
+        .collect();
+    order.sort_by(|a, b| a.0.cmp(&b.0));
+    order
+        .into_iter()
+        .map(|(key, e)| {
+            let s = e.statement;
+            let others = languages
                 .get(s.id.as_str())
-                .map(|v| {
-                    v.iter()
-                        .filter(|t| t.lang != s.lang)
-                        .map(|t| (t.lang.as_str(), format!("{base}{}", urls::page(t))))
-                        .collect()
-                })
+                .map(|v| v.iter().copied().filter(|t| t.lang != s.lang).collect())
                 .unwrap_or_default();
             Item {
                 s,
@@ -177,24 +221,17 @@ pub(crate) fn prepare<'a>(corpus: &'a Corpus, entries: &'a [FeedEntry<'a>]) -> V
                 html: std::sync::OnceLock::new(),
                 render_key: std::sync::OnceLock::new(),
                 base,
-                pdf: e
-                    .pdf_length
-                    .map(|len| (format!("{base}{}", urls::pdf(s)), len)),
-                url,
+                pdf_length: e.pdf_length,
+                pdf: std::sync::OnceLock::new(),
+                url: std::sync::OnceLock::new(),
                 published: s.meta.date,
                 updated: s.modified(),
-                translations,
-                key: (
-                    e.first_published,
-                    s.meta.date,
-                    s.id.as_str(),
-                    lang_rank(config, &s.lang),
-                ),
+                others,
+                translations: std::sync::OnceLock::new(),
+                key,
             }
         })
-        .collect();
-    items.sort_by(|a, b| a.key.cmp(&b.key));
-    items
+        .collect()
 }
 
 /// The entries of one feed: a language, or a topic in a language.
@@ -208,31 +245,33 @@ pub(crate) struct Group<'a> {
 /// One feed per language (even an empty one: the site links it), one per topic
 /// and language that has entries.
 pub(crate) fn groups<'a>(config: &'a Config, items: &'a [Item<'a>]) -> Vec<Group<'a>> {
+    // One pass over the items: a language's topics in name order.
+    let mut by_lang: HashMap<&str, (Vec<&'a Item<'a>>, BTreeMap<&'a str, Vec<&'a Item<'a>>>)> =
+        HashMap::new();
+    for i in items {
+        let (all, topics) = by_lang.entry(i.s.lang.as_str()).or_default();
+        all.push(i);
+        for t in &i.s.meta.topics {
+            let list = topics.entry(t.as_str()).or_default();
+            // A topic named twice in one statement lists it once.
+            if !list.last().is_some_and(|l| std::ptr::eq(*l, i)) {
+                list.push(i);
+            }
+        }
+    }
     let mut out = Vec::new();
     for lang in &config.languages {
-        let in_lang: Vec<&Item<'a>> = items.iter().filter(|i| i.s.lang == *lang).collect();
-        let topics: BTreeSet<&str> = in_lang
-            .iter()
-            .flat_map(|i| i.s.meta.topics.iter().map(String::as_str))
-            .collect();
-        let by_topic: Vec<Group<'a>> = topics
-            .into_iter()
-            .map(|topic| Group {
-                lang,
-                topic: Some(topic),
-                items: in_lang
-                    .iter()
-                    .copied()
-                    .filter(|i| i.s.meta.topics.iter().any(|t| t == topic))
-                    .collect(),
-            })
-            .collect();
+        let (in_lang, topics) = by_lang.remove(lang.as_str()).unwrap_or_default();
         out.push(Group {
             lang,
             topic: None,
             items: in_lang,
         });
-        out.extend(by_topic);
+        out.extend(topics.into_iter().map(|(topic, items)| Group {
+            lang,
+            topic: Some(topic),
+            items,
+        }));
     }
     out
 }

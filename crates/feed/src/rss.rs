@@ -68,7 +68,7 @@ pub(crate) fn write(doc: &Doc<'_>) -> Result<Vec<u8>, EncodeError> {
         if !item.title.is_empty() {
             x.text("title", &[], &item.title)?;
         }
-        x.text("link", &[], &item.url)?;
+        x.text("link", &[], item.url())?;
         // `description` is HTML: the plain summary is escaped as HTML text first
         // (`&`, `<`, `>`), then as XML by the writer. One escape per layer.
         if !item.summary.is_empty() {
@@ -82,7 +82,7 @@ pub(crate) fn write(doc: &Doc<'_>) -> Result<Vec<u8>, EncodeError> {
         for topic in &s.meta.topics {
             x.text("category", &[], topic)?;
         }
-        if let Some((url, len)) = &item.pdf {
+        if let Some((url, len)) = item.pdf() {
             x.empty(
                 "enclosure",
                 &[

@@ -310,7 +310,7 @@ pub struct Ctx<'a> {
     pub corpus: &'a Corpus,
     pub due: &'a [&'a Statement],
     pub now: DateTime<Utc>,
-    pub entries: &'a HashMap<(String, String), Entry>,
+    pub entries: &'a herald_content::fast::HashMap<(String, String), Entry>,
     pub settings: &'a Settings,
     pub paths: &'a Paths,
     pub sink: &'a AtomicSink,

@@ -91,14 +91,27 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 ";
 
-/// One publication row as a key (see [`Ledger::publication_keys`]).
+/// One publication row as a key (see [`Ledger::publication_keys`]): one-shot
+/// XXH3 over the length-prefixed parts, on the stack, as it runs for each of
+/// tens of thousands of rows.
 pub fn publication_key(statement: &str, lang: &str, channel: &str, version: &str) -> u128 {
-    herald_content::key::KeyHasher::new("publication")
-        .str(statement)
-        .str(lang)
-        .str(channel)
-        .str(version)
-        .finish()
+    let parts = [statement, lang, channel, version];
+    let len: usize = parts.iter().map(|p| p.len() + 4).sum();
+    let mut stack = [0u8; 256];
+    let mut heap = Vec::new();
+    let buf: &mut [u8] = if len <= stack.len() {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap
+    };
+    let mut at = 0;
+    for p in parts {
+        buf[at..at + 4].copy_from_slice(&(p.len() as u32).to_le_bytes());
+        buf[at + 4..at + 4 + p.len()].copy_from_slice(p.as_bytes());
+        at += 4 + p.len();
+    }
+    xxhash_rust::xxh3::xxh3_128(buf)
 }
 
 pub fn stamp(t: DateTime<Utc>) -> String {
@@ -142,13 +155,13 @@ impl Ledger {
 
     /// Every recorded (statement, lang, channel, version), as [`publication_key`]s:
     /// what the plan asks of tens of thousands of rows, without a string each.
-    pub fn publication_keys(&self) -> Result<std::collections::HashSet<u128>, LedgerError> {
+    pub fn publication_keys(&self) -> Result<herald_content::fast::HashSet<u128>, LedgerError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT statement, lang, channel, version FROM publications")
             .map_err(|e| self.err(e))?;
         let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
-        let mut out = std::collections::HashSet::new();
+        let mut out = herald_content::fast::HashSet::default();
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
             let text = |i| r.get_ref(i).and_then(|v| Ok(v.as_str()?));
             let key = (|| {
@@ -249,27 +262,43 @@ impl Ledger {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    /// Every file of the last publish with its render key.
+    /// Every file of the last publish with its render key. The optional columns
+    /// are parsed in place, without a string per row.
     pub fn outputs_keyed(&self) -> Result<Vec<Output>, LedgerError> {
+        use rusqlite::types::ValueRef;
+        fn text(v: ValueRef<'_>) -> Option<&str> {
+            match v {
+                ValueRef::Text(t) => std::str::from_utf8(t).ok(),
+                _ => None,
+            }
+        }
         let mut stmt = self
             .conn
             .prepare_cached("SELECT path, digest, key, size, sha256 FROM outputs")
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                let key: Option<String> = r.get(2)?;
-                let size: Option<i64> = r.get(3)?;
-                let sha256: Option<String> = r.get(4)?;
-                Ok(Output {
-                    sha256: sha256.and_then(|h| hex::decode(h).ok()?.try_into().ok()),
-                    path: r.get(0)?,
-                    digest: r.get(1)?,
-                    key: key.and_then(|k| u128::from_str_radix(&k, 16).ok()),
-                    size: size.and_then(|n| u64::try_from(n).ok()),
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let get = |i| r.get_ref(i).map_err(|e| self.err(e));
+            let mut sha256 = None;
+            if let Some(h) = text(get(4)?) {
+                let mut sum = [0u8; 32];
+                if hex::decode_to_slice(h, &mut sum).is_ok() {
+                    sha256 = Some(sum);
+                }
+            }
+            out.push(Output {
+                path: r.get(0).map_err(|e| self.err(e))?,
+                digest: r.get(1).map_err(|e| self.err(e))?,
+                key: text(get(2)?).and_then(|k| u128::from_str_radix(k, 16).ok()),
+                size: match get(3)? {
+                    ValueRef::Integer(n) => u64::try_from(n).ok(),
+                    _ => None,
+                },
+                sha256,
+            });
+        }
+        Ok(out)
     }
 
     /// Record a finished publish in one transaction: either all of it or none.

@@ -8,7 +8,7 @@
 //! what the last run recorded and hands back only the rows that differ, so a run
 //! that keeps 40,000 files by key writes a handful of rows, not 40,000.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -49,7 +49,7 @@ pub struct AtomicSink {
     /// What the last run left ([`AtomicSink::with_previous`]).
     previous: Vec<Output>,
     /// Index into `previous` by path.
-    by_path: HashMap<String, usize>,
+    by_path: PathIndex,
     /// Files of `previous` may be kept by their key (false for `--rebuild`).
     reuse: bool,
     /// Every file of `previous` was found in place when the run was planned: a
@@ -70,7 +70,7 @@ struct SinkState {
     /// Changed files waiting in `tmp` for [`AtomicSink::commit`]: path -> staged file.
     staged: BTreeMap<String, tempfile::TempPath>,
     /// Render keys offered for files that were then rendered.
-    keys: HashMap<String, u128>,
+    keys: herald_content::fast::HashMap<String, u128>,
     /// (size, SHA-256) read back for kept files the last run did not sum.
     read_back: BTreeMap<String, (u64, [u8; 32])>,
 }
@@ -113,7 +113,7 @@ impl AtomicSink {
             cancel: None,
             sha256: false,
             previous: Vec::new(),
-            by_path: HashMap::new(),
+            by_path: PathIndex::default(),
             reuse: true,
             previous_present: false,
             state: Mutex::new(SinkState::default()),
@@ -131,11 +131,7 @@ impl AtomicSink {
     /// channel offers or writes is stale. `present`: every one of them was found
     /// in `public/` just before.
     pub fn with_previous(mut self, outputs: Vec<Output>, present: bool, reuse: bool) -> AtomicSink {
-        self.by_path = outputs
-            .iter()
-            .enumerate()
-            .map(|(i, o)| (o.path.clone(), i))
-            .collect();
+        self.by_path = PathIndex::new(&outputs);
         if let Ok(st) = self.state.get_mut() {
             st.seen = vec![false; outputs.len()];
         }
@@ -151,8 +147,12 @@ impl AtomicSink {
         match st.put.get(path) {
             Some(o) => o.size,
             None => {
-                let i = *self.by_path.get(path)?;
-                if st.seen[i] { self.previous[i].size } else { None }
+                let i = self.by_path.get(&self.previous, path)?;
+                if st.seen[i] {
+                    self.previous[i].size
+                } else {
+                    None
+                }
             }
         }
     }
@@ -247,6 +247,45 @@ impl AtomicSink {
     }
 }
 
+/// Positions of the last run's files by path, without a copy of each path: a
+/// 64-bit hash of the path leads to its position, and the path there is
+/// compared. The rare paths whose hashes collide are kept apart by name.
+#[derive(Default)]
+struct PathIndex {
+    by_hash: herald_content::fast::HashMap<u64, usize>,
+    collided: std::collections::HashMap<String, usize>,
+}
+
+impl PathIndex {
+    fn hash(path: &str) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(path.as_bytes())
+    }
+
+    fn new(outputs: &[Output]) -> PathIndex {
+        let mut index = PathIndex::default();
+        index.by_hash.reserve(outputs.len());
+        for (i, o) in outputs.iter().enumerate() {
+            if let Some(first) = index.by_hash.insert(Self::hash(&o.path), i) {
+                // Keep the first under the hash; both under their names.
+                index.by_hash.insert(Self::hash(&o.path), first);
+                index.collided.insert(outputs[first].path.clone(), first);
+                index.collided.insert(o.path.clone(), i);
+            }
+        }
+        index
+    }
+
+    fn get(&self, outputs: &[Output], path: &str) -> Option<usize> {
+        if !self.collided.is_empty()
+            && let Some(&i) = self.collided.get(path)
+        {
+            return Some(i);
+        }
+        let &i = self.by_hash.get(&Self::hash(path))?;
+        (outputs[i].path == path).then_some(i)
+    }
+}
+
 /// The rows that differ between what the last run recorded and what this one left.
 /// `sha256`: this run keeps sums; a run without drops them, as a cold one would.
 fn delta(previous: Vec<Output>, mut st: SinkState, sha256: bool) -> OutputsDelta {
@@ -281,7 +320,7 @@ impl Sink for AtomicSink {
             return Err(cancelled_error());
         }
         let rel = checked(path)?;
-        let kept = self.by_path.get(path).copied().filter(|&i| {
+        let kept = self.by_path.get(&self.previous, path).filter(|&i| {
             self.reuse
                 && self.previous[i].key == Some(key)
                 && (self.previous_present || self.root.join(rel).is_file())
@@ -338,7 +377,7 @@ impl Sink for AtomicSink {
             st.stats.written += 1;
             st.changed.push(path.to_string());
         }
-        if let Some(&i) = self.by_path.get(path) {
+        if let Some(i) = self.by_path.get(&self.previous, path) {
             st.seen[i] = true;
         }
         let key = st.keys.remove(path);
@@ -474,6 +513,86 @@ mod tests {
         for bad in ["../x", "/etc/passwd", "a/../../b", ""] {
             assert!(sink.put(bad, b"x").is_err(), "{bad}");
         }
+        Ok(())
+    }
+
+    /// The ledger hears only what changed: a kept file is no row, a file put
+    /// again with the same bytes and key is no row, a new key or new bytes are
+    /// one row each, and a file nobody offered is stale.
+    #[test]
+    fn commit_hands_back_only_the_rows_that_differ() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let public = dir.path().join("public");
+        let tmp = dir.path().join("tmp");
+        let mut previous = Vec::new();
+        for (path, bytes, key) in [
+            ("a.html", b"a" as &[u8], 1),
+            ("b.html", b"b", 2),
+            ("c.html", b"c", 3),
+            ("d.html", b"d", 4),
+            ("gone.html", b"g", 5),
+        ] {
+            put_and_commit(&public, &tmp, path, bytes)?;
+            previous.push(Output {
+                path: path.into(),
+                digest: format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes)),
+                key: Some(key),
+                size: Some(bytes.len() as u64),
+                sha256: None,
+            });
+        }
+        let sink = AtomicSink::new(&public, &tmp, false)?.with_previous(previous, true, true);
+        assert!(sink.reuse("a.html", 1)?, "same key: kept");
+        assert!(!sink.reuse("b.html", 102)?, "new key");
+        sink.put("b.html", b"b")?;
+        assert!(!sink.reuse("c.html", 33)?);
+        sink.put("c.html", b"c, changed")?;
+        assert!(sink.reuse("d.html", 4)?, "kept too");
+        sink.put("new.html", b"n")?;
+        assert_eq!(sink.size("a.html"), Some(1));
+        assert_eq!(sink.size("c.html"), Some(10));
+        let (delta, stats) = sink.commit()?;
+        let paths: Vec<&str> = delta.upserts.iter().map(|o| o.path.as_str()).collect();
+        assert_eq!(paths, ["b.html", "c.html", "new.html"]);
+        assert_eq!(delta.upserts[0].key, Some(102));
+        assert_eq!(delta.upserts[2].key, None, "put without a key");
+        assert_eq!(delta.removed, ["gone.html"]);
+        assert_eq!(stats.written, 2);
+        assert_eq!(remove_stale(&public, &delta.removed)?, 1);
+        assert!(!public.join("gone.html").exists());
+        assert!(public.join("d.html").exists(), "kept by its key");
+        Ok(())
+    }
+
+    /// `--rebuild`: nothing is kept by key, yet files nobody wrote are stale.
+    #[test]
+    fn a_rebuild_keeps_nothing_and_still_finds_stale_files() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let public = dir.path().join("public");
+        let tmp = dir.path().join("tmp");
+        put_and_commit(&public, &tmp, "a.html", b"a")?;
+        let previous = vec![
+            Output {
+                path: "a.html".into(),
+                digest: format!("{:032x}", xxhash_rust::xxh3::xxh3_128(b"a")),
+                key: Some(1),
+                size: Some(1),
+                sha256: None,
+            },
+            Output {
+                path: "old.html".into(),
+                digest: "00".into(),
+                key: Some(2),
+                size: Some(1),
+                sha256: None,
+            },
+        ];
+        let sink = AtomicSink::new(&public, &tmp, false)?.with_previous(previous, true, false);
+        assert!(!sink.reuse("a.html", 1)?, "a rebuild renders");
+        sink.put("a.html", b"a")?;
+        let (delta, _) = sink.commit()?;
+        assert!(delta.upserts.is_empty(), "same bytes, same key: {:?}", delta.upserts);
+        assert_eq!(delta.removed, ["old.html"]);
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! The publish pipeline: load and validate, plan what is due at `now`, run the
 //! channels in order (PDF, feeds, site, mail), write atomically, record in the ledger.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -10,9 +10,9 @@ use herald_content::{Corpus, Statement};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::channels::{self, Channel};
+use crate::ledger::Output;
 use crate::ledger::{Entry, Ledger, Record};
 use crate::output::{AtomicSink, remove_stale};
-use crate::ledger::Output;
 use crate::{Error, Paths};
 
 #[derive(Debug, Clone)]
@@ -77,33 +77,31 @@ pub struct PublishReport {
 }
 
 /// (id, lang) -> permanent entry.
-type Entries = HashMap<(String, String), Entry>;
+type Entries = herald_content::fast::HashMap<(String, String), Entry>;
 
-/// The permanent ids of every due statement: from the ledger, or minted now.
+/// The permanent ids of every due statement: from the ledger (`known`, kept
+/// whole: an id once minted never changes, so extra ones harm no lookup), or
+/// minted now.
 fn entries_for(
     settings: &channels::Settings,
     due: &[&Statement],
-    known: &HashMap<(String, String), Entry>,
+    mut known: Entries,
 ) -> (Entries, Vec<(String, String, Entry)>) {
-    let mut all = HashMap::new();
     let mut minted = Vec::new();
     for s in due {
         let key = (s.id.clone(), s.lang.clone());
-        let entry = match known.get(&key) {
-            Some(e) => e.clone(),
-            None => {
-                let first = s.meta.publish_at.with_timezone(&Utc);
-                let e = Entry {
-                    first_published: first,
-                    tag_uri: channels::tag_uri(settings, first, &s.id, &s.lang),
-                };
-                minted.push((s.id.clone(), s.lang.clone(), e.clone()));
-                e
-            }
+        if known.contains_key(&key) {
+            continue;
+        }
+        let first = s.meta.publish_at.with_timezone(&Utc);
+        let e = Entry {
+            first_published: first,
+            tag_uri: channels::tag_uri(settings, first, &s.id, &s.lang),
         };
-        all.insert(key, entry);
+        minted.push((s.id.clone(), s.lang.clone(), e.clone()));
+        known.insert(key, e);
     }
-    (all, minted)
+    (known, minted)
 }
 
 /// The load cache is written again once more than this many files (or a tenth of
@@ -178,7 +176,7 @@ fn input_digest(paths: &Paths) -> Result<Inputs, Error> {
         stamps: files
             .into_iter()
             .zip(stamps)
-            .filter_map(|(p, st)| Some((p, st?)))
+            .filter_map(|(p, st)| Some((p.into_os_string(), st?)))
             .collect(),
     })
 }
@@ -190,7 +188,7 @@ struct Inputs {
     /// `None` when a file could not be looked at.
     digest: Option<String>,
     /// Each input file's stamp, by path; the loader takes these.
-    stamps: HashMap<PathBuf, herald_content::Stamp>,
+    stamps: herald_content::Stamps,
 }
 
 /// The report of a publish that has nothing to do, from the last run's [`Settled`]
@@ -273,7 +271,7 @@ fn settled_report(
 }
 
 /// The ledger's publication rows, as [`crate::ledger::publication_key`]s.
-type Recorded = HashSet<u128>;
+type Recorded = herald_content::fast::HashSet<u128>;
 
 /// What the ledger says about earlier runs, as the plan needs it.
 #[derive(Debug, Default)]
@@ -281,7 +279,7 @@ pub struct History {
     /// Every (statement, lang, channel, version) published before.
     pub recorded: Recorded,
     /// The permanent ids minted before.
-    pub known: HashMap<(String, String), Entry>,
+    pub known: Entries,
     /// The inputs are the ones the last rendering run read.
     pub unchanged_inputs: bool,
     /// Every file the last run recorded is still in `public/`.
@@ -330,7 +328,7 @@ impl<'c> Plan<'c> {
                 publish_at: s.meta.publish_at,
             })
             .collect();
-        let (entries, minted) = entries_for(settings, &due, &history.known);
+        let (entries, minted) = entries_for(settings, &due, history.known);
         let mut plan = Plan {
             now,
             embargoed,
@@ -523,13 +521,18 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         None => Ledger::open(&paths.ledger)?,
     };
     let previous = ledger.outputs_keyed()?;
+    tracing::debug!("outputs read at {} ms", t0.elapsed().as_millis());
+    let recorded = ledger.publication_keys()?;
+    tracing::debug!("publications read at {} ms", t0.elapsed().as_millis());
+    let known = ledger
+        .entries()?
+        .into_iter()
+        .map(|(id, lang, e)| ((id, lang), e))
+        .collect();
+    tracing::debug!("entries read at {} ms", t0.elapsed().as_millis());
     let history = History {
-        recorded: ledger.publication_keys()?,
-        known: ledger
-            .entries()?
-            .into_iter()
-            .map(|(id, lang, e)| ((id, lang), e))
-            .collect(),
+        recorded,
+        known,
         // The same digest tells whether anything rendered could differ from the last run.
         unchanged_inputs: inputs.is_some() && ledger.get_state("fingerprint")? == inputs,
         outputs_intact: {
