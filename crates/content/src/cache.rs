@@ -159,8 +159,8 @@ mod tests {
     fn an_unchanged_file_comes_from_the_cache_and_reads_its_body_on_use() {
         let dir = project();
         let root = dir.path();
-        let first =
-            crate::load_cached(root, LoadCache::default(), &crate::Stamps::default(), None).expect("load");
+        let first = crate::load_cached(root, LoadCache::default(), &crate::Stamps::default(), None)
+            .expect("load");
         assert_eq!(first.read, 1);
         let bytes = LoadCache::encode(&first.corpus, &first.stamps);
         let cache = LoadCache::decode(&bytes);
@@ -179,8 +179,8 @@ mod tests {
     fn a_file_changed_after_its_stamp_gives_no_body() {
         let dir = project();
         let root = dir.path();
-        let first =
-            crate::load_cached(root, LoadCache::default(), &crate::Stamps::default(), None).expect("load");
+        let first = crate::load_cached(root, LoadCache::default(), &crate::Stamps::default(), None)
+            .expect("load");
         let cache = LoadCache::decode(&LoadCache::encode(&first.corpus, &first.stamps));
         // The stamps as taken before the edit: the file changes between its
         // stamp and the moment a channel needs its body.
@@ -207,8 +207,8 @@ mod tests {
     fn another_configuration_empties_the_cache() {
         let dir = project();
         let root = dir.path();
-        let first =
-            crate::load_cached(root, LoadCache::default(), &crate::Stamps::default(), None).expect("load");
+        let first = crate::load_cached(root, LoadCache::default(), &crate::Stamps::default(), None)
+            .expect("load");
         let cache = LoadCache::decode(&LoadCache::encode(&first.corpus, &first.stamps));
         std::fs::write(
             root.join("content/herald.toml"),

@@ -237,10 +237,7 @@ pub fn load_cached(
             .then_with(|| lang_rank(&a.lang).cmp(&lang_rank(&b.lang)))
     });
     let mut slots: Vec<Option<Statement>> = statements.into_iter().map(Some).collect();
-    let statements: Vec<Statement> = order
-        .into_iter()
-        .filter_map(|i| slots[i].take())
-        .collect();
+    let statements: Vec<Statement> = order.into_iter().filter_map(|i| slots[i].take()).collect();
     Ok(Loaded {
         corpus: Corpus {
             root: root.to_path_buf(),

@@ -48,6 +48,12 @@ impl Paths {
         self.state.join("load-cache")
     }
 
+    /// `.herald/public-dirs`: the stamps of `public/`'s folders as the last
+    /// publish left them (see herald's `output::DirStamps`).
+    pub fn dir_stamps(&self) -> PathBuf {
+        self.state.join("public-dirs")
+    }
+
     /// A file below `public/`, from its relative URL path (e.g. [`pdf`]).
     pub fn public_file(&self, rel: &str) -> PathBuf {
         self.public.join(rel)

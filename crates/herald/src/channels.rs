@@ -1,8 +1,8 @@
 //! The channels as the pipeline sees them: settings, order, and the calls into
 //! the channel crates. Only this module knows all of them.
 
-use std::collections::HashMap;
 use std::io::Write;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use herald_content::{Corpus, Diagnostic, FeedKind, Sink, Statement, urls};
 use rayon::prelude::*;
 
 use crate::ledger::{Entry, Ledger};
-use crate::output::AtomicSink;
+use crate::output::Tally;
 use crate::pipeline::ChannelReport;
 use crate::{Error, Paths};
 
@@ -313,7 +313,7 @@ pub struct Ctx<'a> {
     pub entries: &'a herald_content::fast::HashMap<(String, String), Entry>,
     pub settings: &'a Settings,
     pub paths: &'a Paths,
-    pub sink: &'a AtomicSink,
+    pub sink: &'a Tally<'a>,
     pub is_new: &'a (dyn Fn(&Statement, Channel) -> bool + Sync),
     pub dry_run: bool,
 }
@@ -322,9 +322,10 @@ pub struct Ctx<'a> {
 #[derive(Default)]
 pub struct Flow {
     /// PDF path below `public/` -> exact byte length.
-    pub pdf_sizes: HashMap<String, u64>,
-    /// Feed URLs whose bytes changed: the WebSub hub hears of them after the commit.
-    pub changed_feeds: Vec<String>,
+    pub pdf_sizes: herald_content::fast::HashMap<String, u64>,
+    /// Feed URLs whose bytes changed: the WebSub hub hears of them after the
+    /// commit. Set by the feed channel, which runs beside the site.
+    pub changed_feeds: Mutex<Vec<String>>,
 }
 
 /// A statement's permanent feed id, minted at first publication.
@@ -333,6 +334,27 @@ pub fn tag_uri(settings: &Settings, first: DateTime<Utc>, id: &str, lang: &str) 
 }
 
 pub fn run(ch: Channel, ctx: &Ctx<'_>, flow: &mut Flow) -> Result<ChannelReport, Error> {
+    match ch {
+        Channel::Pdf => report(ch, ctx, || pdf(ctx, flow).map(|()| String::new())),
+        _ => run_shared(ch, ctx, flow),
+    }
+}
+
+/// [`run`] for the channels that only read what came before them (feed, site):
+/// these may run side by side.
+pub fn run_shared(ch: Channel, ctx: &Ctx<'_>, flow: &Flow) -> Result<ChannelReport, Error> {
+    report(ch, ctx, || match ch {
+        Channel::Feed => feed(ctx, flow),
+        Channel::Site => site(ctx, flow).map(|()| String::new()),
+        Channel::Pdf | Channel::Mail => Ok(String::new()),
+    })
+}
+
+fn report(
+    ch: Channel,
+    ctx: &Ctx<'_>,
+    work: impl FnOnce() -> Result<String, Error>,
+) -> Result<ChannelReport, Error> {
     let new = ctx.due.iter().filter(|s| (ctx.is_new)(s, ch)).count();
     tracing::debug!(channel = ch.name(), "render starts");
     let mut report = ChannelReport {
@@ -342,12 +364,10 @@ pub fn run(ch: Channel, ctx: &Ctx<'_>, flow: &mut Flow) -> Result<ChannelReport,
         ..Default::default()
     };
     let begun = std::time::Instant::now();
-    match ch {
-        Channel::Pdf => pdf(ctx, flow)?,
-        Channel::Feed => report.note = feed(ctx, flow)?,
-        Channel::Site => site(ctx, flow)?,
-        Channel::Mail => {}
-    }
+    report.note = work()?;
+    let stats = ctx.sink.stats();
+    report.files_written = stats.written;
+    report.files_unchanged = stats.unchanged;
     report.elapsed_ms = begun.elapsed().as_millis();
     Ok(report)
 }
@@ -445,7 +465,7 @@ fn pdf(ctx: &Ctx<'_>, flow: &mut Flow) -> Result<(), Error> {
     Ok(())
 }
 
-fn feed(ctx: &Ctx<'_>, flow: &mut Flow) -> Result<String, Error> {
+fn feed(ctx: &Ctx<'_>, flow: &Flow) -> Result<String, Error> {
     let entries = ctx
         .due
         .iter()
@@ -465,10 +485,11 @@ fn feed(ctx: &Ctx<'_>, flow: &mut Flow) -> Result<String, Error> {
         now: ctx.now,
         entries,
     };
-    let before = ctx.sink.changed().len();
     let report = herald_feed::render(&input, ctx.sink).map_err(|e| channel_err("feed", e))?;
-    let changed = ctx.sink.changed().split_off(before);
-    flow.changed_feeds = report.changed_feed_urls(&changed);
+    let changed = report.changed_feed_urls(&ctx.sink.changed());
+    if let Ok(mut feeds) = flow.changed_feeds.lock() {
+        *feeds = changed;
+    }
     Ok(String::new())
 }
 
@@ -493,12 +514,11 @@ pub fn ping_hub(settings: &Settings, topics: &[String], dry_run: bool) -> Option
 /// The subscribe form of the pages: the topics of `published`, posting to the
 /// same origin as the pages (the CSP of `herald serve` allows no other).
 fn subscribe_form(corpus: &Corpus, published: &[&Statement]) -> herald_site::SubscribeForm {
-    let mut topics: Vec<String> = published
+    let topics: std::collections::BTreeSet<&str> = published
         .iter()
-        .flat_map(|s| s.meta.topics.iter().cloned())
+        .flat_map(|s| s.meta.topics.iter().map(String::as_str))
         .collect();
-    topics.sort();
-    topics.dedup();
+    let topics = topics.into_iter().map(str::to_string).collect();
     herald_site::SubscribeForm {
         action: "/subscribe".into(),
         languages: corpus.config.languages.clone(),
@@ -562,7 +582,7 @@ fn preview_card<'a>(
 fn previews(
     ctx: &Ctx<'_>,
     style: &herald_preview::Style,
-) -> Result<HashMap<String, herald_site::PreviewImage>, Error> {
+) -> Result<herald_content::fast::HashMap<String, herald_site::PreviewImage>, Error> {
     let renderer =
         herald_preview::Renderer::new(style.clone()).map_err(|e| channel_err("site", e))?;
     let texts: Vec<(String, String)> = ctx
@@ -577,7 +597,8 @@ fn previews(
             (s.meta.issuers.join(", "), date)
         })
         .collect();
-    let mut map = HashMap::with_capacity(ctx.due.len());
+    let mut map = herald_content::fast::HashMap::default();
+    map.reserve(ctx.due.len());
     let mut todo: Vec<(usize, String)> = Vec::new();
     for (i, s) in ctx.due.iter().enumerate() {
         let card = preview_card(ctx.corpus, s, &texts[i].0, &texts[i].1);

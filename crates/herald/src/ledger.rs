@@ -49,6 +49,12 @@ pub struct Output {
     pub sha256: Option<[u8; 32]>,
 }
 
+impl AsRef<str> for Output {
+    fn as_ref(&self) -> &str {
+        &self.path
+    }
+}
+
 /// The permanent identity of a published statement in one language.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -486,6 +492,7 @@ mod tests {
                         sha256: Some([1; 32]),
                     }],
                     removed: vec!["en/index.html".into()],
+                    placed: Vec::new(),
                 }),
                 ..Default::default()
             })

@@ -7,6 +7,7 @@
 
 pub mod channels;
 pub mod cli;
+pub mod dirs;
 pub mod keys;
 pub mod ledger;
 pub mod lock;

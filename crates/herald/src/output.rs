@@ -35,6 +35,9 @@ pub struct OutputsDelta {
     pub upserts: Vec<Output>,
     /// Paths the last run wrote and this one did not: stale, to be removed.
     pub removed: Vec<String>,
+    /// Paths whose new bytes were moved into place (not a ledger matter: the
+    /// folders they changed are stamped again, see [`crate::dirs`]).
+    pub placed: Vec<String>,
 }
 
 /// Writes below `public/` atomically; remembers every path and digest it was given.
@@ -215,14 +218,18 @@ impl AtomicSink {
             .state
             .into_inner()
             .map_err(|_| io::Error::other("output sink poisoned by a panic"))?;
+        let mut placed = Vec::with_capacity(st.staged.len());
         for (rel, staged) in std::mem::take(&mut st.staged) {
             let target = self.root.join(checked(&rel)?);
             place(staged, &target).map_err(|e| {
                 io::Error::new(e.kind(), format!("writing {}: {e}", target.display()))
             })?;
+            placed.push(rel);
         }
         let stats = st.stats;
-        Ok((delta(self.previous, st, self.sha256), stats))
+        let mut delta = delta(self.previous, st, self.sha256);
+        delta.placed = placed;
+        Ok((delta, stats))
     }
 
     fn lock(&self) -> io::Result<std::sync::MutexGuard<'_, SinkState>> {
@@ -339,6 +346,13 @@ impl Sink for AtomicSink {
     }
 
     fn put(&self, path: &str, bytes: &[u8]) -> io::Result<()> {
+        self.put_changed(path, bytes).map(|_| ())
+    }
+}
+
+impl AtomicSink {
+    /// [`Sink::put`], saying whether the bytes differ from the file in place.
+    pub fn put_changed(&self, path: &str, bytes: &[u8]) -> io::Result<bool> {
         if self.is_cancelled() {
             return Err(cancelled_error());
         }
@@ -391,6 +405,69 @@ impl Sink for AtomicSink {
                 sha256,
             },
         );
+        Ok(!same)
+    }
+}
+
+/// One channel's view of the shared sink: what it wrote, kept and changed,
+/// counted apart, so that channels can render side by side.
+pub struct Tally<'a> {
+    sink: &'a AtomicSink,
+    state: Mutex<(WriteStats, Vec<String>)>,
+}
+
+impl<'a> Tally<'a> {
+    pub fn new(sink: &'a AtomicSink) -> Tally<'a> {
+        Tally {
+            sink,
+            state: Mutex::default(),
+        }
+    }
+
+    /// Files this channel wrote or left unchanged.
+    pub fn stats(&self) -> WriteStats {
+        self.state.lock().map(|s| s.0).unwrap_or_default()
+    }
+
+    /// Paths whose bytes this channel changed.
+    pub fn changed(&self) -> Vec<String> {
+        self.state.lock().map(|s| s.1.clone()).unwrap_or_default()
+    }
+
+    pub fn size(&self, path: &str) -> Option<u64> {
+        self.sink.size(path)
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.sink.is_cancelled()
+    }
+}
+
+impl Sink for Tally<'_> {
+    fn reuse(&self, path: &str, key: u128) -> io::Result<bool> {
+        let kept = self.sink.reuse(path, key)?;
+        if kept {
+            let mut st = self
+                .state
+                .lock()
+                .map_err(|_| io::Error::other("output tally poisoned by a panic"))?;
+            st.0.unchanged += 1;
+        }
+        Ok(kept)
+    }
+
+    fn put(&self, path: &str, bytes: &[u8]) -> io::Result<()> {
+        let changed = self.sink.put_changed(path, bytes)?;
+        let mut st = self
+            .state
+            .lock()
+            .map_err(|_| io::Error::other("output tally poisoned by a panic"))?;
+        if changed {
+            st.0.written += 1;
+            st.1.push(path.to_string());
+        } else {
+            st.0.unchanged += 1;
+        }
         Ok(())
     }
 }
@@ -591,7 +668,11 @@ mod tests {
         assert!(!sink.reuse("a.html", 1)?, "a rebuild renders");
         sink.put("a.html", b"a")?;
         let (delta, _) = sink.commit()?;
-        assert!(delta.upserts.is_empty(), "same bytes, same key: {:?}", delta.upserts);
+        assert!(
+            delta.upserts.is_empty(),
+            "same bytes, same key: {:?}",
+            delta.upserts
+        );
         assert_eq!(delta.removed, ["old.html"]);
         Ok(())
     }

@@ -10,9 +10,10 @@ use herald_content::{Corpus, Statement};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::channels::{self, Channel};
+use crate::dirs::DirStamps;
 use crate::ledger::Output;
 use crate::ledger::{Entry, Ledger, Record};
-use crate::output::{AtomicSink, remove_stale};
+use crate::output::{AtomicSink, Tally, remove_stale};
 use crate::{Error, Paths};
 
 #[derive(Debug, Clone)]
@@ -214,13 +215,12 @@ fn settled_report(
     if settled.inputs != inputs || !in_window || (opts.mail && !settled.mail) {
         return Ok(None);
     }
-    let outputs = ledger.outputs()?;
-    let intact = {
-        use rayon::prelude::*;
-        outputs
-            .par_iter()
-            .all(|(p, _)| paths.public.join(p).is_file())
-    };
+    let outputs: Vec<String> = ledger.outputs()?.into_iter().map(|(p, _)| p).collect();
+    let (intact, _) = crate::dirs::outputs_intact(
+        &paths.public,
+        DirStamps::load(&paths.dir_stamps()).as_ref(),
+        &outputs,
+    );
     if !intact {
         return Ok(None);
     }
@@ -309,6 +309,10 @@ pub struct Plan<'c> {
     /// Every file the last run recorded is still in `public/`.
     pub outputs_intact: bool,
     recorded: Recorded,
+    /// Every due statement (by address, as the plan borrows it from its corpus)
+    /// with a bit per channel it is new on ([`Channel::ALL`] order): asked of
+    /// the ledger once per statement and channel, then answered from here.
+    new_on: herald_content::fast::HashMap<usize, u8>,
 }
 
 impl<'c> Plan<'c> {
@@ -340,8 +344,20 @@ impl<'c> Plan<'c> {
             render: false,
             outputs_intact: history.outputs_intact,
             recorded: history.recorded,
+            new_on: Default::default(),
             due,
         };
+        let mut new_on = herald_content::fast::HashMap::default();
+        new_on.reserve(plan.due.len());
+        for s in &plan.due {
+            let mask = Channel::ALL
+                .iter()
+                .copied()
+                .filter(|ch| plan.is_recorded_new(s, *ch))
+                .fold(0u8, |m, ch| m | channel_bit(ch));
+            new_on.insert(*s as *const Statement as usize, mask);
+        }
+        plan.new_on = new_on;
         plan.new_statements = plan
             .due
             .iter()
@@ -361,6 +377,15 @@ impl<'c> Plan<'c> {
 
     /// True when this version of `s` is not yet recorded on `ch`.
     pub fn is_new(&self, s: &Statement, ch: Channel) -> bool {
+        match self.new_on.get(&(s as *const Statement as usize)) {
+            Some(m) => m & channel_bit(ch) != 0,
+            // Not one of the plan's own due statements (the same value, not an
+            // equal one): asked of the ledger's rows.
+            None => self.is_recorded_new(s, ch),
+        }
+    }
+
+    fn is_recorded_new(&self, s: &Statement, ch: Channel) -> bool {
         !self.recorded.contains(&crate::ledger::publication_key(
             &s.id,
             &s.lang,
@@ -381,6 +406,11 @@ impl<'c> Plan<'c> {
         }
         out
     }
+}
+
+/// One bit per channel for [`Plan::new_on`].
+fn channel_bit(ch: Channel) -> u8 {
+    1 << (Channel::ALL.iter().position(|c| *c == ch).unwrap_or(7) as u8)
 }
 
 /// What the render stage leaves for the record stage.
@@ -408,33 +438,58 @@ fn render(
         .with_sha256(manifest_key.is_some() && !opts.dry_run)
         .with_previous(previous, plan.outputs_intact, !opts.rebuild);
     let is_new = |s: &Statement, ch: Channel| plan.is_new(s, ch);
-    let ctx = channels::Ctx {
+    // One tally per public channel, in `Channel::PUBLIC` order.
+    let tallies = [Tally::new(&sink), Tally::new(&sink), Tally::new(&sink)];
+    let tally = |ch: Channel| {
+        let i = Channel::PUBLIC.iter().position(|c| *c == ch).unwrap_or(0);
+        &tallies[i]
+    };
+    let ctx = |ch: Channel| channels::Ctx {
         corpus,
         due: &plan.due,
         now: plan.now,
         entries: &plan.entries,
         settings,
         paths,
-        sink: &sink,
+        sink: tally(ch),
         is_new: &is_new,
         dry_run: opts.dry_run,
     };
+    let cancelled = |e: Error| {
+        if sink.is_cancelled() {
+            Error::Cancelled
+        } else {
+            e
+        }
+    };
     let mut flow = channels::Flow::default();
     let mut reports = Vec::new();
-    for ch in &plan.channels {
+    // The PDFs first: feeds and pages give their sizes.
+    if plan.channels.contains(&Channel::Pdf) {
         stop_if_cancelled(opts)?;
-        let before = sink.stats();
-        let mut rep = channels::run(*ch, &ctx, &mut flow).map_err(|e| {
-            if sink.is_cancelled() {
-                Error::Cancelled
-            } else {
-                e
-            }
-        })?;
-        let after = sink.stats();
-        rep.files_written = after.written - before.written;
-        rep.files_unchanged = after.unchanged - before.unchanged;
-        reports.push(rep);
+        reports
+            .push(channels::run(Channel::Pdf, &ctx(Channel::Pdf), &mut flow).map_err(cancelled)?);
+    }
+    stop_if_cancelled(opts)?;
+    // Feeds and pages only read what the PDFs left: they render side by side,
+    // the feeds mostly on one core while the pages take what is free.
+    let rest: Vec<Channel> = plan
+        .channels
+        .iter()
+        .copied()
+        .filter(|c| *c != Channel::Pdf)
+        .collect();
+    if let [a, b] = rest[..] {
+        let (ra, rb) = rayon::join(
+            || channels::run_shared(a, &ctx(a), &flow),
+            || channels::run_shared(b, &ctx(b), &flow),
+        );
+        reports.push(ra.map_err(cancelled)?);
+        reports.push(rb.map_err(cancelled)?);
+    } else {
+        for ch in rest {
+            reports.push(channels::run_shared(ch, &ctx(ch), &flow).map_err(cancelled)?);
+        }
     }
     if let Some(key) = manifest_key
         && !opts.dry_run
@@ -451,6 +506,64 @@ fn render(
         sink,
         reports,
         flow,
+    })
+}
+
+/// What the ledger says of earlier runs: read on its own thread while the
+/// content loads.
+struct Earlier {
+    /// The files the last run recorded.
+    previous: Vec<Output>,
+    history: History,
+    /// Coverage keys of statements that passed the content rules before.
+    passed: HashSet<u128>,
+    /// The folder stamps the last run saved, and whether they answered for
+    /// `history.outputs_intact` (see [`crate::dirs`]).
+    dirs: Option<DirStamps>,
+    dirs_answered: bool,
+}
+
+/// [`Earlier`], from its own connection; empty when there is no ledger yet.
+/// `inputs`: this run's input digest, compared with the last rendering run's.
+fn read_history(paths: &Paths, inputs: Option<&str>) -> Result<Earlier, Error> {
+    if !paths.ledger.exists() {
+        return Ok(Earlier {
+            previous: Vec::new(),
+            history: History::default(),
+            passed: HashSet::new(),
+            dirs: None,
+            dirs_answered: false,
+        });
+    }
+    let ledger = Ledger::open(&paths.ledger)?;
+    let previous = ledger.outputs_keyed()?;
+    let passed = ledger
+        .get_state(PASSED)?
+        .and_then(|v| serde_json::from_str::<Vec<String>>(&v).ok())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|k| u128::from_str_radix(k, 16).ok())
+        .collect();
+    let dirs = DirStamps::load(&paths.dir_stamps());
+    let (outputs_intact, dirs_answered) =
+        crate::dirs::outputs_intact(&paths.public, dirs.as_ref(), &previous);
+    let history = History {
+        recorded: ledger.publication_keys()?,
+        known: ledger
+            .entries()?
+            .into_iter()
+            .map(|(id, lang, e)| ((id, lang), e))
+            .collect(),
+        // The same digest tells whether anything rendered could differ from the last run.
+        unchanged_inputs: inputs.is_some() && ledger.get_state("fingerprint")?.as_deref() == inputs,
+        outputs_intact,
+    };
+    Ok(Earlier {
+        previous,
+        history,
+        passed,
+        dirs,
+        dirs_answered,
     })
 }
 
@@ -475,38 +588,43 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     tracing::debug!("inputs read in {} ms", t0.elapsed().as_millis());
     // Validation first: nothing is written while any statement is invalid. Files
     // unchanged since the last run come from the load cache, not read or parsed.
-    let cache = std::fs::read(paths.load_cache())
-        .map(|b| herald_content::LoadCache::decode(&b))
-        .unwrap_or_default();
-    let cached = cache.len();
-    let herald_content::Loaded {
-        corpus,
-        stamps,
-        read,
-    } = herald_content::load_cached(&opts.root, cache, &input_stamps, Some(walk))?;
+    // The ledger's history does not depend on the content: it is read beside it.
+    let (loaded, earlier) = std::thread::scope(|scope| {
+        let earlier = scope.spawn(|| read_history(&paths, inputs.as_deref()));
+        let loaded = {
+            let cache = std::fs::read(paths.load_cache())
+                .map(|b| herald_content::LoadCache::decode(&b))
+                .unwrap_or_default();
+            let cached = cache.len();
+            herald_content::load_cached(&opts.root, cache, &input_stamps, Some(walk))
+                .map(|l| (l, cached))
+        };
+        let earlier = earlier
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (loaded, earlier)
+    });
+    let (
+        herald_content::Loaded {
+            corpus,
+            stamps,
+            read,
+        },
+        cached,
+    ) = loaded?;
+    let Earlier {
+        previous,
+        history,
+        passed,
+        dirs,
+        dirs_answered,
+    } = earlier?;
     tracing::debug!(
-        "{} statements loaded ({read} files read) at {} ms",
+        "{} statements loaded ({read} files read) and the ledger read at {} ms",
         corpus.statements.len(),
         t0.elapsed().as_millis()
     );
     let channel_settings = channels::Settings::load(&corpus)?;
-    // An existing ledger is opened now (a new one only once the gate passed, so a
-    // refused first run leaves no database behind).
-    let existing = match paths.ledger.exists() {
-        true => Some(Ledger::open(&paths.ledger)?),
-        false => None,
-    };
-    // Statements that passed the content rules before, under the same fonts.
-    let passed: HashSet<u128> = match &existing {
-        Some(ledger) => ledger
-            .get_state(PASSED)?
-            .and_then(|v| serde_json::from_str::<Vec<String>>(&v).ok())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|k| u128::from_str_radix(k, 16).ok())
-            .collect(),
-        None => HashSet::new(),
-    };
     let passed_now = channels::content_rules(&corpus, &channel_settings, &passed)?;
     tracing::debug!("content rules passed at {} ms", t0.elapsed().as_millis());
     let manifest_key = match &channel_settings.site.manifest_key {
@@ -516,32 +634,8 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     let now = opts.now;
 
     stop_if_cancelled(opts)?;
-    let mut ledger = match existing {
-        Some(l) => l,
-        None => Ledger::open(&paths.ledger)?,
-    };
-    let previous = ledger.outputs_keyed()?;
-    tracing::debug!("outputs read at {} ms", t0.elapsed().as_millis());
-    let recorded = ledger.publication_keys()?;
-    tracing::debug!("publications read at {} ms", t0.elapsed().as_millis());
-    let known = ledger
-        .entries()?
-        .into_iter()
-        .map(|(id, lang, e)| ((id, lang), e))
-        .collect();
-    tracing::debug!("entries read at {} ms", t0.elapsed().as_millis());
-    let history = History {
-        recorded,
-        known,
-        // The same digest tells whether anything rendered could differ from the last run.
-        unchanged_inputs: inputs.is_some() && ledger.get_state("fingerprint")? == inputs,
-        outputs_intact: {
-            use rayon::prelude::*;
-            previous
-                .par_iter()
-                .all(|o| paths.public.join(&o.path).is_file())
-        },
-    };
+    // Opened for writing only now: a refused first run leaves no database behind.
+    let mut ledger = Ledger::open(&paths.ledger)?;
     // Recorded with the run (a stopped run records nothing).
     let passed_state = if passed_now.iter().any(|k| !passed.contains(k)) {
         let keys: Vec<String> = passed_now.iter().map(|k| format!("{k:032x}")).collect();
@@ -611,6 +705,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         rendered,
         inputs.as_deref(),
         passed_state,
+        dirs.filter(|_| dirs_answered),
     )?;
     tracing::debug!("recorded at {} ms", t0.elapsed().as_millis());
     // The hub is told only once the changed feeds are in place.
@@ -660,6 +755,7 @@ fn record(
     rendered: Option<Rendered>,
     inputs: Option<&str>,
     mut state: Vec<(String, String)>,
+    dirs: Option<DirStamps>,
 ) -> Result<(Vec<ChannelReport>, usize, Vec<String>), Error> {
     if !opts.dry_run {
         // Whatever this run does, the last run's summary no longer describes it.
@@ -689,12 +785,19 @@ fn record(
                 state,
                 ..Default::default()
             })?;
+            if dirs.is_none() {
+                save_dir_stamps(paths, ledger, None, None)?;
+            }
         }
         return Ok((reports, 0, Vec::new()));
     };
     if opts.dry_run {
         sink.discard();
-        return Ok((reports, 0, flow.changed_feeds));
+        return Ok((
+            reports,
+            0,
+            flow.changed_feeds.into_inner().unwrap_or_default(),
+        ));
     }
     let (delta, _) = sink.commit()?;
     let removed = remove_stale(&paths.public, &delta.removed)?;
@@ -707,6 +810,7 @@ fn record(
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let touched: Vec<String> = delta.placed.iter().chain(&delta.removed).cloned().collect();
     ledger.commit(&Record {
         now: plan.now,
         started_at: opts.started_at,
@@ -719,7 +823,33 @@ fn record(
         },
         run_summary: Some(summary),
     })?;
-    Ok((reports, removed, flow.changed_feeds))
+    save_dir_stamps(paths, ledger, dirs, Some(&touched))?;
+    Ok((
+        reports,
+        removed,
+        flow.changed_feeds.into_inner().unwrap_or_default(),
+    ))
+}
+
+/// Stamp `public/`'s folders for the next run's intactness check: those the
+/// run `touched` (files placed or removed), when the last stamps answered this
+/// run; else every folder of the recorded outputs, which heals stamps gone stale.
+fn save_dir_stamps(
+    paths: &Paths,
+    ledger: &Ledger,
+    dirs: Option<DirStamps>,
+    touched: Option<&[String]>,
+) -> Result<(), Error> {
+    let stamps = match (dirs, touched) {
+        (Some(d), Some(t)) => d.updated(&paths.public, t.iter().map(String::as_str)),
+        (Some(d), None) => d,
+        (None, _) => {
+            let outputs = ledger.outputs()?;
+            DirStamps::of_all(&paths.public, outputs.iter().map(|(p, _)| p.as_str()))
+        }
+    };
+    stamps.save(&paths.dir_stamps());
+    Ok(())
 }
 
 /// Stage four: queue bulletins for the versions not queued yet, and deliver.

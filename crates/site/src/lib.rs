@@ -43,7 +43,7 @@ pub enum PdfLinks<'a> {
     /// Every published statement has one; sizes unknown.
     Every,
     /// Those whose [`urls::pdf`] path is a key, with its size in bytes.
-    Sizes(&'a HashMap<String, u64>),
+    Sizes(&'a herald_content::fast::HashMap<String, u64>),
 }
 
 /// The subscribe form shown on every page; it posts to `herald serve`.
@@ -74,7 +74,7 @@ pub struct SiteInput<'a> {
     pub subscribe: Option<&'a SubscribeForm>,
     /// Preview images beside statement pages, by page path (`en/2014/world-day/`);
     /// none: pages carry no `og:image`.
-    pub previews: Option<&'a HashMap<String, PreviewImage>>,
+    pub previews: Option<&'a herald_content::fast::HashMap<String, PreviewImage>>,
     /// Who signs the PDFs and whether a signed manifest is published.
     pub integrity: Integrity<'a>,
 }

@@ -366,7 +366,8 @@ fn feeds_pdf_and_subscribe_form() {
     let s = corpus
         .get("2014/world-day-against-trafficking", "en")
         .expect("sample statement");
-    let sizes: HashMap<String, u64> = [(urls::pdf(s), 240_001)].into_iter().collect();
+    let sizes: herald_content::fast::HashMap<String, u64> =
+        [(urls::pdf(s), 240_001)].into_iter().collect();
     let form = SubscribeForm {
         action: "https://statements.example.org/subscribe".into(),
         languages: vec!["en".into(), "ru".into(), "kk".into()],
@@ -886,8 +887,9 @@ fn statement_pages_carry_link_preview_tags_and_a_news_article() {
     let ru = corpus
         .get("2014/world-day-against-trafficking", "ru")
         .expect("ru");
-    let sizes: HashMap<String, u64> = [(urls::pdf(en), 240_001)].into_iter().collect();
-    let previews: HashMap<String, PreviewImage> = due
+    let sizes: herald_content::fast::HashMap<String, u64> =
+        [(urls::pdf(en), 240_001)].into_iter().collect();
+    let previews: herald_content::fast::HashMap<String, PreviewImage> = due
         .iter()
         .map(|s| {
             (
