@@ -198,7 +198,7 @@ fn publish_all(corpus: &Corpus) -> usize {
     // one channel's known failure does not hide another's.
     let renderer = herald_pdf::Renderer::new(&corpus.config, &settings.pdf)
         .unwrap_or_else(|e| panic!("check accepted, the PDF renderer failed: {e}"));
-    let mut pdf_sizes = std::collections::HashMap::new();
+    let mut pdf_sizes = herald_content::fast::HashMap::default();
     let mut pdf_failure = None;
     for s in &due {
         match renderer.render(&corpus.config, s) {

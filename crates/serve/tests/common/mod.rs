@@ -72,7 +72,7 @@ impl Project {
         let config = &corpus.config;
         let pdf_settings = herald_pdf::PdfSettings::from_config(config).expect("[pdf]");
         let renderer = herald_pdf::Renderer::new(config, &pdf_settings).expect("renderer");
-        let mut sizes = std::collections::HashMap::new();
+        let mut sizes = herald_content::fast::HashMap::default();
         for s in &due {
             let bytes = renderer.render(config, s).expect("pdf");
             let path = herald_content::urls::pdf(s);
