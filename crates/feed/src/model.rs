@@ -244,10 +244,12 @@ pub(crate) struct Group<'a> {
 
 /// One feed per language (even an empty one: the site links it), one per topic
 /// and language that has entries.
+/// A language's items, and its items by topic.
+type LangGroups<'a> = (Vec<&'a Item<'a>>, BTreeMap<&'a str, Vec<&'a Item<'a>>>);
+
 pub(crate) fn groups<'a>(config: &'a Config, items: &'a [Item<'a>]) -> Vec<Group<'a>> {
     // One pass over the items: a language's topics in name order.
-    let mut by_lang: HashMap<&str, (Vec<&'a Item<'a>>, BTreeMap<&'a str, Vec<&'a Item<'a>>>)> =
-        HashMap::new();
+    let mut by_lang: HashMap<&str, LangGroups<'a>> = HashMap::new();
     for i in items {
         let (all, topics) = by_lang.entry(i.s.lang.as_str()).or_default();
         all.push(i);

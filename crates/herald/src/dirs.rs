@@ -156,10 +156,10 @@ impl DirStamps {
 /// True when every one of `outputs` is a file in `public/`: from the folder
 /// stamps when they answer, else by looking at each file. The second value
 /// says whether the stamps answered.
-pub fn outputs_intact<'a>(
+pub fn outputs_intact(
     public: &Path,
     stamps: Option<&DirStamps>,
-    outputs: &'a [impl AsRef<str> + Sync],
+    outputs: &[impl AsRef<str> + Sync],
 ) -> (bool, bool) {
     if let Some(d) = stamps
         && d.unchanged(public, outputs.iter().map(|o| o.as_ref()))
