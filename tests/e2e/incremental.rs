@@ -176,6 +176,11 @@ enum Setting {
     ShortName(Option<u8>),
     /// `[site.topic_names.climate] en`.
     TopicName(Option<u8>),
+    /// `[feed] enabled = false` (true) or the default (false): the feeds go, or
+    /// come back, and the pages render without the PDFs beside the feeds.
+    FeedOff(bool),
+    /// `[pdf] enabled = false` (true) or the default (false).
+    PdfOff(bool),
 }
 
 #[derive(Debug, Clone)]
@@ -207,6 +212,8 @@ struct Settings {
     per_page: Option<usize>,
     short_name: Option<String>,
     topic_name: Option<String>,
+    feed_off: bool,
+    pdf_off: bool,
 }
 
 impl Settings {
@@ -230,6 +237,12 @@ impl Settings {
         }
         if let Some(name) = &self.topic_name {
             let _ = write!(text, "\n[site.topic_names.climate]\nen = \"{name}\"\n");
+        }
+        if self.feed_off {
+            text.push_str("\n[feed]\nenabled = false\n");
+        }
+        if self.pdf_off {
+            text.push_str("\n[pdf]\nenabled = false\n");
         }
         text
     }
@@ -474,6 +487,14 @@ impl Model {
                     Setting::TopicName(w) => {
                         s.topic_name = word(w);
                         format!("[site.topic_names.climate] en = {:?}", s.topic_name)
+                    }
+                    Setting::FeedOff(off) => {
+                        s.feed_off = *off;
+                        format!("[feed] enabled = {}", !off)
+                    }
+                    Setting::PdfOff(off) => {
+                        s.pdf_off = *off;
+                        format!("[pdf] enabled = {}", !off)
                     }
                 };
                 changes.push(Change::Write(
@@ -1076,6 +1097,8 @@ fn op() -> impl Strategy<Value = Op> {
         prop::option::of(1usize..=3).prop_map(Setting::PerPage),
         word.clone().prop_map(Setting::ShortName),
         word.prop_map(Setting::TopicName),
+        any::<bool>().prop_map(Setting::FeedOff),
+        any::<bool>().prop_map(Setting::PdfOff),
     ];
     prop_oneof![
         3 => add,
@@ -1145,12 +1168,16 @@ fn every_kind_of_change_in_one_sequence() {
             ..statement(0, None)
         }),
         Op::Config(Setting::PerPage(Some(2))),
+        Op::Config(Setting::FeedOff(true)),
+        Op::Config(Setting::PdfOff(true)),
         Op::Template {
             which: 0,
             word: 3,
             remove: false,
         },
         Op::Lift,
+        Op::Config(Setting::FeedOff(false)),
+        Op::Config(Setting::PdfOff(false)),
         Op::Edit {
             file: 0,
             change: Edit::Updated(3),
@@ -1173,7 +1200,6 @@ fn every_kind_of_change_in_one_sequence() {
         "added under embargo",
         "translation added",
         "override removed",
-        "configuration changed",
         "override written",
         "embargo lifted",
         "edited",
@@ -1181,6 +1207,12 @@ fn every_kind_of_change_in_one_sequence() {
     ] {
         assert_eq!(tally.kinds.get(k), Some(&1), "{k}: {tally:?}");
     }
+    // per_page, then the feeds and the PDFs switched off and on again.
+    assert_eq!(
+        tally.kinds.get("configuration changed"),
+        Some(&5),
+        "{tally:?}"
+    );
 }
 
 #[test]

@@ -248,32 +248,40 @@ impl<'a> Feeds<'a> {
             })
         };
         let salt = self.salt();
-        for group in model::groups(self.config, &self.items) {
-            for doc in model::pages(&self.site, &group, self.limit) {
-                let key = doc.render_key(salt);
-                for kind in FeedKind::ALL {
-                    if doc.is_current() {
-                        report.feeds.push(FeedFile {
-                            path: doc.path(kind),
-                            url: doc.url(kind),
-                        });
-                    }
-                    let path = doc.path(kind);
-                    // Kept as it is when made from the same entries last time.
-                    let kept = sink.reuse(&path, key).map_err(|source| FeedError::Write {
-                        path: path.clone(),
-                        source,
-                    })?;
-                    if kept {
-                        report.files.push(path);
-                        continue;
-                    }
-                    let bytes = encode(&doc, kind)?;
-                    put(&path, &bytes)?;
-                    report.files.push(path);
+        let docs: Vec<model::Doc<'_>> = model::groups(self.config, &self.items)
+            .iter()
+            .flat_map(|group| model::pages(&self.site, group, self.limit))
+            .collect();
+        // Documents whose key changed: (document, format, path).
+        let mut todo: Vec<(usize, FeedKind, String)> = Vec::new();
+        for (d, doc) in docs.iter().enumerate() {
+            let key = doc.render_key(salt);
+            for kind in FeedKind::ALL {
+                if doc.is_current() {
+                    report.feeds.push(FeedFile {
+                        path: doc.path(kind),
+                        url: doc.url(kind),
+                    });
                 }
+                let path = doc.path(kind);
+                // Kept as it is when made from the same entries last time.
+                let kept = sink.reuse(&path, key).map_err(|source| FeedError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+                if !kept {
+                    todo.push((d, kind, path.clone()));
+                }
+                report.files.push(path);
             }
         }
+        // Rendered side by side: each entry's HTML is made once, by whichever
+        // document needs it first (see `Item::html`).
+        use rayon::prelude::*;
+        todo.par_iter().try_for_each(|(d, kind, path)| {
+            let bytes = encode(&docs[*d], *kind)?;
+            put(path, &bytes)
+        })?;
         put(urls::FEED_XSL, FEED_XSL.as_bytes())?;
         report.files.push(urls::FEED_XSL.to_string());
         tracing::debug!(
