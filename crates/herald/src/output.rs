@@ -218,6 +218,8 @@ impl AtomicSink {
             .state
             .into_inner()
             .map_err(|_| io::Error::other("output sink poisoned by a panic"))?;
+        // One by one: side by side measured no faster (ext4 writes a replaced
+        // file's data out before the rename, through one journal).
         let mut placed = Vec::with_capacity(st.staged.len());
         for (rel, staged) in std::mem::take(&mut st.staged) {
             let target = self.root.join(checked(&rel)?);

@@ -799,8 +799,14 @@ fn record(
             flow.changed_feeds.into_inner().unwrap_or_default(),
         ));
     }
+    let t = Instant::now();
     let (delta, _) = sink.commit()?;
     let removed = remove_stale(&paths.public, &delta.removed)?;
+    tracing::debug!(
+        "{} files placed in {} ms",
+        delta.placed.len(),
+        t.elapsed().as_millis()
+    );
     let summary = format!(
         "{} new statement version(s); {}",
         plan.new_statements.len(),
@@ -823,7 +829,9 @@ fn record(
         },
         run_summary: Some(summary),
     })?;
+    tracing::debug!("ledger written at {} ms", t.elapsed().as_millis());
     save_dir_stamps(paths, ledger, dirs, Some(&touched))?;
+    tracing::debug!("folders stamped at {} ms", t.elapsed().as_millis());
     Ok((
         reports,
         removed,
