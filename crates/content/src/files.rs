@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::diag::Diagnostic;
+use crate::shown;
 
 /// What a walk found: the files to read, and the links it refused.
 #[derive(Debug, Default)]
@@ -15,10 +16,6 @@ pub struct Walk {
 
 fn hidden(name: &std::ffi::OsStr) -> bool {
     name.to_str().is_some_and(|n| n.starts_with('.'))
-}
-
-fn shown(root: &Path, path: &Path) -> PathBuf {
-    path.strip_prefix(root).unwrap_or(path).to_path_buf()
 }
 
 /// Every file below `dir` (nothing when it does not exist). `root` is the project:

@@ -54,6 +54,9 @@ pub struct Settings {
     /// The link-preview cards' colours and logo (read and checked once); none
     /// when `[site.preview] enabled = false`.
     pub preview: Option<herald_preview::Style>,
+    /// [`pdf_files_salt`], hashed once: the content rules and the PDF channel
+    /// both need it, and fonts can be megabytes.
+    pdf_salt: std::sync::OnceLock<u128>,
 }
 
 fn channel_err(channel: &'static str, e: impl Into<crate::BoxError>) -> Error {
@@ -89,7 +92,16 @@ impl Settings {
             site,
             pdf,
             authority,
+            pdf_salt: std::sync::OnceLock::new(),
         })
+    }
+
+    /// What every PDF is made from besides its statement (see [`pdf_files_salt`]),
+    /// hashed once per loaded settings, that is once per run.
+    pub fn pdf_salt(&self, config: &herald_content::Config) -> u128 {
+        *self
+            .pdf_salt
+            .get_or_init(|| pdf_files_salt(config, &self.pdf))
     }
 }
 
@@ -224,7 +236,7 @@ pub fn content_rules(
             format!("add a font for it under [pdf], e.g. fonts = [\"fonts/NotoSans{}-Regular.ttf\"] (paths relative to herald.toml), or set [pdf] enabled = false", script_hint(lang)),
         ));
     }
-    let salt = pdf_files_salt(config, &settings.pdf);
+    let salt = settings.pdf_salt(config);
     let found: Vec<Result<u128, Vec<Diagnostic>>> = corpus
         .statements
         .par_iter()
@@ -412,7 +424,7 @@ pub fn coverage_key(salt: u128, s: &Statement) -> u128 {
 /// or a file gone missing); keep the others as they are. Fonts are parsed only
 /// when something renders.
 fn pdf(ctx: &Ctx<'_>, flow: &mut Flow) -> Result<(), Error> {
-    let salt = pdf_files_salt(&ctx.corpus.config, &ctx.settings.pdf);
+    let salt = ctx.settings.pdf_salt(&ctx.corpus.config);
     let mut todo: Vec<&Statement> = Vec::new();
     for s in ctx.due {
         let path = urls::pdf(s);

@@ -257,14 +257,13 @@ impl Ledger {
             .map_err(|e| self.err(e))
     }
 
-    pub fn outputs(&self) -> Result<Vec<(String, String)>, LedgerError> {
+    /// The path of every file the last publish recorded.
+    pub fn output_paths(&self) -> Result<Vec<String>, LedgerError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT path, digest FROM outputs")
+            .prepare_cached("SELECT path FROM outputs")
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 

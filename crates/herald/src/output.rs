@@ -68,8 +68,6 @@ struct SinkState {
     /// Files rendered this run: their ledger rows.
     put: BTreeMap<String, Output>,
     stats: WriteStats,
-    /// Paths whose bytes changed in this run.
-    changed: Vec<String>,
     /// Changed files waiting in `tmp` for [`AtomicSink::commit`]: path -> staged file.
     staged: BTreeMap<String, tempfile::TempPath>,
     /// Render keys offered for files that were then rendered.
@@ -246,11 +244,6 @@ impl AtomicSink {
         st.stats
     }
 
-    /// Paths whose bytes changed so far.
-    pub fn changed(&self) -> Vec<String> {
-        self.lock().map(|s| s.changed.clone()).unwrap_or_default()
-    }
-
     pub fn stats(&self) -> WriteStats {
         self.lock().map(|s| s.stats).unwrap_or_default()
     }
@@ -259,24 +252,38 @@ impl AtomicSink {
 /// Positions of the last run's files by path, without a copy of each path: a
 /// 64-bit hash of the path leads to its position, and the path there is
 /// compared. The rare paths whose hashes collide are kept apart by name.
-#[derive(Default)]
 struct PathIndex {
     by_hash: herald_content::fast::HashMap<u64, usize>,
     collided: std::collections::HashMap<String, usize>,
+    /// XXH3-64; tests give one that collides.
+    hash: fn(&str) -> u64,
+}
+
+impl Default for PathIndex {
+    fn default() -> Self {
+        PathIndex {
+            by_hash: Default::default(),
+            collided: Default::default(),
+            hash: |path| xxhash_rust::xxh3::xxh3_64(path.as_bytes()),
+        }
+    }
 }
 
 impl PathIndex {
-    fn hash(path: &str) -> u64 {
-        xxhash_rust::xxh3::xxh3_64(path.as_bytes())
+    fn new(outputs: &[Output]) -> PathIndex {
+        Self::with_hash(outputs, PathIndex::default().hash)
     }
 
-    fn new(outputs: &[Output]) -> PathIndex {
-        let mut index = PathIndex::default();
+    fn with_hash(outputs: &[Output], hash: fn(&str) -> u64) -> PathIndex {
+        let mut index = PathIndex {
+            hash,
+            ..PathIndex::default()
+        };
         index.by_hash.reserve(outputs.len());
         for (i, o) in outputs.iter().enumerate() {
-            if let Some(first) = index.by_hash.insert(Self::hash(&o.path), i) {
+            if let Some(first) = index.by_hash.insert(hash(&o.path), i) {
                 // Keep the first under the hash; both under their names.
-                index.by_hash.insert(Self::hash(&o.path), first);
+                index.by_hash.insert(hash(&o.path), first);
                 index.collided.insert(outputs[first].path.clone(), first);
                 index.collided.insert(o.path.clone(), i);
             }
@@ -290,7 +297,7 @@ impl PathIndex {
         {
             return Some(i);
         }
-        let &i = self.by_hash.get(&Self::hash(path))?;
+        let &i = self.by_hash.get(&(self.hash)(path))?;
         (outputs[i].path == path).then_some(i)
     }
 }
@@ -391,7 +398,6 @@ impl AtomicSink {
             st.stats.unchanged += 1;
         } else {
             st.stats.written += 1;
-            st.changed.push(path.to_string());
         }
         if let Some(i) = self.by_path.get(&self.previous, path) {
             st.seen[i] = true;
@@ -677,5 +683,27 @@ mod tests {
         );
         assert_eq!(delta.removed, ["old.html"]);
         Ok(())
+    }
+
+    /// Paths whose hashes collide are still found, each at its own position,
+    /// and a path never recorded is not mistaken for one that shares its hash.
+    #[test]
+    fn the_path_index_keeps_colliding_paths_apart() {
+        let output = |path: &str| Output {
+            path: path.into(),
+            digest: String::new(),
+            key: None,
+            size: None,
+            sha256: None,
+        };
+        let outputs = [output("a.html"), output("b.html"), output("c.html")];
+        let index = PathIndex::with_hash(&outputs, |_| 7);
+        for (i, o) in outputs.iter().enumerate() {
+            assert_eq!(index.get(&outputs, &o.path), Some(i), "{}", o.path);
+        }
+        assert_eq!(index.get(&outputs, "d.html"), None);
+        let index = PathIndex::new(&outputs);
+        assert_eq!(index.get(&outputs, "c.html"), Some(2));
+        assert_eq!(index.get(&outputs, "d.html"), None);
     }
 }

@@ -215,7 +215,7 @@ fn settled_report(
     if settled.inputs != inputs || !in_window || (opts.mail && !settled.mail) {
         return Ok(None);
     }
-    let outputs: Vec<String> = ledger.outputs()?.into_iter().map(|(p, _)| p).collect();
+    let outputs = ledger.output_paths()?;
     let (intact, _) = crate::dirs::outputs_intact(
         &paths.public,
         DirStamps::load(&paths.dir_stamps()).as_ref(),
@@ -517,10 +517,10 @@ struct Earlier {
     history: History,
     /// Coverage keys of statements that passed the content rules before.
     passed: HashSet<u128>,
-    /// The folder stamps the last run saved, and whether they answered for
-    /// `history.outputs_intact` (see [`crate::dirs`]).
+    /// The folder stamps the last run saved, when they answered for
+    /// `history.outputs_intact` (see [`crate::dirs`]): the run then stamps again
+    /// only the folders it touches.
     dirs: Option<DirStamps>,
-    dirs_answered: bool,
 }
 
 /// [`Earlier`], from its own connection; empty when there is no ledger yet.
@@ -532,7 +532,6 @@ fn read_history(paths: &Paths, inputs: Option<&str>) -> Result<Earlier, Error> {
             history: History::default(),
             passed: HashSet::new(),
             dirs: None,
-            dirs_answered: false,
         });
     }
     let ledger = Ledger::open(&paths.ledger)?;
@@ -562,8 +561,7 @@ fn read_history(paths: &Paths, inputs: Option<&str>) -> Result<Earlier, Error> {
         previous,
         history,
         passed,
-        dirs,
-        dirs_answered,
+        dirs: dirs.filter(|_| dirs_answered),
     })
 }
 
@@ -617,7 +615,6 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         history,
         passed,
         dirs,
-        dirs_answered,
     } = earlier?;
     tracing::debug!(
         "{} statements loaded ({read} files read) and the ledger read at {} ms",
@@ -705,7 +702,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
         rendered,
         inputs.as_deref(),
         passed_state,
-        dirs.filter(|_| dirs_answered),
+        dirs,
     )?;
     tracing::debug!("recorded at {} ms", t0.elapsed().as_millis());
     // The hub is told only once the changed feeds are in place.
@@ -852,8 +849,8 @@ fn save_dir_stamps(
         (Some(d), Some(t)) => d.updated(&paths.public, t.iter().map(String::as_str)),
         (Some(d), None) => d,
         (None, _) => {
-            let outputs = ledger.outputs()?;
-            DirStamps::of_all(&paths.public, outputs.iter().map(|(p, _)| p.as_str()))
+            let outputs = ledger.output_paths()?;
+            DirStamps::of_all(&paths.public, outputs.iter().map(String::as_str))
         }
     };
     stamps.save(&paths.dir_stamps());
