@@ -51,6 +51,78 @@ impl Stamp {
     }
 }
 
+/// The stamp of each of `paths` (`None` where it cannot be looked at), links
+/// followed (see [`metadata_of`]).
+pub fn stamps_of(paths: &[impl AsRef<Path> + Sync]) -> Vec<Option<Stamp>> {
+    metadata_of(paths)
+        .into_iter()
+        .map(|m| m.map(|m| Stamp::of(&m)))
+        .collect()
+}
+
+/// The metadata of each of `paths` (`None` where it cannot be looked at), links
+/// followed. Looked up by name in each folder's listing: the kernel then walks
+/// a path once per folder, not once per file, which was two thirds of the cost
+/// of 13,000 lookups by whole path. Folders holding few of them are looked up
+/// by path.
+pub fn metadata_of(paths: &[impl AsRef<Path> + Sync]) -> Vec<Option<std::fs::Metadata>> {
+    use rayon::prelude::*;
+    use std::ffi::OsStr;
+    let by_path = |p: &Path| std::fs::metadata(p).ok();
+    // Positions by folder, in first-seen order.
+    let mut folders: crate::fast::HashMap<&Path, Vec<usize>> = Default::default();
+    for (i, p) in paths.iter().enumerate() {
+        let p = p.as_ref();
+        folders
+            .entry(p.parent().unwrap_or(Path::new("")))
+            .or_default()
+            .push(i);
+    }
+    let found: Vec<Vec<(usize, Option<std::fs::Metadata>)>> = folders
+        .into_par_iter()
+        .map(|(dir, at)| {
+            if at.len() < 8 || dir.as_os_str().is_empty() {
+                return at
+                    .iter()
+                    .map(|&i| (i, by_path(paths[i].as_ref())))
+                    .collect();
+            }
+            let mut wanted: crate::fast::HashMap<&OsStr, usize> = at
+                .iter()
+                .filter_map(|&i| Some((paths[i].as_ref().file_name()?, i)))
+                .collect();
+            let mut out = Vec::with_capacity(at.len());
+            if let Ok(list) = std::fs::read_dir(dir) {
+                for entry in list.flatten() {
+                    let Some(i) = wanted.remove(entry.file_name().as_os_str()) else {
+                        continue;
+                    };
+                    // The listing's look does not follow links: a link is looked up
+                    // by path.
+                    let st = match entry.metadata() {
+                        Ok(m) if m.file_type().is_symlink() => by_path(paths[i].as_ref()),
+                        Ok(m) => Some(m),
+                        Err(_) => by_path(paths[i].as_ref()),
+                    };
+                    out.push((i, st));
+                }
+            }
+            // Not in the listing (gone, or a name the listing spells otherwise).
+            out.extend(
+                wanted
+                    .into_values()
+                    .map(|i| (i, by_path(paths[i].as_ref()))),
+            );
+            out
+        })
+        .collect();
+    let mut all: Vec<Option<std::fs::Metadata>> = (0..paths.len()).map(|_| None).collect();
+    for (i, m) in found.into_iter().flatten() {
+        all[i] = m;
+    }
+    all
+}
+
 /// Statements loaded before, by the path they are shown with.
 #[derive(Debug, Default)]
 pub struct LoadCache {
@@ -139,6 +211,44 @@ impl LoadCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Looked up through listings, each stamp is the one a lookup by path
+    /// gives: for plain files, a link (followed), a file gone, and a folder
+    /// holding too few to list.
+    #[test]
+    fn stamps_through_listings_are_stamps_by_path() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let many = dir.path().join("many");
+        std::fs::create_dir_all(&many)?;
+        let mut paths = Vec::new();
+        for i in 0..12 {
+            let p = many.join(format!("f{i}.md"));
+            std::fs::write(&p, "x".repeat(i))?;
+            paths.push(p);
+        }
+        std::fs::write(dir.path().join("target.md"), "the target")?;
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(dir.path().join("target.md"), many.join("link.md"))?;
+            paths.push(many.join("link.md"));
+        }
+        paths.push(many.join("gone.md"));
+        paths.push(dir.path().join("target.md"));
+        let by_path: Vec<Option<Stamp>> = paths
+            .iter()
+            .map(|p| std::fs::metadata(p).ok().map(|m| Stamp::of(&m)))
+            .collect();
+        assert_eq!(stamps_of(&paths), by_path);
+        assert!(by_path[..12].iter().all(Option::is_some));
+        assert_eq!(by_path[by_path.len() - 2], None, "the file that is gone");
+        #[cfg(unix)]
+        assert_eq!(
+            by_path[12].map(|s| s.to_bytes()[..8].to_vec()),
+            Some(10u64.to_le_bytes().to_vec()),
+            "the link's stamp is its target's (10 bytes)"
+        );
+        Ok(())
+    }
 
     const CONFIG: &str = "title = \"T\"\nbase_url = \"https://ex.org/\"\nlanguages = [\"en\"]\ndefault_language = \"en\"\ntime_zone = \"UTC\"\n[organization]\nname = \"Org\"\n";
 

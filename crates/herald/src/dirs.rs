@@ -41,16 +41,19 @@ fn folders_of(path: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-fn stamp(public: &Path, dir: &str) -> Option<Stamp> {
-    let path = if dir.is_empty() {
-        public.to_path_buf()
-    } else {
-        public.join(dir)
-    };
-    std::fs::metadata(path)
-        .ok()
-        .filter(|m| m.is_dir())
-        .map(|m| Stamp::of(&m))
+/// The stamps of folders of `public/` (`None` for one that is gone or no folder).
+fn stamps(public: &Path, dirs: &[impl AsRef<str>]) -> Vec<Option<Stamp>> {
+    let paths: Vec<std::path::PathBuf> = dirs
+        .iter()
+        .map(|d| match d.as_ref() {
+            "" => public.to_path_buf(),
+            d => public.join(d),
+        })
+        .collect();
+    herald_content::cache::metadata_of(&paths)
+        .into_iter()
+        .map(|m| m.filter(|m| m.is_dir()).map(|m| Stamp::of(&m)))
+        .collect()
 }
 
 impl DirStamps {
@@ -76,11 +79,11 @@ impl DirStamps {
             }
         }
         let needed: Vec<&str> = needed.into_iter().collect();
-        needed.par_iter().all(|dir| {
-            saved
-                .get(dir)
-                .is_some_and(|s| stamp(public, dir).as_ref() == Some(s))
-        })
+        let now = stamps(public, &needed);
+        needed
+            .iter()
+            .zip(now)
+            .all(|(dir, now)| now.is_some() && saved.get(dir) == now.as_ref())
     }
 
     /// Stamp every folder holding one of `outputs`, as they are now.
@@ -126,12 +129,11 @@ impl DirStamps {
     }
 
     fn stamped(public: &Path, dirs: Vec<String>) -> DirStamps {
+        let now = stamps(public, &dirs);
         let dirs = dirs
-            .into_par_iter()
-            .filter_map(|d| {
-                let st = stamp(public, &d)?;
-                Some((d, st))
-            })
+            .into_iter()
+            .zip(now)
+            .filter_map(|(d, st)| Some((d, st?)))
             .collect();
         DirStamps {
             version: env!("CARGO_PKG_VERSION").to_string(),

@@ -141,7 +141,6 @@ struct Settled {
 /// output. XXH3-128: it detects change, nobody forges it. `None` when a file
 /// cannot be read: then nothing is settled, and loading reports the file.
 fn input_digest(paths: &Paths) -> Result<Inputs, Error> {
-    use rayon::prelude::*;
     let walk = herald_content::statement_walk(&paths.root)?;
     let mut files = walk.files.clone();
     files.push(paths.content.join("herald.toml"));
@@ -152,14 +151,7 @@ fn input_digest(paths: &Paths) -> Result<Inputs, Error> {
     }
     // A chmod changes the change time too: a file made unreadable is never settled
     // on; the loader reports it.
-    let stamps: Vec<Option<herald_content::Stamp>> = files
-        .par_iter()
-        .map(|p| {
-            std::fs::metadata(p)
-                .ok()
-                .map(|m| herald_content::Stamp::of(&m))
-        })
-        .collect();
+    let stamps = herald_content::cache::stamps_of(&files);
     let mut h = Xxh3::new();
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
     let mut complete = true;
@@ -534,8 +526,10 @@ fn read_history(paths: &Paths, inputs: Option<&str>) -> Result<Earlier, Error> {
             dirs: None,
         });
     }
+    let t = Instant::now();
     let ledger = Ledger::open(&paths.ledger)?;
     let previous = ledger.outputs_keyed()?;
+    tracing::debug!("history: outputs at {} ms", t.elapsed().as_millis());
     let passed = ledger
         .get_state(PASSED)?
         .and_then(|v| serde_json::from_str::<Vec<String>>(&v).ok())
@@ -546,6 +540,7 @@ fn read_history(paths: &Paths, inputs: Option<&str>) -> Result<Earlier, Error> {
     let dirs = DirStamps::load(&paths.dir_stamps());
     let (outputs_intact, dirs_answered) =
         crate::dirs::outputs_intact(&paths.public, dirs.as_ref(), &previous);
+    tracing::debug!("history: folders checked at {} ms", t.elapsed().as_millis());
     let history = History {
         recorded: ledger.publication_keys()?,
         known: ledger
@@ -557,6 +552,7 @@ fn read_history(paths: &Paths, inputs: Option<&str>) -> Result<Earlier, Error> {
         unchanged_inputs: inputs.is_some() && ledger.get_state("fingerprint")?.as_deref() == inputs,
         outputs_intact,
     };
+    tracing::debug!("history: read at {} ms", t.elapsed().as_millis());
     Ok(Earlier {
         previous,
         history,
@@ -594,6 +590,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
                 .map(|b| herald_content::LoadCache::decode(&b))
                 .unwrap_or_default();
             let cached = cache.len();
+            tracing::debug!("load cache decoded at {} ms", t0.elapsed().as_millis());
             herald_content::load_cached(&opts.root, cache, &input_stamps, Some(walk))
                 .map(|l| (l, cached))
         };
@@ -797,7 +794,10 @@ fn record(
         ));
     }
     let t = Instant::now();
-    let (delta, _) = sink.commit()?;
+    let (delta, _, old) = sink.commit()?;
+    // The files swapped out are deleted beside the ledger write.
+    let swapped_out = old.len();
+    let deleting = (!old.is_empty()).then(|| old.delete_beside());
     let removed = remove_stale(&paths.public, &delta.removed)?;
     tracing::debug!(
         "{} files placed in {} ms",
@@ -829,6 +829,15 @@ fn record(
     tracing::debug!("ledger written at {} ms", t.elapsed().as_millis());
     save_dir_stamps(paths, ledger, dirs, Some(&touched))?;
     tracing::debug!("folders stamped at {} ms", t.elapsed().as_millis());
+    if let Some(d) = deleting
+        && d.join().is_err()
+    {
+        tracing::warn!("deleting {swapped_out} replaced file(s) in the staging folder failed");
+    }
+    tracing::debug!(
+        "{swapped_out} replaced files deleted at {} ms",
+        t.elapsed().as_millis()
+    );
     Ok((
         reports,
         removed,

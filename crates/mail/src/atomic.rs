@@ -48,6 +48,28 @@ pub fn place(staged: tempfile::TempPath, target: &Path) -> io::Result<()> {
     }
 }
 
+/// Like [`place`], but an existing `target` is swapped out rather than replaced
+/// (Linux's `RENAME_EXCHANGE`): ext4 writes a replaced file's data out before a
+/// rename over it, which made placing a few hundred changed pages cost 0.2 ms
+/// each; an exchange does not. Readers still see the old file or the new one.
+/// The old file is handed back under the staged name, deleted when dropped, so
+/// the caller can delete it where it costs nothing (another thread).
+pub fn place_swapping(
+    staged: tempfile::TempPath,
+    target: &Path,
+) -> io::Result<Option<tempfile::TempPath>> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        // Any failure (no old file, a file system without exchange, another
+        // device) leaves both in place: then an ordinary place.
+        if renameat_with(CWD, &*staged, CWD, target, RenameFlags::EXCHANGE).is_ok() {
+            return Ok(Some(staged));
+        }
+    }
+    place(staged, target).map(|()| None)
+}
+
 /// Write `bytes` to `target` atomically: staged beside it, then renamed.
 pub fn write(target: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = target.parent().unwrap_or(Path::new("."));
@@ -81,6 +103,29 @@ mod tests {
                 "readable by others (umask allowing): {mode:o}"
             );
         }
+    }
+
+    /// A swap leaves the new bytes in place and the old ones under the staged
+    /// name, gone once dropped; with no old file it is an ordinary place.
+    #[test]
+    fn a_swap_hands_back_the_old_file() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let target = dir.path().join("a/page.html");
+        let none = place_swapping(stage(dir.path(), b"first")?, &target)?;
+        assert!(none.is_none());
+        assert_eq!(fs::read(&target)?, b"first");
+        let old = place_swapping(stage(dir.path(), b"second")?, &target)?;
+        assert_eq!(fs::read(&target)?, b"second");
+        if cfg!(target_os = "linux") {
+            let old = old.expect("the old file handed back");
+            assert_eq!(fs::read(&old)?, b"first");
+            let path = old.to_path_buf();
+            drop(old);
+            assert!(!path.exists());
+        }
+        let left: Vec<_> = fs::read_dir(dir.path())?.collect();
+        assert_eq!(left.len(), 1, "only the folder a/ is left: {left:?}");
+        Ok(())
     }
 
     #[test]
