@@ -190,6 +190,7 @@ fn settled_report(
     opts: &PublishOptions,
     paths: &Paths,
     inputs: &str,
+    history: &HistoryReader,
     t0: Instant,
 ) -> Result<Option<PublishReport>, Error> {
     if !paths.ledger.exists() {
@@ -207,13 +208,7 @@ fn settled_report(
     if settled.inputs != inputs || !in_window || (opts.mail && !settled.mail) {
         return Ok(None);
     }
-    let outputs = ledger.output_paths()?;
-    let (intact, _) = crate::dirs::outputs_intact(
-        &paths.public,
-        DirStamps::load(&paths.dir_stamps()).as_ref(),
-        &outputs,
-    );
-    if !intact {
+    if !history.outputs_intact() {
         return Ok(None);
     }
     let mut channels: Vec<ChannelReport> = settled
@@ -516,20 +511,34 @@ struct Earlier {
 }
 
 /// [`Earlier`], from its own connection; empty when there is no ledger yet.
-/// `inputs`: this run's input digest, compared with the last rendering run's.
-fn read_history(paths: &Paths, inputs: Option<&str>) -> Result<Earlier, Error> {
+/// Whether the recorded outputs are intact is sent on `intact` as soon as it is
+/// known: a run with nothing to do needs only that. The fingerprint is handed
+/// back for the caller to compare with this run's input digest.
+fn read_history(
+    paths: &Paths,
+    intact: std::sync::mpsc::Sender<bool>,
+) -> Result<(Earlier, Option<String>), Error> {
     if !paths.ledger.exists() {
-        return Ok(Earlier {
-            previous: Vec::new(),
-            history: History::default(),
-            passed: HashSet::new(),
-            dirs: None,
-        });
+        return Ok((
+            Earlier {
+                previous: Vec::new(),
+                history: History::default(),
+                passed: HashSet::new(),
+                dirs: None,
+            },
+            None,
+        ));
     }
     let t = Instant::now();
     let ledger = Ledger::open(&paths.ledger)?;
     let previous = ledger.outputs_keyed()?;
     tracing::debug!("history: outputs at {} ms", t.elapsed().as_millis());
+    let dirs = DirStamps::load(&paths.dir_stamps());
+    let (outputs_intact, dirs_answered) =
+        crate::dirs::outputs_intact(&paths.public, dirs.as_ref(), &previous);
+    // Nobody waiting is no error: the run went on without it.
+    let _ = intact.send(outputs_intact);
+    tracing::debug!("history: folders checked at {} ms", t.elapsed().as_millis());
     let passed = ledger
         .get_state(PASSED)?
         .and_then(|v| serde_json::from_str::<Vec<String>>(&v).ok())
@@ -537,10 +546,6 @@ fn read_history(paths: &Paths, inputs: Option<&str>) -> Result<Earlier, Error> {
         .iter()
         .filter_map(|k| u128::from_str_radix(k, 16).ok())
         .collect();
-    let dirs = DirStamps::load(&paths.dir_stamps());
-    let (outputs_intact, dirs_answered) =
-        crate::dirs::outputs_intact(&paths.public, dirs.as_ref(), &previous);
-    tracing::debug!("history: folders checked at {} ms", t.elapsed().as_millis());
     let history = History {
         recorded: ledger.publication_keys()?,
         known: ledger
@@ -548,17 +553,55 @@ fn read_history(paths: &Paths, inputs: Option<&str>) -> Result<Earlier, Error> {
             .into_iter()
             .map(|(id, lang, e)| ((id, lang), e))
             .collect(),
-        // The same digest tells whether anything rendered could differ from the last run.
-        unchanged_inputs: inputs.is_some() && ledger.get_state("fingerprint")?.as_deref() == inputs,
+        unchanged_inputs: false,
         outputs_intact,
     };
+    let fingerprint = ledger.get_state("fingerprint")?;
     tracing::debug!("history: read at {} ms", t.elapsed().as_millis());
-    Ok(Earlier {
-        previous,
-        history,
-        passed,
-        dirs: dirs.filter(|_| dirs_answered),
-    })
+    Ok((
+        Earlier {
+            previous,
+            history,
+            passed,
+            dirs: dirs.filter(|_| dirs_answered),
+        },
+        fingerprint,
+    ))
+}
+
+/// [`read_history`] on a thread of its own, started before anything else: it
+/// needs nothing of this run, and reads beside the input digest and the load.
+struct HistoryReader {
+    intact: std::sync::mpsc::Receiver<bool>,
+    thread: std::thread::JoinHandle<Result<(Earlier, Option<String>), Error>>,
+}
+
+impl HistoryReader {
+    fn start(paths: &Paths) -> HistoryReader {
+        let (tx, intact) = std::sync::mpsc::channel();
+        let paths = paths.clone();
+        HistoryReader {
+            intact,
+            thread: std::thread::spawn(move || read_history(&paths, tx)),
+        }
+    }
+
+    /// Whether every recorded output is in place (false when the ledger could not
+    /// tell: the full path then reports why).
+    fn outputs_intact(&self) -> bool {
+        self.intact.recv().unwrap_or(false)
+    }
+
+    /// The history, with `unchanged_inputs` from this run's input digest.
+    fn join(self, inputs: Option<&str>) -> Result<Earlier, Error> {
+        let (mut earlier, fingerprint) = self
+            .thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        // The same digest tells whether anything rendered could differ from the last run.
+        earlier.history.unchanged_inputs = inputs.is_some() && fingerprint.as_deref() == inputs;
+        Ok(earlier)
+    }
 }
 
 /// Publish everything due at `opts.now` that the ledger has not recorded:
@@ -566,6 +609,7 @@ fn read_history(paths: &Paths, inputs: Option<&str>) -> Result<Earlier, Error> {
 pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     let t0 = Instant::now();
     let paths = Paths::new(&opts.root);
+    let history = HistoryReader::start(&paths);
     // Read before loading: an edit made while this run works changes the digest, so
     // the next run cannot mistake it for settled.
     let Inputs {
@@ -575,7 +619,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     } = input_digest(&paths)?;
     if let Some(inputs) = &inputs
         && !opts.rebuild
-        && let Some(report) = settled_report(opts, &paths, inputs, t0)?
+        && let Some(report) = settled_report(opts, &paths, inputs, &history, t0)?
     {
         return Ok(report);
     }
@@ -583,22 +627,16 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     // Validation first: nothing is written while any statement is invalid. Files
     // unchanged since the last run come from the load cache, not read or parsed.
     // The ledger's history does not depend on the content: it is read beside it.
-    let (loaded, earlier) = std::thread::scope(|scope| {
-        let earlier = scope.spawn(|| read_history(&paths, inputs.as_deref()));
-        let loaded = {
-            let cache = std::fs::read(paths.load_cache())
-                .map(|b| herald_content::LoadCache::decode(&b))
-                .unwrap_or_default();
-            let cached = cache.len();
-            tracing::debug!("load cache decoded at {} ms", t0.elapsed().as_millis());
-            herald_content::load_cached(&opts.root, cache, &input_stamps, Some(walk))
-                .map(|l| (l, cached))
-        };
-        let earlier = earlier
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (loaded, earlier)
-    });
+    let loaded = {
+        let cache = std::fs::read(paths.load_cache())
+            .map(|b| herald_content::LoadCache::decode(&b))
+            .unwrap_or_default();
+        let cached = cache.len();
+        tracing::debug!("load cache decoded at {} ms", t0.elapsed().as_millis());
+        herald_content::load_cached(&opts.root, cache, &input_stamps, Some(walk))
+            .map(|l| (l, cached))
+    };
+    let earlier = history.join(inputs.as_deref());
     let (
         herald_content::Loaded {
             corpus,
