@@ -164,6 +164,12 @@ enum Edit {
     Summary(Vec<u8>),
     /// A correction: `updated` this many days after the last one (or the date).
     Updated(u32),
+    /// `draft = true` (true), or the key removed: a published statement goes from
+    /// every page and feed, and comes back.
+    Draft(bool),
+    /// `slug = "<file stem>-<word>"`, or the key removed: the statement moves to
+    /// another address, and the pages of its translations link there.
+    Slug(Option<u8>),
 }
 
 #[derive(Debug, Clone)]
@@ -400,6 +406,25 @@ impl Model {
                                 .expect("date");
                             let u = stamp(last + Duration::days(i64::from(*days)));
                             (set_field(&text, "updated", Some(&u)), "updated")
+                        }
+                        Edit::Draft(on) => (
+                            set_field(&text, "draft", on.then_some("true")),
+                            if *on { "draft = true" } else { "draft removed" },
+                        ),
+                        Edit::Slug(w) => {
+                            // The stem keeps it unique in its year and language.
+                            let stem = path
+                                .rsplit('/')
+                                .next()
+                                .and_then(|n| n.split('.').next())
+                                .expect("file stem");
+                            let slug = w.map(|w| {
+                                quoted(&format!("{stem}-{}", EN[usize::from(w) % EN.len()]))
+                            });
+                            (
+                                set_field(&text, "slug", slug.as_deref()),
+                                if w.is_some() { "slug" } else { "slug removed" },
+                            )
                         }
                     };
                     self.files.insert(path.clone(), text.clone());
@@ -1090,6 +1115,8 @@ fn op() -> impl Strategy<Value = Op> {
         prop::collection::vec(0..TOPICS.len(), 0..=3).prop_map(Edit::Topics),
         picks(3..=8).prop_map(Edit::Summary),
         (1u32..=30).prop_map(Edit::Updated),
+        any::<bool>().prop_map(Edit::Draft),
+        prop::option::of(any::<u8>()).prop_map(Edit::Slug),
     ];
     let word = prop::option::of(any::<u8>());
     let setting = prop_oneof![
@@ -1182,10 +1209,22 @@ fn every_kind_of_change_in_one_sequence() {
             file: 0,
             change: Edit::Updated(3),
         },
+        Op::Edit {
+            file: 1,
+            change: Edit::Slug(Some(2)),
+        },
+        Op::Edit {
+            file: 2,
+            change: Edit::Draft(true),
+        },
         Op::Template {
             which: 0,
             word: 0,
             remove: true,
+        },
+        Op::Edit {
+            file: 2,
+            change: Edit::Draft(false),
         },
         Op::Delete { file: 0 },
     ];
@@ -1202,11 +1241,12 @@ fn every_kind_of_change_in_one_sequence() {
         "override removed",
         "override written",
         "embargo lifted",
-        "edited",
         "deleted",
     ] {
         assert_eq!(tally.kinds.get(k), Some(&1), "{k}: {tally:?}");
     }
+    // A correction, a new slug, and a draft made and unmade.
+    assert_eq!(tally.kinds.get("edited"), Some(&4), "{tally:?}");
     // per_page, then the feeds and the PDFs switched off and on again.
     assert_eq!(
         tally.kinds.get("configuration changed"),
