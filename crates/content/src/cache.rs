@@ -127,14 +127,47 @@ pub fn metadata_of(paths: &[impl AsRef<Path> + Sync]) -> Vec<Option<std::fs::Met
 #[derive(Debug, Default)]
 pub struct LoadCache {
     config: u128,
-    entries: crate::fast::HashMap<std::ffi::OsString, (Stamp, Statement)>,
+    entries: EntryMap,
 }
 
 #[derive(Deserialize)]
 struct Owned {
     version: String,
     config: u128,
-    entries: Vec<(PathBuf, Stamp, Statement)>,
+    entries: Entries,
+}
+
+type EntryMap = crate::fast::HashMap<std::ffi::OsString, (Stamp, Statement)>;
+
+/// The cached statements, decoded straight into the map a run looks them up in:
+/// a statement is hundreds of bytes, and going through a vector first (grown
+/// step by step, as serde does for a length it does not trust) copied the
+/// whole corpus three times more.
+struct Entries(EntryMap);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sequence of (path, stamp, statement)")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Entries, A::Error> {
+                // A damaged length reserves at most this many.
+                let mut map = EntryMap::default();
+                map.reserve(seq.size_hint().unwrap_or(0).min(1 << 17));
+                while let Some((p, st, s)) = seq.next_element::<(PathBuf, Stamp, Statement)>()? {
+                    map.insert(p.into_os_string(), (st, s));
+                }
+                Ok(Entries(map))
+            }
+        }
+        d.deserialize_seq(Visit)
+    }
 }
 
 #[derive(Serialize)]
@@ -158,11 +191,7 @@ impl LoadCache {
         match postcard::from_bytes::<Owned>(bytes) {
             Ok(o) if o.version == env!("CARGO_PKG_VERSION") => LoadCache {
                 config: o.config,
-                entries: o
-                    .entries
-                    .into_iter()
-                    .map(|(p, st, s)| (p.into_os_string(), (st, s)))
-                    .collect(),
+                entries: o.entries.0,
             },
             _ => LoadCache::default(),
         }

@@ -151,30 +151,30 @@ pub fn load_cached(
     link_problems.extend(walk(root, &content.join("assets"))?.problems);
     cache.retain_valid(&config);
     // Stamped before reading: an edit made meanwhile changes the stamp, so the
-    // next run reads the file again.
-    let with_stamps: Vec<(&PathBuf, PathBuf, Option<Stamp>, Option<Statement>)> = files
-        .iter()
-        .map(|path| {
-            let show = shown(root, path);
-            let stamp = stamped
-                .get(path.as_os_str())
-                .copied()
-                .or_else(|| std::fs::metadata(path).ok().map(|m| Stamp::of(&m)));
-            let cached = stamp.and_then(|st| cache.take(&show, path, st));
-            (path, show, stamp, cached)
-        })
-        .collect();
-    let stamps: Stamps = with_stamps
-        .iter()
-        .filter_map(|(_, show, st, _)| Some((show.clone().into_os_string(), (*st)?)))
-        .collect();
-    let read = with_stamps.iter().filter(|(.., c)| c.is_none()).count();
-    let parsed: Vec<Result<Statement, Vec<Diagnostic>>> = with_stamps
+    // next run reads the file again. Cached statements are moved once, into
+    // `statements`; only the others are read, side by side.
+    let mut statements: Vec<Statement> = Vec::with_capacity(files.len());
+    let mut stamps = Stamps::default();
+    stamps.reserve(files.len());
+    let mut to_read: Vec<(&PathBuf, PathBuf)> = Vec::new();
+    for path in &files {
+        let show = shown(root, path);
+        let stamp = stamped
+            .get(path.as_os_str())
+            .copied()
+            .or_else(|| std::fs::metadata(path).ok().map(|m| Stamp::of(&m)));
+        if let Some(st) = stamp {
+            stamps.insert(show.clone().into_os_string(), st);
+        }
+        match stamp.and_then(|st| cache.take(&show, path, st)) {
+            Some(s) => statements.push(s),
+            None => to_read.push((path, show)),
+        }
+    }
+    let read = to_read.len();
+    let parsed: Vec<Result<Statement, Vec<Diagnostic>>> = to_read
         .into_par_iter()
-        .map(|(path, show, _, cached)| {
-            if let Some(s) = cached {
-                return Ok(s);
-            }
+        .map(|(path, show)| {
             let rel = path.strip_prefix(&dir).unwrap_or(path);
             match read_bounded(path) {
                 Ok(bytes) => statement::parse_file(&config, rel, &show, &bytes),
@@ -188,26 +188,30 @@ pub fn load_cached(
         })
         .collect();
     let mut problems = link_problems;
-    let mut statements = Vec::new();
     for p in parsed {
         match p {
             Ok(s) => statements.push(s),
             Err(d) => problems.extend(d),
         }
     }
-    // Two files that would publish at the same address.
+    // Two files that would publish at the same address (named in path order).
     let mut seen: HashMap<(&str, &str, &str), &Statement> = HashMap::new();
     for s in &statements {
         let key = (s.year.as_str(), s.slug.as_str(), s.lang.as_str());
-        if let Some(first) = seen.get(&key) {
+        if let Some(&other) = seen.get(&key) {
+            let (first, second) = if other.path <= s.path {
+                (other, s)
+            } else {
+                (s, other)
+            };
             problems.push(Diagnostic::file(
                 "duplicate",
-                &s.path,
+                &second.path,
                 format!(
                     "duplicate slug: {} and {} both publish {}",
                     first.path.display(),
-                    s.path.display(),
-                    s.page_path()
+                    second.path.display(),
+                    second.page_path()
                 ),
                 "give one of them another file name or `slug`",
             ));
@@ -226,7 +230,8 @@ pub fn load_cached(
             .position(|x| x == l)
             .unwrap_or(usize::MAX)
     };
-    // Sorted by index, then moved once: a statement is hundreds of bytes.
+    // Sorted by index, then put in place by swaps along the permutation's
+    // cycles: a statement is hundreds of bytes, and no second vector is made.
     let mut order: Vec<usize> = (0..statements.len()).collect();
     order.sort_by(|&a, &b| {
         let (a, b) = (&statements[a], &statements[b]);
@@ -236,8 +241,7 @@ pub fn load_cached(
             .then_with(|| a.id.cmp(&b.id))
             .then_with(|| lang_rank(&a.lang).cmp(&lang_rank(&b.lang)))
     });
-    let mut slots: Vec<Option<Statement>> = statements.into_iter().map(Some).collect();
-    let statements: Vec<Statement> = order.into_iter().filter_map(|i| slots[i].take()).collect();
+    permute(&mut statements, order);
     Ok(Loaded {
         corpus: Corpus {
             root: root.to_path_buf(),
@@ -247,6 +251,27 @@ pub fn load_cached(
         stamps,
         read,
     })
+}
+
+/// Reorder `items` so that position `i` holds what was at `order[i]` (`order`
+/// a permutation), by swaps: each item moves at most once into its place.
+fn permute<T>(items: &mut [T], mut order: Vec<usize>) {
+    const DONE: usize = usize::MAX;
+    for i in 0..items.len() {
+        if order[i] == DONE {
+            continue;
+        }
+        let mut j = i;
+        loop {
+            let k = order[j];
+            order[j] = DONE;
+            if k == i {
+                break;
+            }
+            items.swap(j, k);
+            j = k;
+        }
+    }
 }
 
 /// What [`load_cached`] returns.
@@ -304,4 +329,29 @@ impl Corpus {
 pub mod fast {
     pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
     pub type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::permute;
+
+    /// Every position gets what the order names, for permutations with one
+    /// cycle, several, fixed points, and none at all.
+    #[test]
+    fn permute_follows_the_order() {
+        let orders: [&[usize]; 5] = [
+            &[],
+            &[0],
+            &[2, 0, 1],
+            &[1, 0, 3, 2, 4],
+            &[4, 3, 2, 1, 0, 5, 7, 6],
+        ];
+        for order in orders {
+            let items: Vec<String> = (0..order.len()).map(|i| format!("s{i}")).collect();
+            let mut moved = items.clone();
+            permute(&mut moved, order.to_vec());
+            let expected: Vec<String> = order.iter().map(|&k| items[k].clone()).collect();
+            assert_eq!(moved, expected, "order {order:?}");
+        }
+    }
 }
