@@ -275,9 +275,23 @@ impl<'a> Feeds<'a> {
                 report.files.push(path);
             }
         }
-        // Rendered side by side: each entry's HTML is made once, by whichever
-        // document needs it first (see `Item::html`).
+        // Each entry's HTML is made once (see `Item::html`), first, one entry at a
+        // time side by side: rendered document by document, the three formats of
+        // one document waited on each other's entries, and a few documents of 50
+        // entries each kept one core busy for most of an incremental run.
         use rayon::prelude::*;
+        let mut entries: Vec<&model::Item<'_>> = Vec::new();
+        let mut seen = herald_content::fast::HashSet::default();
+        for (d, _, _) in &todo {
+            for &i in &docs[*d].items {
+                if seen.insert(std::ptr::from_ref(i)) {
+                    entries.push(i);
+                }
+            }
+        }
+        entries.par_iter().for_each(|i| {
+            i.html();
+        });
         todo.par_iter().try_for_each(|(d, kind, path)| {
             let bytes = encode(&docs[*d], *kind)?;
             put(path, &bytes)
