@@ -62,8 +62,10 @@ pub fn place_swapping(
     {
         use rustix::fs::{CWD, RenameFlags, renameat_with};
         // Any failure (no old file, a file system without exchange, another
-        // device) leaves both in place: then an ordinary place.
-        if renameat_with(CWD, &*staged, CWD, target, RenameFlags::EXCHANGE).is_ok() {
+        // device) leaves both in place: then an ordinary place. A folder where
+        // the file should be is never swapped out: placing reports it.
+        let is_dir = fs::symlink_metadata(target).is_ok_and(|m| m.is_dir());
+        if !is_dir && renameat_with(CWD, &*staged, CWD, target, RenameFlags::EXCHANGE).is_ok() {
             return Ok(Some(staged));
         }
     }
@@ -125,6 +127,11 @@ mod tests {
         }
         let left: Vec<_> = fs::read_dir(dir.path())?.collect();
         assert_eq!(left.len(), 1, "only the folder a/ is left: {left:?}");
+        // A folder in the way is an error, as with a plain place, not swapped out.
+        let folder = dir.path().join("a/folder");
+        fs::create_dir_all(folder.join("inside"))?;
+        assert!(place_swapping(stage(dir.path(), b"x")?, &folder).is_err());
+        assert!(folder.join("inside").is_dir());
         Ok(())
     }
 
