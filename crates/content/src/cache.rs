@@ -69,7 +69,7 @@ pub fn metadata_of(paths: &[impl AsRef<Path> + Sync]) -> Vec<Option<std::fs::Met
     use rayon::prelude::*;
     use std::ffi::OsStr;
     let by_path = |p: &Path| std::fs::metadata(p).ok();
-    // Positions by folder, in first-seen order.
+    // The positions of `paths`, by folder.
     let mut folders: crate::fast::HashMap<&Path, Vec<usize>> = Default::default();
     for (i, p) in paths.iter().enumerate() {
         let p = p.as_ref();

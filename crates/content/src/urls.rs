@@ -49,7 +49,7 @@ impl Paths {
     }
 
     /// `.herald/public-dirs`: the stamps of `public/`'s folders as the last
-    /// publish left them (see herald's `output::DirStamps`).
+    /// publish left them (see herald's `dirs::DirStamps`).
     pub fn dir_stamps(&self) -> PathBuf {
         self.state.join("public-dirs")
     }

@@ -242,11 +242,11 @@ pub(crate) struct Group<'a> {
     pub items: Vec<&'a Item<'a>>,
 }
 
-/// One feed per language (even an empty one: the site links it), one per topic
-/// and language that has entries.
 /// A language's items, and its items by topic.
 type LangGroups<'a> = (Vec<&'a Item<'a>>, BTreeMap<&'a str, Vec<&'a Item<'a>>>);
 
+/// One feed per language (even an empty one: the site links it), one per topic
+/// and language that has entries.
 pub(crate) fn groups<'a>(config: &'a Config, items: &'a [Item<'a>]) -> Vec<Group<'a>> {
     // One pass over the items: a language's topics in name order.
     let mut by_lang: HashMap<&str, LangGroups<'a>> = HashMap::new();

@@ -496,8 +496,8 @@ fn render(
     })
 }
 
-/// What the ledger says of earlier runs: read on its own thread while the
-/// content loads.
+/// What the ledger says of earlier runs: read on its own thread from the start
+/// of a run (see [`HistoryReader`]).
 struct Earlier {
     /// The files the last run recorded.
     previous: Vec<Output>,
@@ -626,7 +626,8 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport, Error> {
     tracing::debug!("inputs read in {} ms", t0.elapsed().as_millis());
     // Validation first: nothing is written while any statement is invalid. Files
     // unchanged since the last run come from the load cache, not read or parsed.
-    // The ledger's history does not depend on the content: it is read beside it.
+    // The ledger's history (`history`, reading since the run began) does not
+    // depend on the content: it is joined once the content is loaded.
     let loaded = {
         let cache = std::fs::read(paths.load_cache())
             .map(|b| herald_content::LoadCache::decode(&b))
