@@ -425,31 +425,45 @@ pub fn coverage_key(salt: u128, s: &Statement) -> u128 {
 /// when something renders.
 fn pdf(ctx: &Ctx<'_>, flow: &mut Flow) -> Result<(), Error> {
     let salt = ctx.settings.pdf_salt(&ctx.corpus.config);
+    // Each statement's key and reuse offer side by side: thirteen thousand paths
+    // and keys are most of an edit's PDF stage, and nothing else runs yet.
+    let offers: Vec<Result<(&Statement, String, Option<u64>), Error>> = ctx
+        .due
+        .par_iter()
+        .map(|&s| {
+            let path = urls::pdf(s);
+            let key = herald_content::key::KeyHasher::new("pdf-file")
+                .key(salt)
+                .key(s.key())
+                .finish();
+            // The size comes from the ledger; a ledger from before sizes has the
+            // file looked at once.
+            let size = || {
+                ctx.sink.size(&path).or_else(|| {
+                    ctx.paths
+                        .public
+                        .join(&path)
+                        .metadata()
+                        .ok()
+                        .map(|m| m.len())
+                })
+            };
+            let kept = if ctx.sink.reuse(&path, key)? {
+                size()
+            } else {
+                None
+            };
+            Ok((s, path, kept))
+        })
+        .collect();
     let mut todo: Vec<&Statement> = Vec::new();
-    for s in ctx.due {
-        let path = urls::pdf(s);
-        let key = herald_content::key::KeyHasher::new("pdf-file")
-            .key(salt)
-            .key(s.key())
-            .finish();
-        // The size comes from the ledger; a ledger from before sizes has the file
-        // looked at once.
-        let size = || {
-            ctx.sink.size(&path).or_else(|| {
-                ctx.paths
-                    .public
-                    .join(&path)
-                    .metadata()
-                    .ok()
-                    .map(|m| m.len())
-            })
-        };
-        if ctx.sink.reuse(&path, key)?
-            && let Some(n) = size()
-        {
-            flow.pdf_sizes.insert(path, n);
-        } else {
-            todo.push(s);
+    flow.pdf_sizes.reserve(offers.len());
+    for offer in offers {
+        match offer? {
+            (_, path, Some(n)) => {
+                flow.pdf_sizes.insert(path, n);
+            }
+            (s, _, None) => todo.push(s),
         }
     }
     if todo.is_empty() {
@@ -599,7 +613,7 @@ fn previews(
         herald_preview::Renderer::new(style.clone()).map_err(|e| channel_err("site", e))?;
     let texts: Vec<(String, String)> = ctx
         .due
-        .iter()
+        .par_iter()
         .map(|s| {
             let mut date = herald_site::long_date(&s.lang, &s.meta.date);
             if let Some(place) = &s.meta.place {
@@ -609,25 +623,35 @@ fn previews(
             (s.meta.issuers.join(", "), date)
         })
         .collect();
-    let mut map = herald_content::fast::HashMap::default();
-    map.reserve(ctx.due.len());
-    let mut todo: Vec<(usize, String)> = Vec::new();
-    for (i, s) in ctx.due.iter().enumerate() {
-        let card = preview_card(ctx.corpus, s, &texts[i].0, &texts[i].1);
-        let card_key = renderer.key(&card);
-        let path = format!("{}preview-{card_key:016x}.png", urls::page(s));
-        // Named by the card's key: the same name is the same picture.
-        if !ctx.sink.reuse(&path, u128::from(card_key))? {
-            todo.push((i, path.clone()));
-        }
-        map.insert(
-            urls::page(s),
-            herald_site::PreviewImage {
+    // Keys and reuse offers side by side, as for the PDFs.
+    let offers: Vec<Result<(String, herald_site::PreviewImage, bool), Error>> = ctx
+        .due
+        .par_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let card = preview_card(ctx.corpus, s, &texts[i].0, &texts[i].1);
+            let card_key = renderer.key(&card);
+            let page = urls::page(s);
+            let path = format!("{page}preview-{card_key:016x}.png");
+            // Named by the card's key: the same name is the same picture.
+            let kept = ctx.sink.reuse(&path, u128::from(card_key))?;
+            let image = herald_site::PreviewImage {
                 path,
                 width: herald_preview::WIDTH,
                 height: herald_preview::HEIGHT,
-            },
-        );
+            };
+            Ok((page, image, kept))
+        })
+        .collect();
+    let mut map = herald_content::fast::HashMap::default();
+    map.reserve(ctx.due.len());
+    let mut todo: Vec<(usize, String)> = Vec::new();
+    for (i, offer) in offers.into_iter().enumerate() {
+        let (page, image, kept) = offer?;
+        if !kept {
+            todo.push((i, image.path.clone()));
+        }
+        map.insert(page, image);
     }
     todo.par_iter().try_for_each(|(i, path)| {
         if ctx.sink.is_cancelled() {
