@@ -1209,6 +1209,12 @@ fn every_kind_of_change_in_one_sequence() {
             file: 0,
             change: Edit::Updated(3),
         },
+        // A body edit alone: the feeds take every other entry's HTML from the
+        // JSON documents they replace, never this one's.
+        Op::Edit {
+            file: 3,
+            change: Edit::Body(vec![2, 7, 5]),
+        },
         Op::Edit {
             file: 1,
             change: Edit::Slug(Some(2)),
@@ -1245,8 +1251,8 @@ fn every_kind_of_change_in_one_sequence() {
     ] {
         assert_eq!(tally.kinds.get(k), Some(&1), "{k}: {tally:?}");
     }
-    // A correction, a new slug, and a draft made and unmade.
-    assert_eq!(tally.kinds.get("edited"), Some(&4), "{tally:?}");
+    // A correction, a body, a new slug, and a draft made and unmade.
+    assert_eq!(tally.kinds.get("edited"), Some(&5), "{tally:?}");
     // per_page, then the feeds and the PDFs switched off and on again.
     assert_eq!(
         tally.kinds.get("configuration changed"),

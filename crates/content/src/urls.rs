@@ -171,6 +171,15 @@ pub trait Sink: Sync {
     fn reuse(&self, _path: &str, _key: u128) -> std::io::Result<bool> {
         Ok(false)
     }
+
+    /// The bytes an earlier run recorded at `path`, when the file in place still
+    /// holds exactly those bytes: a channel may take parts of it over instead of
+    /// making them again (the feeds take unchanged entries' HTML). `None` when
+    /// there is no such file, it changed since, or this run renders everything
+    /// again. The default knows of no earlier run.
+    fn previous(&self, _path: &str) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// A sink that keeps everything in memory: for tests and previews.

@@ -2,7 +2,7 @@
 //! format's own pagination.
 
 use herald_content::urls::FeedKind;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::EncodeError;
 use crate::model::Doc;
@@ -57,6 +57,45 @@ struct Item<'a> {
     language: &'a str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     attachments: Vec<Attachment<'a>>,
+    /// herald's own extension (JSON Feed allows `_` names): see [`Herald`].
+    #[serde(rename = "_herald")]
+    herald: Herald,
+}
+
+/// `"_herald": {"html_key": ...}`: a digest of everything `content_html` is made
+/// from (see `Item::html_key`). A reader may take a changed key as a possibly
+/// changed body; herald takes an unchanged one as leave to keep the HTML.
+#[derive(Serialize, Deserialize)]
+struct Herald {
+    html_key: String,
+}
+
+/// What a later run reads back of a JSON Feed document herald wrote.
+#[derive(Deserialize)]
+struct Written {
+    items: Vec<WrittenItem>,
+}
+
+#[derive(Deserialize)]
+struct WrittenItem {
+    content_html: String,
+    #[serde(rename = "_herald")]
+    herald: Option<Herald>,
+}
+
+/// Each entry's HTML in a JSON Feed document herald wrote, by its HTML key.
+/// Nothing from a document that does not parse: its entries are made again.
+pub(crate) fn html_by_key(bytes: &[u8]) -> herald_content::fast::HashMap<u128, String> {
+    let Ok(doc) = serde_json::from_slice::<Written>(bytes) else {
+        return Default::default();
+    };
+    doc.items
+        .into_iter()
+        .filter_map(|i| {
+            let key = u128::from_str_radix(&i.herald?.html_key, 16).ok()?;
+            Some((key, i.content_html))
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -131,6 +170,9 @@ pub(crate) fn write(doc: &Doc<'_>) -> Result<Vec<u8>, EncodeError> {
                             size_in_bytes: *len,
                         })
                         .collect(),
+                    herald: Herald {
+                        html_key: format!("{:032x}", item.html_key()),
+                    },
                 }
             })
             .collect(),

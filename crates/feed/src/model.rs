@@ -141,6 +141,23 @@ impl Item<'_> {
         })
     }
 
+    /// Everything the item's HTML is made from: the statement's version and
+    /// where its links point. Equal keys, equal HTML; the JSON Feed carries it,
+    /// so a later run takes the HTML over instead of making it again.
+    pub fn html_key(&self) -> u128 {
+        herald_content::key::KeyHasher::new("feed-html")
+            .key(self.s.key())
+            .str(self.base)
+            .str(self.url())
+            .finish()
+    }
+
+    /// The HTML an earlier run made under the same [`Item::html_key`].
+    pub fn take_html(&self, html: String) {
+        // Set once: an item in two replaced documents takes the first.
+        let _ = self.html.set(html);
+    }
+
     /// Everything this item shows, as a render key.
     pub fn render_key(&self) -> u128 {
         *self.render_key.get_or_init(|| {

@@ -499,3 +499,59 @@ fn links_inside_content_are_absolute() {
         assert!(!html.contains(relative), "{relative} in {html}");
     }
 }
+
+/// A sink that hands back, as the earlier run's files, the documents given.
+struct Earlier {
+    earlier: std::collections::BTreeMap<String, Vec<u8>>,
+    written: herald_content::MemorySink,
+}
+
+impl herald_content::Sink for Earlier {
+    fn put(&self, path: &str, bytes: &[u8]) -> std::io::Result<()> {
+        self.written.put(path, bytes)
+    }
+
+    fn previous(&self, path: &str) -> Option<Vec<u8>> {
+        self.earlier.get(path).cloned()
+    }
+}
+
+/// An entry whose HTML key is unchanged takes its HTML from the JSON document
+/// being replaced, in every format; one whose key differs is made again.
+#[test]
+fn unchanged_entries_take_their_html_from_the_replaced_json_document() {
+    let corpus = corpus();
+    let (_, files) = render_all(&corpus, now());
+    let path = "en/feed.json";
+    let mut doc: serde_json::Value = serde_json::from_slice(&files[path]).unwrap();
+    let items = doc["items"].as_array_mut().unwrap();
+    assert!(items.len() >= 2, "two entries to work with");
+    let key = items[0]["_herald"]["html_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(key.len(), 32, "{key}");
+    items[0]["content_html"] = "<p>taken over</p>".into();
+    // Another key: this entry's HTML is not the one written.
+    items[1]["content_html"] = "<p>stale</p>".into();
+    items[1]["_herald"]["html_key"] = format!("{:032x}", 7).into();
+    let sink = Earlier {
+        earlier: [(path.to_string(), serde_json::to_vec(&doc).unwrap())].into(),
+        written: herald_content::MemorySink::default(),
+    };
+    let input = FeedInput {
+        settings: None,
+        corpus: &corpus,
+        now: now(),
+        entries: entries(&corpus, now()),
+    };
+    render(&input, &sink).unwrap();
+    let again = sink.written.into_files();
+    for name in ["en/feed.json", "en/atom.xml", "en/rss.xml"] {
+        let t = text(&again[name]);
+        assert!(t.contains("taken over"), "{name} made the HTML again");
+        assert!(!t.contains("stale"), "{name} took HTML under another key");
+    }
+    // The other documents had nothing to take: as before.
+    assert_eq!(again["ru/feed.json"], files["ru/feed.json"]);
+}

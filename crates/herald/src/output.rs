@@ -381,6 +381,19 @@ impl Sink for AtomicSink {
     fn put(&self, path: &str, bytes: &[u8]) -> io::Result<()> {
         self.put_changed(path, bytes).map(|_| ())
     }
+
+    fn previous(&self, path: &str) -> Option<Vec<u8>> {
+        // A rebuild makes everything again, from the content alone.
+        if !self.reuse || self.is_cancelled() {
+            return None;
+        }
+        let rel = checked(path).ok()?;
+        let i = self.by_path.get(&self.previous, path)?;
+        let bytes = fs::read(self.root.join(rel)).ok()?;
+        // Only what herald wrote: a file changed by hand since is not taken over.
+        let digest = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
+        (digest == self.previous[i].digest).then_some(bytes)
+    }
 }
 
 impl AtomicSink {
@@ -486,6 +499,10 @@ impl Sink for Tally<'_> {
             st.0.unchanged += 1;
         }
         Ok(kept)
+    }
+
+    fn previous(&self, path: &str) -> Option<Vec<u8>> {
+        self.sink.previous(path)
     }
 
     fn put(&self, path: &str, bytes: &[u8]) -> io::Result<()> {
@@ -670,6 +687,45 @@ mod tests {
         assert_eq!(remove_stale(&public, &delta.removed)?, 1);
         assert!(!public.join("gone.html").exists());
         assert!(public.join("d.html").exists(), "kept by its key");
+        Ok(())
+    }
+
+    /// The earlier run's bytes are handed out only while the file holds exactly
+    /// what the ledger recorded, and never to a rebuild.
+    #[test]
+    fn previous_bytes_only_as_recorded() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let public = dir.path().join("public");
+        let tmp = dir.path().join("tmp");
+        let recorded = |path: &str, bytes: &[u8]| Output {
+            path: path.into(),
+            digest: format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes)),
+            key: Some(1),
+            size: Some(bytes.len() as u64),
+            sha256: None,
+        };
+        put_and_commit(&public, &tmp, "kept.json", b"as written")?;
+        put_and_commit(&public, &tmp, "edited.json", b"as written")?;
+        fs::write(public.join("edited.json"), b"edited by hand")?;
+        let previous = || {
+            vec![
+                recorded("kept.json", b"as written"),
+                recorded("edited.json", b"as written"),
+            ]
+        };
+        let sink = AtomicSink::new(&public, &tmp, false)?.with_previous(previous(), true, true);
+        assert_eq!(
+            sink.previous("kept.json").as_deref(),
+            Some(&b"as written"[..])
+        );
+        assert_eq!(sink.previous("edited.json"), None, "changed since");
+        assert_eq!(sink.previous("never.json"), None, "not recorded");
+        let rebuild = AtomicSink::new(&public, &tmp, false)?.with_previous(previous(), true, false);
+        assert_eq!(
+            rebuild.previous("kept.json"),
+            None,
+            "a rebuild takes nothing over"
+        );
         Ok(())
     }
 
