@@ -187,6 +187,9 @@ enum Setting {
     FeedOff(bool),
     /// `[pdf] enabled = false` (true) or the default (false).
     PdfOff(bool),
+    /// `base_url` under a path of this word (None: the sample's): every absolute
+    /// link moves, the feed entries' HTML with it.
+    BaseUrl(Option<u8>),
 }
 
 #[derive(Debug, Clone)]
@@ -220,20 +223,24 @@ struct Settings {
     topic_name: Option<String>,
     feed_off: bool,
     pdf_off: bool,
+    base_path: Option<String>,
 }
 
 impl Settings {
     fn herald_toml(&self, sample: &str) -> String {
         let mut text = String::new();
         for line in sample.lines() {
-            match (line, &self.title, &self.short_name) {
-                (l, Some(t), _) if l.starts_with("title = ") => {
+            match (line, &self.title, &self.short_name, &self.base_path) {
+                (l, Some(t), _, _) if l.starts_with("title = ") => {
                     let _ = writeln!(text, "title = \"UN Kazakhstan — {t}\"");
                 }
-                (l, _, Some(s)) if l.starts_with("short_name = ") => {
+                (l, _, Some(s), _) if l.starts_with("short_name = ") => {
                     let _ = writeln!(text, "short_name = \"UN {s}\"");
                 }
-                (l, _, _) => {
+                (l, _, _, Some(p)) if l.starts_with("base_url = ") => {
+                    let _ = writeln!(text, "base_url = \"https://statements.example.org/{p}/\"");
+                }
+                (l, _, _, _) => {
                     let _ = writeln!(text, "{l}");
                 }
             }
@@ -520,6 +527,10 @@ impl Model {
                     Setting::PdfOff(off) => {
                         s.pdf_off = *off;
                         format!("[pdf] enabled = {}", !off)
+                    }
+                    Setting::BaseUrl(w) => {
+                        s.base_path = word(w);
+                        format!("base_url under {:?}", s.base_path)
                     }
                 };
                 changes.push(Change::Write(
@@ -1123,6 +1134,7 @@ fn op() -> impl Strategy<Value = Op> {
         word.clone().prop_map(Setting::Title),
         prop::option::of(1usize..=3).prop_map(Setting::PerPage),
         word.clone().prop_map(Setting::ShortName),
+        word.clone().prop_map(Setting::BaseUrl),
         word.prop_map(Setting::TopicName),
         any::<bool>().prop_map(Setting::FeedOff),
         any::<bool>().prop_map(Setting::PdfOff),
@@ -1205,6 +1217,9 @@ fn every_kind_of_change_in_one_sequence() {
         Op::Lift,
         Op::Config(Setting::FeedOff(false)),
         Op::Config(Setting::PdfOff(false)),
+        // Every page and feed entry links elsewhere: the feeds make all their
+        // HTML again (its key holds the base URL).
+        Op::Config(Setting::BaseUrl(Some(5))),
         Op::Edit {
             file: 0,
             change: Edit::Updated(3),
@@ -1253,10 +1268,10 @@ fn every_kind_of_change_in_one_sequence() {
     }
     // A correction, a body, a new slug, and a draft made and unmade.
     assert_eq!(tally.kinds.get("edited"), Some(&5), "{tally:?}");
-    // per_page, then the feeds and the PDFs switched off and on again.
+    // per_page, the feeds and the PDFs switched off and on again, base_url.
     assert_eq!(
         tally.kinds.get("configuration changed"),
-        Some(&5),
+        Some(&6),
         "{tally:?}"
     );
 }
