@@ -85,6 +85,24 @@ impl Xml {
     }
 }
 
+/// The bytes [`escape_text_into`] looks at more closely: markup, `\r`, the
+/// controls it drops, and the lead bytes of the characters it drops.
+static ATTENTION: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = b != 0x09 && b != 0x0A;
+        b += 1;
+    }
+    t[b'&' as usize] = true;
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[0x7F] = true;
+    t[0xC2] = true;
+    t[0xEF] = true;
+    t
+};
+
 /// Append `s` as XML element text: `&`, `<`, `>` escaped, `\r` as `&#13;` (which XML
 /// would otherwise turn into `\n`), and the characters [`clean`] drops dropped. One
 /// pass over the bytes; runs of ordinary text are copied whole.
@@ -94,6 +112,12 @@ pub(crate) fn escape_text_into(out: &mut Vec<u8>, s: &str) {
     let mut run = 0;
     let mut i = 0;
     while i < bytes.len() {
+        // Ordinary bytes are skipped by a table look-up: the escaped HTML of the
+        // entries is most of a feed's bytes.
+        if !ATTENTION[usize::from(bytes[i])] {
+            i += 1;
+            continue;
+        }
         let b = bytes[i];
         // (replacement, bytes consumed); most bytes need neither.
         let special: Option<(&[u8], usize)> = match b {
