@@ -420,6 +420,10 @@ pub fn coverage_key(salt: u128, s: &Statement) -> u128 {
         .finish()
 }
 
+/// A due statement, its PDF's path, and the size of the PDF kept by its key
+/// (`None`: it renders).
+type PdfOffer<'a> = (&'a Statement, String, Option<u64>);
+
 /// Render the PDFs whose render key changed (a new version, a new configuration,
 /// or a file gone missing); keep the others as they are. Fonts are parsed only
 /// when something renders.
@@ -427,7 +431,7 @@ fn pdf(ctx: &Ctx<'_>, flow: &mut Flow) -> Result<(), Error> {
     let salt = ctx.settings.pdf_salt(&ctx.corpus.config);
     // Each statement's key and reuse offer side by side: thirteen thousand paths
     // and keys are most of an edit's PDF stage, and nothing else runs yet.
-    let offers: Vec<Result<(&Statement, String, Option<u64>), Error>> = ctx
+    let offers: Vec<Result<PdfOffer<'_>, Error>> = ctx
         .due
         .par_iter()
         .map(|&s| {
