@@ -112,6 +112,40 @@ fn add_one(dir: &Path, run: usize) -> Result<(), String> {
     std::fs::write(&file, text).map_err(|e| e.to_string())
 }
 
+/// Seconds for coreutils' `sha256sum` to read and hash every statement file: no
+/// herald code, so it tells how fast the machine is during this bench. On this
+/// shared VM that varies more than two-fold from one hour to the next, and
+/// herald's figures are only comparable next to it.
+fn reference(dir: &Path) -> Result<f64, String> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.join("content/statements")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
+            let p = e.map_err(|e| e.to_string())?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    let _ = Command::new("sync").status();
+    let t = Instant::now();
+    for chunk in files.chunks(2_000) {
+        let out = Command::new("sha256sum")
+            .args(chunk)
+            .output()
+            .map_err(|e| format!("sha256sum: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "sha256sum: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
 /// Timings of one table row, over the runs.
 #[derive(Default)]
 struct Row {
@@ -156,17 +190,23 @@ fn bench_size(bin: &Path, n: usize, runs: usize) -> Result<(usize, Vec<(String, 
     for run in 0..runs {
         let dir = std::env::temp_dir().join(format!("herald-bench-{n}-{run}"));
         files = corpus(n, &dir, false)?;
+        add(
+            0,
+            "machine reference: sha256sum of the statements".into(),
+            reference(&dir)?,
+            f64::NAN,
+        );
         let check = time(bin, &dir, &["check"])?;
-        add(0, "check".into(), check.secs, check.peak_mb);
+        add(1, "check".into(), check.secs, check.peak_mb);
         let cold = time(bin, &dir, &["publish", "--now", now])?;
         add(
-            1,
+            2,
             "cold publish, all channels".into(),
             cold.secs,
             cold.peak_mb,
         );
         for (k, (channel, secs)) in cold.channels.iter().enumerate() {
-            add(2 + k, format!("  of which {channel}"), *secs, f64::NAN);
+            add(3 + k, format!("  of which {channel}"), *secs, f64::NAN);
         }
         let settled = time(bin, &dir, &["publish", "--now", now])?;
         add(
