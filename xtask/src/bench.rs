@@ -118,15 +118,10 @@ fn add_one(dir: &Path, run: usize) -> Result<(), String> {
 /// herald's figures are only comparable next to it.
 fn reference(dir: &Path) -> Result<f64, String> {
     let mut files = Vec::new();
-    let mut stack = vec![dir.join("content/statements")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
-            let p = e.map_err(|e| e.to_string())?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                files.push(p);
-            }
+    for e in walkdir::WalkDir::new(dir.join("content/statements")) {
+        let e = e.map_err(|e| format!("reference: {e}"))?;
+        if e.file_type().is_file() {
+            files.push(e.into_path());
         }
     }
     let _ = Command::new("sync").status();
